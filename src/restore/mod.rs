@@ -1,1 +1,4 @@
-//! placeholder
+//! The restoration algorithm, model-agnostic. So far: the degradation operators `A` whose
+//! measurements the guidance matches.
+
+pub mod operators;

@@ -1,0 +1,1444 @@
+//! WAV reading and writing.
+//!
+//! Reading first walks the RIFF chunks itself (cheap, header only) so that every kind of bad
+//! input gets its own error with a useful message — hound reports most of them as a generic
+//! "format error", and it never compares the data chunk's declared length with the file size
+//! (a truncated file only shows up as an I/O error in the middle of the sample iterator).
+//! Then hound decodes the samples.
+//!
+//! Integer samples map to floats by dividing by 2^(bits-1) (8-bit files are unsigned on disk;
+//! hound re-centres them). Writing multiplies back, rounds to nearest and clamps to the
+//! integer range, so integer files round-trip bit-exactly; float files are written as is.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{AudioClip, AudioError, WavFormat, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+
+const TAG_PCM: u16 = 0x0001;
+const TAG_FLOAT: u16 = 0x0003;
+const TAG_EXTENSIBLE: u16 = 0xFFFE;
+/// The bytes after the leading format tag in every `KSDATAFORMAT_SUBTYPE_*` GUID.
+const KSDATAFORMAT_TAIL: [u8; 14] = [
+    0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
+];
+
+/// What the header scan learned about a file that looks readable.
+#[derive(Debug)]
+struct Header {
+    format: WavFormat,
+    channels: u16,
+    sample_rate: u32,
+    frames: u64,
+}
+
+/// Read a WAV file into a planar clip, and report the format it was stored in.
+///
+/// Errors (see [`AudioError`]): `Io` (cannot open/read), `NotWav`, `Truncated` (the data
+/// chunk claims more bytes than the file has), `Empty`, `UnsupportedEncoding`,
+/// `BadSampleRate` (outside 8–384 kHz), `NonFinite` (NaN/inf in a float file; the first one
+/// in time order is reported), `Malformed` (inconsistent header).
+pub fn read_wav(path: &Path) -> Result<(AudioClip, WavFormat), AudioError> {
+    let mut file = File::open(path).map_err(|e| io_err(path, "open the file for reading", e))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| io_err(path, "read the file's size", e))?
+        .len();
+    let header = scan_header(&mut file, file_len, path)?;
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| io_err(path, "read", e))?;
+
+    let mut reader = hound::WavReader::new(BufReader::with_capacity(1 << 16, file))
+        .map_err(|e| hound_read_err(path, e))?;
+    let spec = reader.spec();
+    let hound_float = spec.sample_format == hound::SampleFormat::Float;
+    if spec.channels != header.channels
+        || spec.sample_rate != header.sample_rate
+        || spec.bits_per_sample != header.format.bits_per_sample
+        || hound_float != header.format.float
+        || u64::from(reader.duration()) != header.frames
+    {
+        return Err(AudioError::Malformed {
+            path: path.to_owned(),
+            detail: format!(
+                "inconsistent header (decoder sees {} ch, {} Hz, {} bits, {} frames)",
+                spec.channels,
+                spec.sample_rate,
+                spec.bits_per_sample,
+                reader.duration()
+            ),
+        });
+    }
+
+    let n_ch = usize::from(header.channels);
+    let frames = header.frames as usize;
+    let mut channels: Vec<Vec<f32>> = (0..n_ch).map(|_| Vec::with_capacity(frames)).collect();
+    if header.format.float {
+        for (i, s) in reader.samples::<f32>().enumerate() {
+            let s = s.map_err(|e| hound_read_err(path, e))?;
+            let ch = i % n_ch;
+            if !s.is_finite() {
+                let frame = (i / n_ch) as u64;
+                return Err(AudioError::NonFinite {
+                    path: path.to_owned(),
+                    channel: ch,
+                    frame,
+                    seconds: frame as f64 / f64::from(header.sample_rate),
+                    value: s,
+                });
+            }
+            channels[ch].push(s);
+        }
+    } else {
+        let scale = 1.0 / (1u64 << (header.format.bits_per_sample - 1)) as f64;
+        for (i, s) in reader.samples::<i32>().enumerate() {
+            let s = s.map_err(|e| hound_read_err(path, e))?;
+            // Exact in f64 (power-of-two scale), then one rounding to f32.
+            channels[i % n_ch].push((f64::from(s) * scale) as f32);
+        }
+    }
+    if let Some(short) = channels.iter().map(Vec::len).find(|&n| n != frames) {
+        return Err(AudioError::Truncated {
+            path: path.to_owned(),
+            detail: format!(
+                "the header promises {frames} sample frames but only {short} could be read"
+            ),
+        });
+    }
+    Ok((
+        AudioClip {
+            sample_rate: header.sample_rate,
+            channels,
+        },
+        header.format,
+    ))
+}
+
+/// Write a clip as a WAV file in `format`, atomically.
+///
+/// The file is written to a temporary file in the target's directory
+/// (`.NAME.tmp-PID-N`), flushed to disk, then renamed over `path`; on any error the
+/// temporary file is removed and an existing `path` is left untouched.
+///
+/// Float samples are stored as they are for [`WavFormat::FLOAT32`]; for integer formats they
+/// are scaled by 2^(bits-1), rounded to nearest and clamped (so +1.0 becomes the largest
+/// integer). Refuses (before touching the disk): an unsupported format (`UnsupportedEncoding`),
+/// a sample rate outside 8–384 kHz (`BadSampleRate`), a non-finite sample (`NonFinite`), no
+/// channels / no frames / channels of different lengths / more than 4 GiB of data
+/// (`InvalidClip`).
+pub fn write_wav(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(), AudioError> {
+    validate_for_write(path, clip, format)?;
+    let spec = hound::WavSpec {
+        channels: clip.channels.len() as u16,
+        sample_rate: clip.sample_rate,
+        bits_per_sample: format.bits_per_sample,
+        sample_format: if format.float {
+            hound::SampleFormat::Float
+        } else {
+            hound::SampleFormat::Int
+        },
+    };
+    write_atomic(path, |out| {
+        let hound_err = |e: hound::Error| match e {
+            hound::Error::IoError(e) => io_err(path, "write", e),
+            other => io_err(path, "write", io::Error::other(other.to_string())),
+        };
+        let mut w = hound::WavWriter::new(out, spec).map_err(hound_err)?;
+        let frames = clip.num_frames();
+        if format.float {
+            for f in 0..frames {
+                for ch in &clip.channels {
+                    w.write_sample(ch[f]).map_err(hound_err)?;
+                }
+            }
+        } else {
+            let bits = format.bits_per_sample;
+            let scale = (1u64 << (bits - 1)) as f64;
+            let max = scale - 1.0;
+            let min = -scale;
+            for f in 0..frames {
+                for ch in &clip.channels {
+                    let v = (f64::from(ch[f]) * scale).round().clamp(min, max) as i32;
+                    w.write_sample(v).map_err(hound_err)?;
+                }
+            }
+        }
+        w.finalize().map_err(hound_err)
+    })
+}
+
+fn validate_for_write(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(), AudioError> {
+    let invalid = |reason: String| AudioError::InvalidClip {
+        path: path.to_owned(),
+        reason,
+    };
+    if !format.is_supported() {
+        return Err(AudioError::UnsupportedEncoding {
+            path: path.to_owned(),
+            encoding: format.to_string(),
+        });
+    }
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&clip.sample_rate) {
+        return Err(AudioError::BadSampleRate {
+            path: path.to_owned(),
+            rate: clip.sample_rate,
+        });
+    }
+    let n_ch = clip.channels.len();
+    if n_ch == 0 {
+        return Err(invalid("the clip has no channels".into()));
+    }
+    // The fmt chunk stores the frame size in a u16 and the byte rate in a u32 (and hound
+    // overflows on them instead of failing).
+    let frame_bytes = n_ch as u64 * u64::from(format.bits_per_sample / 8);
+    if frame_bytes > u64::from(u16::MAX)
+        || frame_bytes * u64::from(clip.sample_rate) > u64::from(u32::MAX)
+    {
+        return Err(invalid(format!(
+            "{n_ch} channels of {format} at {} Hz do not fit in a WAV header; write fewer channels",
+            clip.sample_rate
+        )));
+    }
+    let frames = clip.num_frames();
+    if let Some((i, ch)) = clip
+        .channels
+        .iter()
+        .enumerate()
+        .find(|(_, ch)| ch.len() != frames)
+    {
+        return Err(invalid(format!(
+            "channel {} has {} samples but channel 1 has {frames}; all channels must have the same length",
+            i + 1,
+            ch.len()
+        )));
+    }
+    if frames == 0 {
+        return Err(invalid("the clip has no samples".into()));
+    }
+    let data_bytes = frames as u128 * u128::from(frame_bytes);
+    // hound's header is at most 68 bytes; RIFF sizes are u32.
+    if data_bytes + 68 > u128::from(u32::MAX) {
+        return Err(invalid(format!(
+            "{frames} frames × {n_ch} channels of {format} exceed the 4 GiB limit of a WAV file; write a shorter clip or fewer bits"
+        )));
+    }
+    // Report the earliest non-finite sample in time.
+    for f in 0..frames {
+        for (c, ch) in clip.channels.iter().enumerate() {
+            let v = ch[f];
+            if !v.is_finite() {
+                return Err(AudioError::NonFinite {
+                    path: path.to_owned(),
+                    channel: c,
+                    frame: f as u64,
+                    seconds: f as f64 / f64::from(clip.sample_rate),
+                    value: v,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Create a temporary sibling of `path`, let `write` fill it, fsync, rename it over `path`.
+/// The temporary file is removed on every error path (and on panic, via the guard).
+pub(crate) fn write_atomic<F>(path: &Path, write: F) -> Result<(), AudioError>
+where
+    F: FnOnce(&mut BufWriter<File>) -> Result<(), AudioError>,
+{
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+    let Some(name) = path.file_name() else {
+        return Err(io_err(
+            path,
+            "write",
+            io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
+        ));
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| io_err(path, "create a temporary file next to it", e))?;
+    let guard = TempGuard(Some(tmp));
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    write(&mut out)?;
+    let file = out
+        .into_inner()
+        .map_err(|e| io_err(path, "write", e.into_error()))?;
+    file.sync_all()
+        .map_err(|e| io_err(path, "flush the file to disk", e))?;
+    drop(file);
+    let tmp = guard.path();
+    fs::rename(tmp, path).map_err(|e| io_err(path, "replace the file (rename)", e))?;
+    guard.disarm();
+    // Make the rename itself durable; failure here does not un-write the file.
+    #[cfg(unix)]
+    if let Ok(d) = File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Removes the temporary file when dropped, unless disarmed after a successful rename.
+struct TempGuard(Option<PathBuf>);
+
+impl TempGuard {
+    fn path(&self) -> &Path {
+        self.0
+            .as_deref()
+            .expect("guard holds its path until disarmed")
+    }
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+fn io_err(path: &Path, action: &'static str, source: io::Error) -> AudioError {
+    AudioError::Io {
+        path: path.to_owned(),
+        action,
+        source,
+    }
+}
+
+/// Map a hound error met while reading (after the header scan accepted the file).
+fn hound_read_err(path: &Path, e: hound::Error) -> AudioError {
+    match e {
+        hound::Error::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            AudioError::Truncated {
+                path: path.to_owned(),
+                detail: "the file ends before the last sample".into(),
+            }
+        }
+        hound::Error::IoError(e) => io_err(path, "read", e),
+        hound::Error::Unsupported => AudioError::UnsupportedEncoding {
+            path: path.to_owned(),
+            encoding: "a layout the decoder does not support".into(),
+        },
+        other => AudioError::Malformed {
+            path: path.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
+/// Read as many bytes as available into `buf` (up to its length); returns the count.
+fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn le16(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Walk the RIFF chunks up to the data chunk and classify the file.
+fn scan_header<R: Read + Seek>(
+    r: &mut R,
+    file_len: u64,
+    path: &Path,
+) -> Result<Header, AudioError> {
+    let p = || path.to_owned();
+    let read_err = |e| io_err(path, "read", e);
+    let truncated = |detail: &str| AudioError::Truncated {
+        path: p(),
+        detail: detail.to_owned(),
+    };
+    let malformed = |detail: String| AudioError::Malformed { path: p(), detail };
+    let unsupported = |encoding: String| AudioError::UnsupportedEncoding {
+        path: p(),
+        encoding,
+    };
+
+    let mut head = [0u8; 64];
+    let n = read_up_to(r, &mut head).map_err(read_err)?;
+    let head = &head[..n];
+    match head.get(..4) {
+        Some(b"RIFF") => {}
+        Some(b"RIFX") => return Err(unsupported("big-endian RIFX".into())),
+        Some(b"RF64") | Some(b"BW64") => {
+            return Err(unsupported("RF64/BW64 (WAV over 4 GiB)".into()))
+        }
+        _ if n < 4 && b"RIFF".starts_with(head) && n > 0 => {
+            return Err(truncated("the file ends inside the RIFF header"))
+        }
+        _ => {
+            return Err(AudioError::NotWav {
+                path: p(),
+                what: describe_non_wav(head),
+            })
+        }
+    }
+    if n < 12 {
+        return Err(truncated("the file ends inside the RIFF header"));
+    }
+    if &head[8..12] != b"WAVE" {
+        let kind = String::from_utf8_lossy(&head[8..12]).into_owned();
+        return Err(AudioError::NotWav {
+            path: p(),
+            what: format!("a RIFF file of type {kind:?}, not WAVE"),
+        });
+    }
+
+    let mut pos: u64 = 12;
+    let mut fmt: Option<(WavFormat, u16, u32, u16)> = None; // format, channels, rate, block align
+    loop {
+        if pos >= file_len {
+            return Err(if fmt.is_none() {
+                truncated("the file ends before its format (fmt) chunk")
+            } else {
+                truncated("the file ends before its audio data chunk")
+            });
+        }
+        if pos + 8 > file_len {
+            return Err(truncated("the file ends inside a chunk header"));
+        }
+        r.seek(SeekFrom::Start(pos)).map_err(read_err)?;
+        let mut ch = [0u8; 8];
+        r.read_exact(&mut ch).map_err(read_err)?;
+        let id = [ch[0], ch[1], ch[2], ch[3]];
+        let len = u64::from(le32(&ch, 4));
+        let body = pos + 8;
+        match &id {
+            b"fmt " => {
+                if body + len > file_len {
+                    return Err(truncated("the file ends inside the format (fmt) chunk"));
+                }
+                if len < 16 {
+                    return Err(malformed(format!("format (fmt) chunk of only {len} bytes")));
+                }
+                let mut b = vec![0u8; len.min(64) as usize];
+                r.read_exact(&mut b).map_err(read_err)?;
+                fmt = Some(parse_fmt(&b, path)?);
+            }
+            b"data" => {
+                let Some((format, channels, sample_rate, block_align)) = fmt else {
+                    return Err(malformed(
+                        "the audio data chunk comes before the format (fmt) chunk".into(),
+                    ));
+                };
+                if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
+                    return Err(AudioError::BadSampleRate {
+                        path: p(),
+                        rate: sample_rate,
+                    });
+                }
+                let align = u64::from(block_align);
+                let available = file_len - body;
+                if len > available {
+                    let secs = |bytes: u64| bytes / align;
+                    return Err(AudioError::Truncated {
+                        path: p(),
+                        detail: format!(
+                            "the header promises {} sample frames ({:.3} s) but the file holds only {} ({:.3} s)",
+                            secs(len),
+                            secs(len) as f64 / f64::from(sample_rate),
+                            secs(available),
+                            secs(available) as f64 / f64::from(sample_rate),
+                        ),
+                    });
+                }
+                if len % align != 0 {
+                    return Err(malformed(format!(
+                        "the audio data chunk is {len} bytes, not a whole number of {align}-byte sample frames"
+                    )));
+                }
+                let frames = len / align;
+                if frames == 0 {
+                    return Err(AudioError::Empty { path: p() });
+                }
+                return Ok(Header {
+                    format,
+                    channels,
+                    sample_rate,
+                    frames,
+                });
+            }
+            _ => {}
+        }
+        // Chunks are padded to an even length.
+        pos = body + len + (len & 1);
+    }
+}
+
+/// Parse a fmt chunk body (at least 16 bytes; at most the first 64 are given).
+fn parse_fmt(b: &[u8], path: &Path) -> Result<(WavFormat, u16, u32, u16), AudioError> {
+    let unsupported = |encoding: String| AudioError::UnsupportedEncoding {
+        path: path.to_owned(),
+        encoding,
+    };
+    let malformed = |detail: String| AudioError::Malformed {
+        path: path.to_owned(),
+        detail,
+    };
+    let mut tag = le16(b, 0);
+    let channels = le16(b, 2);
+    let rate = le32(b, 4);
+    let block_align = le16(b, 12);
+    let bits = le16(b, 14);
+    let mut valid_bits = bits;
+    if tag == TAG_EXTENSIBLE {
+        if b.len() < 40 || le16(b, 16) < 22 {
+            return Err(malformed(
+                "WAVE_FORMAT_EXTENSIBLE header is too short".into(),
+            ));
+        }
+        let v = le16(b, 18);
+        if v != 0 {
+            valid_bits = v;
+        }
+        if b[26..40] != KSDATAFORMAT_TAIL {
+            return Err(unsupported(
+                "an unknown WAVE_FORMAT_EXTENSIBLE sub-format".into(),
+            ));
+        }
+        tag = le16(b, 24);
+    }
+    let float = match tag {
+        TAG_PCM => false,
+        TAG_FLOAT => true,
+        other => return Err(unsupported(format_tag_name(other))),
+    };
+    if channels == 0 {
+        return Err(malformed("the header says the file has 0 channels".into()));
+    }
+    let kind = if float { "float" } else { "integer PCM" };
+    let supported_bits = if float {
+        bits == 32
+    } else {
+        matches!(bits, 8 | 16 | 24 | 32)
+    };
+    if !supported_bits {
+        return Err(unsupported(format!("{bits}-bit {kind}")));
+    }
+    if valid_bits != bits {
+        return Err(unsupported(format!(
+            "{valid_bits}-bit {kind} samples in {bits}-bit containers"
+        )));
+    }
+    let bytes = u32::from(bits / 8);
+    if u32::from(block_align) != bytes * u32::from(channels) {
+        if block_align.is_multiple_of(channels) && u32::from(block_align / channels) > bytes {
+            return Err(unsupported(format!(
+                "{bits}-bit {kind} samples in {}-bit containers",
+                block_align / channels * 8
+            )));
+        }
+        return Err(malformed(format!(
+            "block size of {block_align} bytes does not fit {channels} channels of {bits} bits"
+        )));
+    }
+    Ok((
+        WavFormat {
+            bits_per_sample: bits,
+            float,
+        },
+        channels,
+        rate,
+        block_align,
+    ))
+}
+
+fn format_tag_name(tag: u16) -> String {
+    let name = match tag {
+        0x0002 => "Microsoft ADPCM",
+        0x0006 => "A-law",
+        0x0007 => "µ-law",
+        0x0011 => "IMA ADPCM",
+        0x0031 => "GSM 6.10",
+        0x0050 => "MPEG audio",
+        0x0055 => "MP3",
+        0x0161..=0x0163 => "Windows Media Audio",
+        0x2000 => "AC-3",
+        0xF1AC => "FLAC",
+        _ => return format!("compression format 0x{tag:04X}"),
+    };
+    format!("{name}, format 0x{tag:04X}")
+}
+
+/// A short guess at what a non-WAV file is, from its first bytes.
+fn describe_non_wav(head: &[u8]) -> String {
+    if head.is_empty() {
+        return "the file is empty".into();
+    }
+    let starts = |sig: &[u8]| head.starts_with(sig);
+    if starts(b"ID3") || (head.len() >= 2 && head[0] == 0xFF && head[1] & 0xE0 == 0xE0) {
+        return "it looks like an MP3/MPEG audio file".into();
+    }
+    if starts(b"fLaC") {
+        return "it looks like a FLAC file".into();
+    }
+    if starts(b"OggS") {
+        return "it looks like an Ogg (Vorbis/Opus) file".into();
+    }
+    if starts(b"FORM") {
+        return "it looks like an AIFF file".into();
+    }
+    if head.len() >= 8 && &head[4..8] == b"ftyp" {
+        return "it looks like an MP4/M4A file".into();
+    }
+    if starts(b"MThd") {
+        return "it looks like a MIDI file".into();
+    }
+    if starts(&[0x30, 0x26, 0xB2, 0x75]) {
+        return "it looks like a WMA/ASF file".into();
+    }
+    let texty = head
+        .iter()
+        .all(|&c| matches!(c, b'\t' | b'\n' | b'\r' | 0x20..=0x7E | 0x80..=0xFF));
+    if texty {
+        return "it looks like a text file".into();
+    }
+    let hex: Vec<String> = head.iter().take(4).map(|b| format!("{b:02X}")).collect();
+    format!("unrecognised content starting with bytes {}", hex.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::{resampled_len, AudioError as E};
+    use std::io::Write;
+
+    fn tmpdir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    /// Deterministic pseudo-random generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next_u64(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn int(&mut self, bits: u16) -> i32 {
+            // Uniform over the full signed range of `bits`, both extremes included.
+            let v = (self.next_u64() >> (64 - bits)) as i64 - (1i64 << (bits - 1));
+            v as i32
+        }
+        fn f32(&mut self) -> f32 {
+            (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    /// Write interleaved raw samples with hound directly (independent of `write_wav`).
+    fn hound_write(
+        path: &Path,
+        fmt: WavFormat,
+        channels: u16,
+        rate: u32,
+        ints: &[i32],
+        floats: &[f32],
+    ) {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: fmt.bits_per_sample,
+            sample_format: if fmt.float {
+                hound::SampleFormat::Float
+            } else {
+                hound::SampleFormat::Int
+            },
+        };
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        if fmt.float {
+            for &s in floats {
+                w.write_sample(s).unwrap();
+            }
+        } else {
+            for &s in ints {
+                w.write_sample(s).unwrap();
+            }
+        }
+        w.finalize().unwrap();
+    }
+
+    /// A file written by hound with random full-range samples (extremes included) reads back
+    /// as exactly `sample / 2^(bits-1)`, and write_wav → read_wav reproduces the file bytes
+    /// (integer formats up to 24 bits, float) and the samples (all formats).
+    #[test]
+    fn round_trip_every_format_and_channel_count() {
+        let dir = tmpdir();
+        let frames = 1000;
+        for fmt in WavFormat::ALL {
+            for n_ch in [1u16, 2, 6] {
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15
+                    ^ u64::from(fmt.bits_per_sample)
+                    ^ u64::from(n_ch) << 8);
+                let total = frames * usize::from(n_ch);
+                let (mut ints, mut floats) = (vec![], vec![]);
+                if fmt.float {
+                    floats = (0..total).map(|_| rng.f32() * 1.5).collect();
+                    floats[0] = f32::MIN_POSITIVE / 4.0; // subnormal survives
+                    floats[1] = -3.25; // out of [-1, 1] is kept for float
+                } else {
+                    ints = (0..total).map(|_| rng.int(fmt.bits_per_sample)).collect();
+                    let b = fmt.bits_per_sample - 1;
+                    ints[0] = (-(1i64 << b)) as i32;
+                    ints[1] = ((1i64 << b) - 1) as i32;
+                    ints[2] = 0;
+                }
+                let src = dir.path().join(format!(
+                    "src_{}_{}_{n_ch}.wav",
+                    fmt.bits_per_sample, fmt.float
+                ));
+                hound_write(&src, fmt, n_ch, 44_100, &ints, &floats);
+
+                let (clip, got_fmt) = read_wav(&src).unwrap();
+                assert_eq!(got_fmt, fmt);
+                assert_eq!(clip.sample_rate, 44_100);
+                assert_eq!(clip.num_channels(), usize::from(n_ch));
+                assert_eq!(clip.num_frames(), frames);
+                let scale = (1u64 << (fmt.bits_per_sample - 1)) as f64;
+                for i in 0..total {
+                    let got = clip.channels[i % usize::from(n_ch)][i / usize::from(n_ch)];
+                    let want = if fmt.float {
+                        floats[i]
+                    } else {
+                        (f64::from(ints[i]) / scale) as f32
+                    };
+                    assert_eq!(got.to_bits(), want.to_bits(), "{fmt} {n_ch} ch sample {i}");
+                }
+                if !fmt.float {
+                    assert_eq!(clip.channels[0][0], -1.0);
+                }
+
+                let dst = dir.path().join(format!(
+                    "dst_{}_{}_{n_ch}.wav",
+                    fmt.bits_per_sample, fmt.float
+                ));
+                write_wav(&dst, &clip, got_fmt).unwrap();
+                let (again, again_fmt) = read_wav(&dst).unwrap();
+                assert_eq!(again_fmt, fmt);
+                assert_eq!(again.sample_rate, clip.sample_rate);
+                for (a, b) in again.channels.iter().zip(&clip.channels) {
+                    assert!(
+                        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                        "{fmt} {n_ch} ch"
+                    );
+                }
+                // hound writes the same header layout for both, so the bytes match too —
+                // except 32-bit integers, whose low bits do not survive f32 (24-bit mantissa).
+                let (a, b) = (fs::read(&src).unwrap(), fs::read(&dst).unwrap());
+                if fmt == WavFormat::INT32 {
+                    assert_eq!(a.len(), b.len());
+                    assert_ne!(a, b, "random 32-bit samples cannot all be exact in f32");
+                    // …but a second trip is byte-exact: the f32 values are fixed points.
+                    let dst2 = dir.path().join(format!("dst2_{n_ch}.wav"));
+                    write_wav(&dst2, &again, fmt).unwrap();
+                    assert_eq!(fs::read(&dst2).unwrap(), b);
+                } else {
+                    assert_eq!(a, b, "{fmt} {n_ch} ch: bytes differ");
+                }
+            }
+        }
+    }
+
+    /// Float → integer conversion rounds to nearest and clamps to the integer range.
+    #[test]
+    fn write_rounds_and_clamps() {
+        let dir = tmpdir();
+        let p = dir.path().join("clamp.wav");
+        let lsb = 1.0 / 32768.0;
+        let clip = AudioClip::new(
+            48_000,
+            vec![vec![
+                1.0,
+                -1.0,
+                2.0,
+                -2.0,
+                0.4 * lsb,
+                0.6 * lsb,
+                -0.6 * lsb,
+                0.5 - 0.49 * lsb,
+            ]],
+        );
+        write_wav(&p, &clip, WavFormat::INT16).unwrap();
+        let got: Vec<i32> = hound::WavReader::open(&p)
+            .unwrap()
+            .samples::<i32>()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got, vec![32767, -32768, 32767, -32768, 0, 1, -1, 16384]);
+
+        write_wav(&p, &clip, WavFormat::INT8).unwrap();
+        let got: Vec<i32> = hound::WavReader::open(&p)
+            .unwrap()
+            .samples::<i32>()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(got[..4], [127, -128, 127, -128]);
+        // 8-bit is unsigned on disk: 0x80 is silence.
+        assert_eq!(fs::read(&p).unwrap()[44 + 4], 0x80);
+    }
+
+    fn minimal_wav_bytes(fmt_chunk: &[u8], data: &[u8], declared_data_len: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(
+            &(4 + 8 + fmt_chunk.len() as u32 + 8 + declared_data_len).to_le_bytes(),
+        );
+        v.extend_from_slice(b"WAVE");
+        v.extend_from_slice(b"fmt ");
+        v.extend_from_slice(&(fmt_chunk.len() as u32).to_le_bytes());
+        v.extend_from_slice(fmt_chunk);
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&declared_data_len.to_le_bytes());
+        v.extend_from_slice(data);
+        v
+    }
+
+    fn fmt_chunk(tag: u16, channels: u16, rate: u32, bits: u16, block_align: u16) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&(rate * u32::from(block_align)).to_le_bytes());
+        v.extend_from_slice(&block_align.to_le_bytes());
+        v.extend_from_slice(&bits.to_le_bytes());
+        v
+    }
+
+    fn extensible_chunk(
+        channels: u16,
+        rate: u32,
+        bits: u16,
+        valid: u16,
+        block_align: u16,
+        sub: u16,
+    ) -> Vec<u8> {
+        let mut v = fmt_chunk(TAG_EXTENSIBLE, channels, rate, bits, block_align);
+        v.extend_from_slice(&22u16.to_le_bytes());
+        v.extend_from_slice(&valid.to_le_bytes());
+        v.extend_from_slice(&3u32.to_le_bytes());
+        v.extend_from_slice(&sub.to_le_bytes());
+        v.extend_from_slice(&KSDATAFORMAT_TAIL);
+        v
+    }
+
+    fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = dir.join(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// Runs `read_wav`, checks the message is one line naming the file, returns the error.
+    fn read_err(p: &Path) -> AudioError {
+        let e = read_wav(p).expect_err("bad input must be rejected");
+        let msg = e.to_string();
+        let name = p.file_name().unwrap().to_str().unwrap();
+        assert!(msg.contains(name), "message does not name the file: {msg}");
+        assert!(!msg.contains('\n'), "message is not one line: {msg}");
+        assert_eq!(e.path(), p);
+        e
+    }
+
+    #[test]
+    fn not_wav_inputs() {
+        let dir = tmpdir();
+        let d = dir.path();
+        let text = write_bytes(
+            d,
+            "notes.wav",
+            b"Hello, this is a text file and not audio at all.\n",
+        );
+        let e = read_err(&text);
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("text")),
+            "{e}"
+        );
+
+        let mut mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
+        mp3.extend_from_slice(&[0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0]);
+        let e = read_err(&write_bytes(d, "song.mp3.wav", &mp3));
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("MP3")),
+            "{e}"
+        );
+        // Raw MPEG frame sync without an ID3 tag.
+        let e = read_err(&write_bytes(
+            d,
+            "raw.wav",
+            &[0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0, 1, 2, 3, 4],
+        ));
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("MP3")),
+            "{e}"
+        );
+
+        let e = read_err(&write_bytes(d, "a.flac.wav", b"fLaC\x00\x00\x00\x22rest"));
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("FLAC")),
+            "{e}"
+        );
+
+        let e = read_err(&write_bytes(d, "empty.wav", b""));
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("empty")),
+            "{e}"
+        );
+
+        let e = read_err(&write_bytes(
+            d,
+            "movie.wav",
+            b"RIFF\x10\x00\x00\x00AVI LIST",
+        ));
+        assert!(
+            matches!(&e, E::NotWav { what, .. } if what.contains("AVI")),
+            "{e}"
+        );
+
+        let e = read_err(&write_bytes(
+            d,
+            "bin.wav",
+            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        ));
+        assert!(matches!(e, E::NotWav { .. }), "{e}");
+
+        // A missing file is an I/O error, not a panic.
+        let e = read_err(&d.join("does-not-exist.wav"));
+        assert!(
+            matches!(&e, E::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
+            "{e}"
+        );
+        // A directory.
+        let sub = d.join("folder.wav");
+        fs::create_dir(&sub).unwrap();
+        let e = read_wav(&sub).unwrap_err();
+        assert!(e.to_string().contains("folder.wav"), "{e}");
+    }
+
+    /// A hound-written file cut short at every kind of place: inside the RIFF header, inside
+    /// the fmt chunk, inside the data chunk header, mid-sample and at a frame boundary.
+    #[test]
+    fn truncated_files() {
+        let dir = tmpdir();
+        let full = dir.path().join("full.wav");
+        let ints: Vec<i32> = (0..2000).map(|i| (i * 37 % 60000) - 30000).collect();
+        hound_write(&full, WavFormat::INT16, 2, 48_000, &ints, &[]);
+        let bytes = fs::read(&full).unwrap();
+        assert_eq!(bytes.len(), 44 + 4000);
+        for cut in [2, 8, 20, 38, 44 + 3, 44 + 1001, 44 + 2000, bytes.len() - 1] {
+            let p = write_bytes(dir.path(), &format!("cut_{cut}.wav"), &bytes[..cut]);
+            let e = read_err(&p);
+            assert!(matches!(e, E::Truncated { .. }), "cut at {cut}: {e}");
+        }
+        // The message gives the promised and the present duration.
+        let p = dir.path().join(format!("cut_{}.wav", 44 + 2000));
+        let msg = read_wav(&p).unwrap_err().to_string();
+        assert!(
+            msg.contains("1000 sample frames") && msg.contains("500"),
+            "{msg}"
+        );
+
+        // A data length placeholder left by a recorder that never finished (0xFFFFFFFF).
+        let mut b = bytes.clone();
+        b[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+        let e = read_err(&write_bytes(dir.path(), "unfinished.wav", &b));
+        assert!(matches!(e, E::Truncated { .. }), "{e}");
+
+        // The complete file still reads.
+        assert_eq!(read_wav(&full).unwrap().0.num_frames(), 1000);
+    }
+
+    #[test]
+    fn zero_samples() {
+        let dir = tmpdir();
+        let p = dir.path().join("silence_of_nothing.wav");
+        hound_write(&p, WavFormat::INT16, 2, 44_100, &[], &[]);
+        let e = read_err(&p);
+        assert!(matches!(e, E::Empty { .. }), "{e}");
+        let p = dir.path().join("nothing_float.wav");
+        hound_write(&p, WavFormat::FLOAT32, 1, 44_100, &[], &[]);
+        assert!(matches!(read_err(&p), E::Empty { .. }));
+    }
+
+    #[test]
+    fn unsupported_encodings() {
+        let dir = tmpdir();
+        let d = dir.path();
+        let data = [0u8; 48];
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "twelve_bit.wav",
+                fmt_chunk(TAG_PCM, 1, 44_100, 12, 2),
+                "12-bit",
+            ),
+            (
+                "double.wav",
+                fmt_chunk(TAG_FLOAT, 1, 44_100, 64, 8),
+                "64-bit float",
+            ),
+            ("alaw.wav", fmt_chunk(0x0006, 1, 8_000, 8, 1), "A-law"),
+            ("ulaw.wav", fmt_chunk(0x0007, 1, 8_000, 8, 1), "law"),
+            ("adpcm.wav", fmt_chunk(0x0002, 1, 44_100, 4, 256), "ADPCM"),
+            ("mp3_in_wav.wav", fmt_chunk(0x0055, 2, 44_100, 0, 1), "MP3"),
+            (
+                "float16.wav",
+                fmt_chunk(TAG_FLOAT, 1, 44_100, 16, 2),
+                "16-bit float",
+            ),
+            (
+                "ext_alaw.wav",
+                extensible_chunk(2, 44_100, 8, 8, 2, 0x0006),
+                "A-law",
+            ),
+            (
+                "ext_20in24.wav",
+                extensible_chunk(2, 44_100, 24, 20, 6, TAG_PCM),
+                "20-bit integer PCM samples in 24-bit",
+            ),
+            (
+                "ext_24in32.wav",
+                extensible_chunk(2, 44_100, 32, 24, 8, TAG_PCM),
+                "24-bit integer PCM samples in 32-bit",
+            ),
+            (
+                "pcm_24in32.wav",
+                fmt_chunk(TAG_PCM, 2, 44_100, 24, 8),
+                "24-bit integer PCM samples in 32-bit",
+            ),
+            (
+                "ext_double.wav",
+                extensible_chunk(1, 44_100, 64, 64, 8, TAG_FLOAT),
+                "64-bit float",
+            ),
+        ];
+        for (name, chunk, needle) in cases {
+            let p = write_bytes(
+                d,
+                name,
+                &minimal_wav_bytes(&chunk, &data, data.len() as u32),
+            );
+            let e = read_err(&p);
+            assert!(
+                matches!(&e, E::UnsupportedEncoding { encoding, .. } if encoding.contains(needle)),
+                "{name}: {e}"
+            );
+        }
+        // Unknown extensible GUID.
+        let mut chunk = extensible_chunk(2, 44_100, 16, 16, 4, TAG_PCM);
+        chunk[30] ^= 0xFF;
+        let p = write_bytes(d, "ext_guid.wav", &minimal_wav_bytes(&chunk, &data, 48));
+        assert!(matches!(read_err(&p), E::UnsupportedEncoding { .. }));
+        // Big-endian RIFX and RF64.
+        let mut b = minimal_wav_bytes(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2), &data, 48);
+        b[..4].copy_from_slice(b"RF64");
+        assert!(matches!(
+            read_err(&write_bytes(d, "big.wav", &b)),
+            E::UnsupportedEncoding { .. }
+        ));
+        b[..4].copy_from_slice(b"RIFX");
+        assert!(matches!(
+            read_err(&write_bytes(d, "rifx.wav", &b)),
+            E::UnsupportedEncoding { .. }
+        ));
+
+        // Supported layouts written by hand (not by hound) do read: extensible 24-bit, and
+        // an extensible float file — the scan accepts what hound decodes.
+        let mut d24 = Vec::new();
+        for s in [-8_388_608i32, 8_388_607, 1, -1] {
+            d24.extend_from_slice(&s.to_le_bytes()[..3]);
+        }
+        let p = write_bytes(
+            d,
+            "ext24.wav",
+            &minimal_wav_bytes(&extensible_chunk(2, 96_000, 24, 24, 6, TAG_PCM), &d24, 12),
+        );
+        let (clip, fmt) = read_wav(&p).unwrap();
+        assert_eq!(fmt, WavFormat::INT24);
+        assert_eq!(
+            clip.channels,
+            vec![
+                vec![-1.0, 1.0 / 8_388_608.0],
+                vec![8_388_607.0 / 8_388_608.0, -1.0 / 8_388_608.0]
+            ]
+        );
+        let mut df = Vec::new();
+        for s in [0.25f32, -0.5] {
+            df.extend_from_slice(&s.to_le_bytes());
+        }
+        let p = write_bytes(
+            d,
+            "extf.wav",
+            &minimal_wav_bytes(&extensible_chunk(1, 48_000, 32, 32, 4, TAG_FLOAT), &df, 8),
+        );
+        let (clip, fmt) = read_wav(&p).unwrap();
+        assert_eq!(fmt, WavFormat::FLOAT32);
+        assert_eq!(clip.channels, vec![vec![0.25, -0.5]]);
+
+        // Writing an unsupported format is refused too.
+        let clip = AudioClip::new(44_100, vec![vec![0.0; 10]]);
+        let p = d.join("out12.wav");
+        let e = write_wav(
+            &p,
+            &clip,
+            WavFormat {
+                bits_per_sample: 12,
+                float: false,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, E::UnsupportedEncoding { .. }) && e.to_string().contains("out12.wav"),
+            "{e}"
+        );
+        let e = write_wav(
+            &p,
+            &clip,
+            WavFormat {
+                bits_per_sample: 64,
+                float: true,
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, E::UnsupportedEncoding { .. }), "{e}");
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn sample_rate_limits() {
+        let dir = tmpdir();
+        for (rate, ok) in [
+            (7_999u32, false),
+            (8_000, true),
+            (0, false),
+            (384_000, true),
+            (384_001, false),
+            (1_000_000, false),
+            (22_050, true),
+            (192_000, true),
+        ] {
+            let p = dir.path().join(format!("rate_{rate}.wav"));
+            // hound panics (divide by zero) when asked to write rate 0: patch the header.
+            hound_write(&p, WavFormat::INT16, 1, 8_000, &[1, 2, 3], &[]);
+            let mut b = fs::read(&p).unwrap();
+            b[24..28].copy_from_slice(&rate.to_le_bytes());
+            b[28..32].copy_from_slice(&(rate * 2).to_le_bytes());
+            fs::write(&p, b).unwrap();
+            if ok {
+                assert_eq!(read_wav(&p).unwrap().0.sample_rate, rate);
+            } else {
+                let e = read_err(&p);
+                assert!(
+                    matches!(e, E::BadSampleRate { rate: r, .. } if r == rate),
+                    "{e}"
+                );
+                assert!(e.to_string().contains(&format!("{rate} Hz")), "{e}");
+            }
+            let out = dir.path().join(format!("w_{rate}.wav"));
+            let res = write_wav(
+                &out,
+                &AudioClip::new(rate, vec![vec![0.1; 4]]),
+                WavFormat::INT16,
+            );
+            assert_eq!(res.is_ok(), ok, "{res:?}");
+            if !ok {
+                assert!(matches!(res, Err(E::BadSampleRate { .. })));
+            }
+        }
+    }
+
+    #[test]
+    fn non_finite_float_samples() {
+        let dir = tmpdir();
+        let rate = 48_000;
+        for (bad, label) in [
+            (f32::NAN, "NaN"),
+            (f32::INFINITY, "inf"),
+            (f32::NEG_INFINITY, "-inf"),
+        ] {
+            let mut s = vec![0.1f32; 3 * 96_000];
+            // channel 3 (index 2) at frame 72_000 = 1.5 s; a later one in channel 1.
+            s[72_000 * 3 + 2] = bad;
+            s[80_000 * 3] = f32::NAN;
+            let p = dir.path().join(format!("bad_{label}.wav"));
+            hound_write(&p, WavFormat::FLOAT32, 3, rate, &[], &s);
+            let e = read_err(&p);
+            match &e {
+                E::NonFinite {
+                    channel,
+                    frame,
+                    seconds,
+                    value,
+                    ..
+                } => {
+                    assert_eq!((*channel, *frame), (2, 72_000));
+                    assert!((seconds - 1.5).abs() < 1e-9);
+                    assert_eq!(value.to_string(), label);
+                }
+                other => panic!("wrong variant: {other}"),
+            }
+            let msg = e.to_string();
+            assert!(
+                msg.contains("channel 3") && msg.contains("1.500000 s") && msg.contains(label),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_headers() {
+        let dir = tmpdir();
+        let d = dir.path();
+        let data = [0u8; 8];
+        // Zero channels.
+        let p = write_bytes(
+            d,
+            "nochan.wav",
+            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 0, 44_100, 16, 0), &data, 8),
+        );
+        assert!(matches!(read_err(&p), E::Malformed { .. }));
+        // Data before fmt.
+        let mut b = b"RIFF\x00\x00\x00\x00WAVEdata\x04\x00\x00\x00abcd".to_vec();
+        b.extend_from_slice(b"fmt \x10\x00\x00\x00");
+        b.extend_from_slice(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2));
+        assert!(matches!(
+            read_err(&write_bytes(d, "order.wav", &b)),
+            E::Malformed { .. }
+        ));
+        // No data chunk at all: the file ends after fmt.
+        let b = &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2), &[], 0)[..36];
+        assert!(matches!(
+            read_err(&write_bytes(d, "nodata.wav", b)),
+            E::Truncated { .. }
+        ));
+        // Data length not a whole number of frames.
+        let p = write_bytes(
+            d,
+            "ragged.wav",
+            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 4), &data[..7], 7),
+        );
+        assert!(matches!(read_err(&p), E::Malformed { .. }));
+        // fmt chunk too short.
+        let p = write_bytes(
+            d,
+            "shortfmt.wav",
+            &minimal_wav_bytes(&[1, 0, 1, 0, 0x44, 0xAC, 0, 0], &data, 8),
+        );
+        assert!(matches!(read_err(&p), E::Malformed { .. }));
+        // Block align inconsistent with channels × bits.
+        let p = write_bytes(
+            d,
+            "align.wav",
+            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 3), &data[..6], 6),
+        );
+        assert!(matches!(read_err(&p), E::Malformed { .. }));
+        // Garbage after a valid RIFF/WAVE header never panics.
+        let mut rng = Rng(12345);
+        for i in 0..300 {
+            let len = 12 + (rng.next_u64() % 120) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
+            b[..4].copy_from_slice(b"RIFF");
+            b[8..12].copy_from_slice(b"WAVE");
+            if i % 2 == 0 && len >= 20 {
+                b[12..16].copy_from_slice(b"fmt ");
+                b[16..20].copy_from_slice(&16u32.to_le_bytes());
+            }
+            let p = write_bytes(d, "fuzz.wav", &b);
+            let _ = read_wav(&p); // must return, Ok or Err
+        }
+    }
+
+    /// Chunks before the data chunk (LIST, an odd-length one with its pad byte) are skipped.
+    #[test]
+    fn extra_chunks_are_skipped() {
+        let dir = tmpdir();
+        let fmt = fmt_chunk(TAG_PCM, 1, 44_100, 16, 2);
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF\x00\x00\x00\x00WAVE");
+        b.extend_from_slice(b"LIST\x04\x00\x00\x00INFO");
+        b.extend_from_slice(b"fmt \x10\x00\x00\x00");
+        b.extend_from_slice(&fmt);
+        b.extend_from_slice(b"data\x04\x00\x00\x00");
+        b.extend_from_slice(&[0x00, 0x40, 0x00, 0xC0]);
+        b.extend_from_slice(b"id3 \x02\x00\x00\x00xy"); // trailing chunk after data
+        let (clip, _) = read_wav(&write_bytes(dir.path(), "list.wav", &b)).unwrap();
+        assert_eq!(clip.channels, vec![vec![0.5, -0.5]]);
+    }
+
+    #[test]
+    fn write_refuses_bad_clips() {
+        let dir = tmpdir();
+        let p = dir.path().join("out.wav");
+        let cases = [
+            AudioClip::new(44_100, vec![]),
+            AudioClip::new(44_100, vec![vec![]]),
+            AudioClip::new(44_100, vec![vec![0.0; 10], vec![0.0; 9]]),
+        ];
+        for clip in &cases {
+            let e = write_wav(&p, clip, WavFormat::INT16).unwrap_err();
+            assert!(matches!(e, E::InvalidClip { .. }), "{e}");
+            assert!(e.to_string().contains("out.wav"), "{e}");
+        }
+        let many = AudioClip::new(384_000, vec![vec![0.0; 2]; 3000]);
+        let e = write_wav(&p, &many, WavFormat::INT32).unwrap_err();
+        assert!(matches!(e, E::InvalidClip { .. }), "{e}");
+        let e = write_wav(&p, &cases[2], WavFormat::INT16).unwrap_err();
+        assert!(e.to_string().contains("channel 2 has 9 samples"), "{e}");
+        let mut ch = vec![0.0f32; 4410];
+        ch[2205] = f32::NAN;
+        let e = write_wav(
+            &p,
+            &AudioClip::new(44_100, vec![vec![0.0; 4410], ch]),
+            WavFormat::FLOAT32,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                E::NonFinite {
+                    channel: 1,
+                    frame: 2205,
+                    ..
+                }
+            ) && e.to_string().contains("0.050000 s"),
+            "{e}"
+        );
+        assert!(!p.exists());
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "no temporary file left"
+        );
+    }
+
+    fn dir_listing(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// A failing write leaves an existing target byte-identical and no temporary file behind:
+    /// refused up front (non-finite sample), failing in the middle of writing (injected
+    /// error after some bytes were written), and failing at the rename (target is a
+    /// non-empty directory).
+    #[test]
+    fn atomic_write_leaves_target_untouched() {
+        let dir = tmpdir();
+        let target = dir.path().join("mix.wav");
+        let good = AudioClip::new(44_100, vec![vec![0.25; 441], vec![-0.25; 441]]);
+        write_wav(&target, &good, WavFormat::INT24).unwrap();
+        let before = fs::read(&target).unwrap();
+        assert_eq!(dir_listing(dir.path()), vec!["mix.wav"]);
+
+        let mut bad = good.clone();
+        bad.channels[1][300] = f32::INFINITY;
+        let e = write_wav(&target, &bad, WavFormat::INT24).unwrap_err();
+        assert!(matches!(e, E::NonFinite { .. }), "{e}");
+        assert_eq!(fs::read(&target).unwrap(), before);
+        assert_eq!(dir_listing(dir.path()), vec!["mix.wav"]);
+
+        // Error after the temporary file has been created and partly written.
+        let mut seen_tmp = None;
+        let e = write_atomic(&target, |out| {
+            out.write_all(&[0xAB; 100_000]).unwrap();
+            out.flush().unwrap();
+            let listing = dir_listing(dir.path());
+            assert_eq!(listing.len(), 2, "{listing:?}");
+            seen_tmp = listing.into_iter().find(|n| n != "mix.wav");
+            Err(io_err(
+                &target,
+                "write",
+                io::Error::other("injected failure"),
+            ))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("injected failure") && e.to_string().contains("mix.wav"));
+        let tmp = seen_tmp.unwrap();
+        assert!(tmp.starts_with(".mix.wav.tmp-"), "{tmp}");
+        assert_eq!(fs::read(&target).unwrap(), before);
+        assert_eq!(dir_listing(dir.path()), vec!["mix.wav"]);
+
+        // A panic inside the writer also cleans up.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = write_atomic(&target, |out| {
+                out.write_all(b"partial").unwrap();
+                panic!("boom");
+            });
+        }));
+        assert!(r.is_err());
+        assert_eq!(dir_listing(dir.path()), vec!["mix.wav"]);
+
+        // Rename fails: the target is a non-empty directory.
+        let as_dir = dir.path().join("folder.wav");
+        fs::create_dir(&as_dir).unwrap();
+        fs::write(as_dir.join("keep"), b"x").unwrap();
+        let e = write_wav(&as_dir, &good, WavFormat::INT16).unwrap_err();
+        assert!(
+            matches!(e, E::Io { .. }) && e.to_string().contains("folder.wav"),
+            "{e}"
+        );
+        assert_eq!(dir_listing(dir.path()), vec!["folder.wav", "mix.wav"]);
+
+        // Directory does not exist: clear error, nothing created.
+        let e = write_wav(&dir.path().join("nope/x.wav"), &good, WavFormat::INT16).unwrap_err();
+        assert!(
+            matches!(e, E::Io { .. }) && e.to_string().contains("x.wav"),
+            "{e}"
+        );
+
+        // A successful write replaces the target and leaves only it.
+        let louder = AudioClip::new(44_100, vec![vec![0.5; 441], vec![-0.5; 441]]);
+        write_wav(&target, &louder, WavFormat::INT24).unwrap();
+        assert_ne!(fs::read(&target).unwrap(), before);
+        assert_eq!(read_wav(&target).unwrap().0, louder);
+        assert_eq!(dir_listing(dir.path()), vec!["folder.wav", "mix.wav"]);
+    }
+
+    #[test]
+    fn clip_helpers() {
+        let c = AudioClip::new(16_000, vec![vec![0.0; 8000]; 2]);
+        assert_eq!((c.num_channels(), c.num_frames()), (2, 8000));
+        assert!((c.duration_secs() - 0.5).abs() < 1e-12);
+        assert_eq!(resampled_len(8000, 16_000, 48_000), 24_000);
+        assert_eq!(WavFormat::INT24.to_string(), "24-bit integer PCM");
+        assert_eq!(WavFormat::FLOAT32.to_string(), "32-bit float");
+        assert!(WavFormat::ALL.iter().all(|f| f.is_supported()));
+        assert!(!WavFormat {
+            bits_per_sample: 24,
+            float: true
+        }
+        .is_supported());
+    }
+}

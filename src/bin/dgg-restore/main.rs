@@ -1,0 +1,35 @@
+//! `dgg-restore`: the offline side of DGG Restore.
+
+mod degrade;
+mod lsd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "dgg-restore", version, about = "Zero-shot music restoration with Diffusion Geodesic Guidance")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Degrade(degrade::DegradeArgs),
+    Lsd(lsd::LsdArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Degrade(args) => degrade::run(args),
+        Command::Lsd(args) => lsd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Degradation operators `A`: what happened to the audio, as a differentiable map from the
+//! clean waveform to the measurement the user has.
+//!
+//! A [`Degradation`] is what the user asked for (gaps in seconds, a cutoff in Hz, an impulse
+//! response); an [`Operator`] is that degradation bound to one sample rate and clip length,
+//! ready to apply to (batch, samples) candle tensors with gradients flowing through.
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::dsp::fir::{lowpass, FirFilter};
+use crate::dsp::stft::{Stft, StftConfig};
+
+/// A gap to fill, in seconds from the start of the clip: `[start, end)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Gap {
+    pub start: f64,
+    pub end: f64,
+}
+
+impl std::str::FromStr for Gap {
+    type Err = String;
+
+    /// Parses `START-END` in seconds, e.g. `2.0-3.0`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, b) = s
+            .split_once('-')
+            .ok_or_else(|| format!("gap '{s}' must look like START-END in seconds, e.g. 2.0-3.0"))?;
+        let parse = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("gap '{s}': '{v}' is not a number of seconds"));
+        Ok(Gap { start: parse(a)?, end: parse(b)? })
+    }
+}
+
+/// An impulse response for dereverberation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ImpulseResponse {
+    /// A measured response (mono) at its own sample rate.
+    Recorded { samples: Vec<f32>, sample_rate: u32 },
+    /// Seeded decaying Gaussian noise after a direct path; drawn once, never redrawn.
+    Synthetic { rt60: f64, seed: u64 },
+}
+
+/// What was done to the audio.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Degradation {
+    /// Silence over one or more gaps (a 0/1 time mask).
+    Inpaint { gaps: Vec<Gap> },
+    /// Everything above `cutoff_hz` removed (a sharp zero-phase low-pass).
+    SuperResolution { cutoff_hz: f64 },
+    /// Convolution with a room impulse response.
+    Dereverb { response: ImpulseResponse },
+    /// Only the STFT magnitude is known.
+    PhaseRetrieval,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum OperatorError {
+    #[error("gap {start}-{end} s is empty or reversed: the end must come after the start")]
+    EmptyGap { start: f64, end: f64 },
+    #[error("gap {start}-{end} s lies outside the clip, which is {clip:.3} s long")]
+    GapOutsideClip { start: f64, end: f64, clip: f64 },
+    #[error("the gaps cover the whole clip: keep some audio around them for the restoration to follow")]
+    NothingKept,
+    #[error("no gaps given: name at least one with --gap START-END")]
+    NoGaps,
+    #[error("cutoff {cutoff_hz} Hz must lie between 100 Hz and the Nyquist frequency {nyquist} Hz")]
+    CutoffOutOfRange { cutoff_hz: f64, nyquist: f64 },
+    #[error("RT60 {0} s is outside 0.05-10 s")]
+    Rt60OutOfRange(f64),
+    #[error("the impulse response is empty or silent")]
+    SilentImpulseResponse,
+    #[error("the impulse response contains NaN or infinite samples")]
+    NonFiniteImpulseResponse,
+    #[error("the clip ({samples} samples) is too short for the STFT (needs more than {needed})")]
+    ClipTooShort { samples: usize, needed: usize },
+    #[error("resampling the impulse response failed: {0}")]
+    Resample(String),
+}
+
+/// Super-resolution cutoff for "downsampled by `factor`" at `sample_rate`: the new Nyquist.
+pub fn cutoff_for_factor(sample_rate: u32, factor: u32) -> f64 {
+    sample_rate as f64 / (2.0 * factor.max(1) as f64)
+}
+
+/// Seeded synthetic room response at `sample_rate`: a unit direct path, then Gaussian noise
+/// under an exponential envelope that falls 60 dB in `rt60` seconds, carrying as much
+/// energy as the direct path; normalised to unit energy so loudness is kept.
+pub fn synthetic_impulse_response(rt60: f64, seed: u64, sample_rate: u32) -> Result<Vec<f32>, OperatorError> {
+    if !(0.05..=10.0).contains(&rt60) {
+        return Err(OperatorError::Rt60OutOfRange(rt60));
+    }
+    let len = (rt60 * sample_rate as f64).ceil() as usize;
+    let decay = 6.907_755_278_982_137 / (rt60 * sample_rate as f64); // ln(1000) per RT60
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut tail: Vec<f64> = (1..len)
+        .map(|k| {
+            let n: f64 = StandardNormal.sample(&mut rng);
+            n * (-decay * k as f64).exp()
+        })
+        .collect();
+    let tail_energy: f64 = tail.iter().map(|v| v * v).sum();
+    tail.iter_mut().for_each(|v| *v /= tail_energy.sqrt());
+    let norm = 2f64.sqrt();
+    Ok(std::iter::once(1.0).chain(tail).map(|v| (v / norm) as f32).collect())
+}
+
+/// A degradation bound to a sample rate and a clip length.
+#[derive(Debug, Clone)]
+pub enum Operator {
+    Mask { mask: Tensor },
+    Filter(FirFilter),
+    Magnitude(Stft),
+}
+
+impl Operator {
+    /// Bind `degradation` to clips of `len` samples at `sample_rate`, on `device`.
+    /// `resample` converts a recorded impulse response to `sample_rate`.
+    pub fn new(
+        degradation: &Degradation,
+        sample_rate: u32,
+        len: usize,
+        device: &Device,
+        resample: impl Fn(&[f32], u32, u32) -> Result<Vec<f32>, String>,
+    ) -> Result<Self, OperatorError> {
+        let sr = sample_rate as f64;
+        match degradation {
+            Degradation::Inpaint { gaps } => {
+                let mask = inpainting_mask(gaps, sample_rate, len)?;
+                Ok(Operator::Mask { mask: Tensor::from_vec(mask, (1, len), device).expect("shape matches") })
+            }
+            Degradation::SuperResolution { cutoff_hz } => {
+                if !(100.0..sr / 2.0).contains(cutoff_hz) {
+                    return Err(OperatorError::CutoffOutOfRange { cutoff_hz: *cutoff_hz, nyquist: sr / 2.0 });
+                }
+                Ok(Operator::Filter(lowpass(*cutoff_hz, sample_rate)))
+            }
+            Degradation::Dereverb { response } => {
+                let taps = match response {
+                    ImpulseResponse::Synthetic { rt60, seed } => synthetic_impulse_response(*rt60, *seed, sample_rate)?,
+                    ImpulseResponse::Recorded { samples, sample_rate: from } => {
+                        if samples.iter().any(|v| !v.is_finite()) {
+                            return Err(OperatorError::NonFiniteImpulseResponse);
+                        }
+                        let taps = resample(samples, *from, sample_rate).map_err(OperatorError::Resample)?;
+                        let energy: f64 = taps.iter().map(|&v| v as f64 * v as f64).sum();
+                        if energy <= 1e-20 {
+                            return Err(OperatorError::SilentImpulseResponse);
+                        }
+                        taps.iter().map(|&v| (v as f64 / energy.sqrt()) as f32).collect()
+                    }
+                };
+                Ok(Operator::Filter(FirFilter::new(taps, 0)))
+            }
+            Degradation::PhaseRetrieval => {
+                let config = StftConfig::AUDIOLDM;
+                if len <= config.n_fft / 2 {
+                    return Err(OperatorError::ClipTooShort { samples: len, needed: config.n_fft / 2 });
+                }
+                Ok(Operator::Magnitude(Stft::new(config, device).expect("valid STFT settings")))
+            }
+        }
+    }
+
+    /// `A(wave)` for a (batch, samples) tensor: a waveform of the same shape, or for phase
+    /// retrieval the (batch, frames, bins) magnitude.
+    pub fn apply(&self, wave: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Operator::Mask { mask } => wave.broadcast_mul(mask),
+            Operator::Filter(fir) => fir.forward(wave),
+            Operator::Magnitude(stft) => stft.magnitude(wave),
+        }
+    }
+}
+
+/// 1 where audio is kept, 0 inside the gaps.
+fn inpainting_mask(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<f32>, OperatorError> {
+    if gaps.is_empty() {
+        return Err(OperatorError::NoGaps);
+    }
+    let clip = len as f64 / sample_rate as f64;
+    let mut mask = vec![1f32; len];
+    for &Gap { start, end } in gaps {
+        if !(end > start) {
+            return Err(OperatorError::EmptyGap { start, end });
+        }
+        if start < 0.0 || end > clip + 1e-9 {
+            return Err(OperatorError::GapOutsideClip { start, end, clip });
+        }
+        let a = (start * sample_rate as f64).round() as usize;
+        let b = ((end * sample_rate as f64).round() as usize).min(len);
+        mask[a..b].iter_mut().for_each(|m| *m = 0.0);
+    }
+    if mask.iter().all(|&m| m == 0.0) {
+        return Err(OperatorError::NothingKept);
+    }
+    Ok(mask)
+}
+
+/// Add seeded Gaussian measurement noise of standard deviation `std` to `y`.
+pub fn add_measurement_noise(y: &Tensor, std: f64, seed: u64) -> candle_core::Result<Tensor> {
+    if std <= 0.0 {
+        return Ok(y.clone());
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let noise: Vec<f32> = (0..y.elem_count()).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let noise = Tensor::from_vec(noise, y.shape(), y.device())?.to_dtype(y.dtype())?;
+    y + (noise * std)?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_resample(x: &[f32], _: u32, _: u32) -> Result<Vec<f32>, String> {
+        Ok(x.to_vec())
+    }
+
+    #[test]
+    fn inpainting_zeroes_exactly_the_gaps() {
+        let gaps = vec![Gap { start: 0.25, end: 0.5 }, Gap { start: 0.75, end: 0.8 }];
+        let op = Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu, no_resample).unwrap();
+        let y: Vec<f32> = op.apply(&Tensor::ones((1, 1000), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        for (i, &v) in y.iter().enumerate() {
+            let in_gap = (250..500).contains(&i) || (750..800).contains(&i);
+            assert_eq!(v, if in_gap { 0.0 } else { 1.0 }, "sample {i}");
+        }
+    }
+
+    #[test]
+    fn impossible_gaps_are_errors() {
+        let op = |gaps: Vec<Gap>| Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu, no_resample).unwrap_err();
+        assert_eq!(op(vec![]), OperatorError::NoGaps);
+        assert!(matches!(op(vec![Gap { start: 0.5, end: 0.5 }]), OperatorError::EmptyGap { .. }));
+        assert!(matches!(op(vec![Gap { start: 0.5, end: 2.0 }]), OperatorError::GapOutsideClip { .. }));
+        assert!(matches!(op(vec![Gap { start: -0.1, end: 0.2 }]), OperatorError::GapOutsideClip { .. }));
+        assert_eq!(op(vec![Gap { start: 0.0, end: 1.0 }]), OperatorError::NothingKept);
+        assert!("2.0-3.0".parse::<Gap>().is_ok() && "2.0".parse::<Gap>().is_err() && "a-3".parse::<Gap>().is_err());
+    }
+
+    #[test]
+    fn synthetic_response_is_seeded_decaying_and_unit_energy() {
+        let a = synthetic_impulse_response(0.5, 3, 16_000).unwrap();
+        assert_eq!(a, synthetic_impulse_response(0.5, 3, 16_000).unwrap());
+        assert_ne!(a, synthetic_impulse_response(0.5, 4, 16_000).unwrap());
+        let energy: f64 = a.iter().map(|&v| v as f64 * v as f64).sum();
+        assert!((energy - 1.0).abs() < 1e-5, "energy {energy}");
+        let rms = |s: &[f32]| (s.iter().map(|v| v * v).sum::<f32>() / s.len() as f32).sqrt();
+        // 60 dB down over the RT60: the last tenth is far quieter than the first (after the direct path).
+        assert!(rms(&a[7200..]) < 1e-2 * rms(&a[1..800]));
+        assert!(matches!(synthetic_impulse_response(20.0, 0, 16_000), Err(OperatorError::Rt60OutOfRange(_))));
+    }
+
+    #[test]
+    fn cutoff_must_lie_below_nyquist() {
+        let err = Operator::new(&Degradation::SuperResolution { cutoff_hz: 9000.0 }, 16_000, 16_000, &Device::Cpu, no_resample).unwrap_err();
+        assert!(matches!(err, OperatorError::CutoffOutOfRange { .. }));
+        assert_eq!(cutoff_for_factor(16_000, 2), 4000.0);
+    }
+
+    #[test]
+    fn measurement_noise_is_seeded() {
+        let y = Tensor::zeros((2, 500), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let a: Vec<f32> = add_measurement_noise(&y, 0.1, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = add_measurement_noise(&y, 0.1, 1).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(a, b);
+        let std = (a.iter().map(|v| v * v).sum::<f32>() / a.len() as f32).sqrt();
+        assert!((std - 0.1).abs() < 0.01, "std {std}");
+    }
+}
