@@ -119,6 +119,54 @@ lr = np.log10(stft_mag(f64("lsd.ref"), 1024, 160) + 1e-10)
 le = np.log10(stft_mag(f64("lsd.est"), 1024, 160) + 1e-10)
 check("lsd.value", G["lsd.value"], [np.mean(np.sqrt(np.mean((lr - le) ** 2, axis=0)))], 1e-5, 0)
 
+# --- scheduler (independent numpy DDIM) ---------------------------------------
+if "sched.alphas_cumprod" in G:
+    betas = np.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000) ** 2  # scaled_linear
+    ac = np.cumprod(1.0 - betas)
+    check("sched.alphas_cumprod", G["sched.alphas_cumprod"], ac, 1e-5, 1e-8)
+    check("sched.timesteps_50", G["sched.timesteps_50"], np.arange(50)[::-1] * 20 + 1, 0, 0)
+    t = int(G["sched.step.t"][0])
+    a_t, a_p = ac[t], (ac[t - 20] if t - 20 >= 0 else ac[0])  # set_alpha_to_one false
+    x, e = f64("sched.step.sample"), f64("sched.step.model_output")
+    x0 = (x - np.sqrt(1 - a_t) * e) / np.sqrt(a_t)
+    check("sched.step.prev_sample", G["sched.step.prev_sample"],
+          np.sqrt(a_p) * x0 + np.sqrt(1 - a_p) * e, 1e-5, 1e-5)
+
+# --- tiny models: reload the saved dirs, recompute in float64, finite differences
+if (DIR / "unet" / "config.json").is_file():
+    import torch
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from golden_models import unet_class  # noqa: E402
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan
+
+    T = lambda k: torch.from_numpy(G[k]).double()  # noqa: E731
+    unet = unet_class().from_pretrained(str(DIR / "unet")).double().eval()
+    vae = AutoencoderKL.from_pretrained(str(DIR / "vae")).double().eval()
+    voc = SpeechT5HifiGan.from_pretrained(str(DIR / "vocoder")).double().eval()
+    with torch.no_grad():
+        for case in ("b1", "b2", "odd"):
+            kw = {k: T(f"unet.{case}.{k}") for k in
+                  ("encoder_hidden_states", "encoder_hidden_states_1", "encoder_attention_mask_1")
+                  if f"unet.{case}.{k}" in G}
+            y = unet(T(f"unet.{case}.sample"), T(f"unet.{case}.timestep").long(), **kw).sample
+            check(f"unet.{case}.out (reload)", G[f"unet.{case}.out"], y.numpy(), 1e-5, 1e-5)
+        dist = vae.encode(T("vae.encode.in")).latent_dist
+        check("vae.encode.mean (reload)", G["vae.encode.mean"], dist.mean.numpy(), 1e-5, 1e-5)
+        check("vae.encode.std (reload)", G["vae.encode.std"], dist.std.numpy(), 1e-5, 1e-5)
+        for name, fn in (("vae.decode", lambda z: vae.decode(z).sample), ("voc", voc)):
+            x = T(f"{name}.in")
+            check(f"{name}.out (reload)", G[f"{name}.out"], fn(x).numpy(), 1e-5, 1e-5)
+            cot = T(f"{name}.cotangent")
+            flat = rng.choice(x.numel(), 8, replace=False)
+            fd = []
+            for i in flat:
+                xp, xm = x.clone().view(-1), x.clone().view(-1)
+                xp[i] += 1e-6
+                xm[i] -= 1e-6
+                fd.append(float(((fn(xp.view_as(x)) - fn(xm.view_as(x))) * cot).sum() / 2e-6))
+            check(f"{name}.grad_in (fd)", G[f"{name}.grad_in"].reshape(-1)[flat], fd, 1e-4, 1e-4)
+
 for k, v in G.items():
     assert v.dtype == np.float32 and v.flags.c_contiguous, k
 print("FAILED: " + ", ".join(failures) if failures else "all checks passed")

@@ -3,6 +3,7 @@
 
     bash tools/golden/install.sh
     tools/golden/.venv/bin/python tools/golden/make_golden.py [--seed 0] [--out DIR]
+        [--variant default|alt]
 
 Layout: every section is a function ``(rng) -> dict[name, tensor]``, registered in
 SECTIONS below (the DSP ones live in golden_dsp.py). Each section gets its own
@@ -26,14 +27,17 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden_dsp  # noqa: E402
+import golden_models  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "golden"
 FILE_NAME = "golden.safetensors"
 
-# name -> section function. Later sections (tiny AudioLDM2 components, ...) go here.
+# name -> section function. The model sections also write OUT/{unet,vae,vocoder,
+# scheduler}/ and OUT/model_index.json (golden_models.configure sets OUT and the variant).
 SECTIONS = {
     **golden_dsp.SECTIONS,
+    **golden_models.SECTIONS,
 }
 
 
@@ -73,18 +77,22 @@ def main(argv=None) -> int:
                     help=f"output directory (default {DEFAULT_OUT.relative_to(REPO_ROOT)})")
     ap.add_argument("--only", nargs="*", choices=sorted(SECTIONS),
                     help="build only these sections (for debugging; do not commit)")
+    ap.add_argument("--variant", choices=sorted(golden_models.VARIANTS), default="default",
+                    help="tiny model configs (default: the committed set; alt: other "
+                         "shapes, not committed)")
     args = ap.parse_args(argv)
 
     setup_determinism()
+    golden_models.configure(args.out, args.variant)
+    args.out.mkdir(parents=True, exist_ok=True)
     tensors = build(args.seed, args.only)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / FILE_NAME
     # One metadata key only: safetensors writes its metadata map in hash order, so
     # several keys would make the file bytes differ from run to run.
     sections = ",".join(n for n in SECTIONS if not args.only or n in args.only)
     meta = {"golden": f"generator=tools/golden/make_golden.py seed={args.seed} "
-                      f"torch={torch.__version__} sections={sections}"}
+                      f"variant={args.variant} torch={torch.__version__} sections={sections}"}
     tmp = path.with_suffix(".tmp")
     save_file(dict(sorted(tensors.items())), str(tmp), metadata=meta)
     os.chmod(tmp, 0o644)  # safetensors creates the file 0600
@@ -94,7 +102,10 @@ def main(argv=None) -> int:
     for key, t in sorted(tensors.items()):
         print(f"{key:32s} {str(tuple(t.shape)):14s} "
               f"min {t.min().item(): .4g}  max {t.max().item(): .4g}")
-    print(f"wrote {path} ({path.stat().st_size} bytes, sha256 {digest[:16]}…), seed {args.seed}")
+    for key, v in golden_models.STATS.items():
+        print(f"  {key}: {v:.3g}" if isinstance(v, float) else f"  {key}: {v}")
+    print(f"wrote {path} ({path.stat().st_size} bytes, sha256 {digest[:16]}…), seed {args.seed}, "
+          f"variant {args.variant}")
     return 0
 
 
