@@ -1,5 +1,11 @@
-//! The AudioLDM2 prior: where its weights live (and, later, the networks themselves).
+//! The AudioLDM2 prior in candle: configs, weights, the networks, and where they live.
+//!
+//! Each network module follows candle-transformers' shape: a `Config` read from the
+//! diffusers `config.json`, `new(vb, &cfg)` with weights named as the checkpoint names
+//! them, and `forward`.
 
+pub mod config;
+pub mod loader;
 mod locate;
 
 pub use locate::ModelSearch;
