@@ -2,3 +2,4 @@
 //! measurements the guidance matches.
 
 pub mod operators;
+pub mod schedule;

@@ -1,0 +1,42 @@
+//! The DDIM schedule against diffusers' `DDIMScheduler`.
+
+mod golden;
+
+use dgg_restore::restore::schedule::DdimSchedule;
+use golden::Golden;
+
+fn schedule(g: &Golden) -> DdimSchedule {
+    DdimSchedule::from_file(&g.dir.join("scheduler/scheduler_config.json")).unwrap()
+}
+
+#[test]
+fn alphas_cumprod_match() {
+    let g = Golden::load();
+    let want = g.get("sched.alphas_cumprod").to_vec1::<f32>().unwrap();
+    let got = schedule(&g).alphas_cumprod().to_vec();
+    assert_eq!(got.len(), want.len());
+    let err = got.iter().zip(&want).map(|(a, b)| (a - *b as f64).abs()).fold(0.0, f64::max);
+    assert!(err < 1e-6, "max abs error {err}");
+}
+
+#[test]
+fn inference_timesteps_match() {
+    let g = Golden::load();
+    let want: Vec<usize> = g.get("sched.timesteps_50").to_vec1::<f32>().unwrap().iter().map(|&t| t as usize).collect();
+    assert_eq!(schedule(&g).timesteps(want.len()), want);
+}
+
+#[test]
+fn one_deterministic_ddim_step_matches() {
+    // The schedule's ᾱ_t and ᾱ_prev give diffusers' eta-0 DDIM update:
+    // x0 = (x − √(1−ᾱ_t)·ε)/√ᾱ_t, prev = √ᾱ_prev·x0 + √(1−ᾱ_prev)·ε.
+    let g = Golden::load();
+    let s = schedule(&g);
+    let t = g.scalar("sched.step.t") as usize;
+    let (a_t, a_prev) = (s.alpha_cumprod(t), s.alpha_cumprod_prev(t, 50));
+    let x = g.get("sched.step.sample");
+    let eps = g.get("sched.step.model_output");
+    let x0 = ((&x - (&eps * (1.0 - a_t).sqrt()).unwrap()).unwrap() / a_t.sqrt()).unwrap();
+    let prev = ((x0 * a_prev.sqrt()).unwrap() + (eps * (1.0 - a_prev).sqrt()).unwrap()).unwrap();
+    golden::assert_close("sched.step.prev_sample", &prev, &g.get("sched.step.prev_sample"), 1e-5);
+}
