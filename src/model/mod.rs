@@ -7,5 +7,6 @@
 pub mod config;
 pub mod loader;
 mod locate;
+pub mod unet;
 
 pub use locate::ModelSearch;
