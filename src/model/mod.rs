@@ -8,5 +8,6 @@ pub mod config;
 pub mod loader;
 mod locate;
 pub mod unet;
+pub mod vae;
 
 pub use locate::ModelSearch;
