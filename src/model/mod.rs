@@ -6,8 +6,10 @@
 
 pub mod config;
 pub mod loader;
+pub mod ops;
 mod locate;
 pub mod unet;
 pub mod vae;
+pub mod vocoder;
 
 pub use locate::ModelSearch;

@@ -1,0 +1,299 @@
+//! The HiFi-GAN vocoder of AudioLDM2: transformers' `SpeechT5HifiGan` in candle.
+//!
+//! Log-mel (batch, frames, mel bins) → waveform (batch, samples). All weights are frozen;
+//! the forward is differentiable with respect to the mel input (the guidance
+//! back-propagates through it), using the input-gradient-only ops of [`super::ops`]
+//! (candle has no backward for `conv_transpose1d`).
+
+use super::config::{read_config, ConfigError};
+use super::ops::{leaky_relu, FrozenConv1d, FrozenConvTranspose1d};
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+use std::path::Path;
+
+/// `SpeechT5HifiGanConfig` as transformers writes it to `config.json` (defaults are
+/// transformers' defaults; unknown keys are ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_model_in_dim")]
+    pub model_in_dim: usize,
+    #[serde(default = "default_sampling_rate")]
+    pub sampling_rate: usize,
+    #[serde(default = "default_upsample_initial_channel")]
+    pub upsample_initial_channel: usize,
+    #[serde(default = "default_upsample_rates")]
+    pub upsample_rates: Vec<usize>,
+    #[serde(default = "default_upsample_kernel_sizes")]
+    pub upsample_kernel_sizes: Vec<usize>,
+    #[serde(default = "default_resblock_kernel_sizes")]
+    pub resblock_kernel_sizes: Vec<usize>,
+    #[serde(default = "default_resblock_dilation_sizes")]
+    pub resblock_dilation_sizes: Vec<Vec<usize>>,
+    #[serde(default = "default_leaky_relu_slope")]
+    pub leaky_relu_slope: f64,
+    #[serde(default = "default_normalize_before")]
+    pub normalize_before: bool,
+}
+
+fn default_model_in_dim() -> usize {
+    80
+}
+fn default_sampling_rate() -> usize {
+    16000
+}
+fn default_upsample_initial_channel() -> usize {
+    512
+}
+fn default_upsample_rates() -> Vec<usize> {
+    vec![4, 4, 4, 4]
+}
+fn default_upsample_kernel_sizes() -> Vec<usize> {
+    vec![8, 8, 8, 8]
+}
+fn default_resblock_kernel_sizes() -> Vec<usize> {
+    vec![3, 7, 11]
+}
+fn default_resblock_dilation_sizes() -> Vec<Vec<usize>> {
+    vec![vec![1, 3, 5]; 3]
+}
+fn default_leaky_relu_slope() -> f64 {
+    0.1
+}
+fn default_normalize_before() -> bool {
+    true
+}
+
+/// Slope of the `leaky_relu` before `conv_post` (transformers calls it without a slope).
+const FINAL_LEAKY_RELU_SLOPE: f64 = 0.01;
+
+impl Config {
+    /// Read and check `config.json`.
+    pub fn from_file(path: &Path) -> std::result::Result<Self, ConfigError> {
+        let cfg: Self = read_config(path)?;
+        cfg.check().map_err(|(field, value, why)| ConfigError::unsupported(path, field, value, why))?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> std::result::Result<(), (&'static str, String, String)> {
+        let n = self.upsample_rates.len();
+        if n == 0 {
+            return Err(("upsample_rates", "[]".into(), "at least one upsampler is needed".into()));
+        }
+        if self.upsample_kernel_sizes.len() != n {
+            return Err((
+                "upsample_kernel_sizes",
+                format!("{:?}", self.upsample_kernel_sizes),
+                format!("needs one entry per upsample rate ({n})"),
+            ));
+        }
+        if let Some((r, k)) = self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).find(|(r, k)| **r == 0 || k < r) {
+            return Err((
+                "upsample_kernel_sizes",
+                format!("{:?}", self.upsample_kernel_sizes),
+                format!("kernel {k} for rate {r}: the kernel must be at least the (non-zero) rate"),
+            ));
+        }
+        if self.upsample_initial_channel % (1 << n) != 0 || self.upsample_initial_channel >> n == 0 {
+            return Err((
+                "upsample_initial_channel",
+                self.upsample_initial_channel.to_string(),
+                format!("must be divisible by 2^{n} (channels halve at every upsampler)"),
+            ));
+        }
+        if self.resblock_kernel_sizes.is_empty() || self.resblock_kernel_sizes.contains(&0) {
+            return Err(("resblock_kernel_sizes", format!("{:?}", self.resblock_kernel_sizes), "needs non-zero kernel sizes".into()));
+        }
+        if self.resblock_dilation_sizes.len() != self.resblock_kernel_sizes.len() {
+            return Err((
+                "resblock_dilation_sizes",
+                format!("{:?}", self.resblock_dilation_sizes),
+                format!("needs one list per resblock kernel size ({})", self.resblock_kernel_sizes.len()),
+            ));
+        }
+        if self.resblock_dilation_sizes.iter().any(|d| d.contains(&0)) {
+            return Err(("resblock_dilation_sizes", format!("{:?}", self.resblock_dilation_sizes), "dilations must be non-zero".into()));
+        }
+        if self.model_in_dim == 0 {
+            return Err(("model_in_dim", "0".into(), "must be non-zero".into()));
+        }
+        Ok(())
+    }
+
+    /// Samples per input frame (the product of the upsample rates).
+    pub fn hop_length(&self) -> usize {
+        self.upsample_rates.iter().product()
+    }
+
+    /// Number of output samples for `frames` input frames (PyTorch's transposed-conv length
+    /// formula per upsampler; HiFi-GAN convs keep the length otherwise).
+    pub fn output_len(&self, frames: usize) -> usize {
+        self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).fold(frames, |l, (&r, &k)| {
+            if l == 0 {
+                0
+            } else {
+                (l - 1) * r + k - 2 * ((k - r) / 2)
+            }
+        })
+    }
+}
+
+/// A conv weight, plain or stored with weight norm (old `weight_g`/`weight_v`, or the
+/// parametrization's `original0`/`original1`); weight norm over all dims but 0.
+fn conv_weight(vb: &VarBuilder, shape: (usize, usize, usize)) -> Result<Tensor> {
+    let (g, v) = if vb.contains_tensor("weight") {
+        return vb.get(shape, "weight");
+    } else if vb.contains_tensor("weight_g") {
+        (vb.get((shape.0, 1, 1), "weight_g")?, vb.get(shape, "weight_v")?)
+    } else if vb.contains_tensor("parametrizations.weight.original0") {
+        (vb.get((shape.0, 1, 1), "parametrizations.weight.original0")?, vb.get(shape, "parametrizations.weight.original1")?)
+    } else {
+        return vb.get(shape, "weight"); // the loader's "missing tensor" error
+    };
+    let norm = v.sqr()?.sum_keepdim(2)?.sum_keepdim(1)?.sqrt()?;
+    v.broadcast_mul(&g.broadcast_div(&norm)?)
+}
+
+/// PyTorch `Conv1d(c_in, c_out, k, stride 1, padding, dilation)` with bias.
+fn conv1d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, dilation: usize) -> Result<FrozenConv1d> {
+    let w = conv_weight(&vb, (c_out, c_in, k))?;
+    let b = vb.get(c_out, "bias")?;
+    FrozenConv1d::new(w, Some(b), padding, 1, dilation)
+}
+
+#[derive(Debug, Clone)]
+struct ResBlock {
+    convs1: Vec<FrozenConv1d>,
+    convs2: Vec<FrozenConv1d>,
+    slope: f64,
+}
+
+impl ResBlock {
+    fn new(vb: VarBuilder, channels: usize, k: usize, dilations: &[usize], slope: f64) -> Result<Self> {
+        let padding = |d: usize| (k * d - d) / 2;
+        let mut convs1 = Vec::with_capacity(dilations.len());
+        let mut convs2 = Vec::with_capacity(dilations.len());
+        for (i, &d) in dilations.iter().enumerate() {
+            convs1.push(conv1d(vb.pp(format!("convs1.{i}")), channels, channels, k, padding(d), d)?);
+            convs2.push(conv1d(vb.pp(format!("convs2.{i}")), channels, channels, k, padding(1), 1)?);
+        }
+        Ok(Self { convs1, convs2, slope })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (c1, c2) in self.convs1.iter().zip(&self.convs2) {
+            let h = c1.forward(&leaky_relu(&x, self.slope)?)?;
+            let h = c2.forward(&leaky_relu(&h, self.slope)?)?;
+            x = (h + x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// transformers' `SpeechT5HifiGan` with frozen weights.
+#[derive(Debug, Clone)]
+pub struct SpeechT5HifiGan {
+    conv_pre: FrozenConv1d,
+    upsampler: Vec<FrozenConvTranspose1d>,
+    /// `num_kernels` per upsampler, in checkpoint order.
+    resblocks: Vec<ResBlock>,
+    conv_post: FrozenConv1d,
+    /// (mean, scale), each (model_in_dim,), when `normalize_before`.
+    normalize: Option<(Tensor, Tensor)>,
+    cfg: Config,
+}
+
+impl SpeechT5HifiGan {
+    pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        cfg.check().map_err(|(field, value, why)| candle_core::Error::Msg(format!("vocoder config: `{field}` = {value}: {why}")))?;
+        let ch0 = cfg.upsample_initial_channel;
+        let conv_pre = conv1d(vb.pp("conv_pre"), cfg.model_in_dim, ch0, 7, 3, 1)?;
+        let mut upsampler = Vec::with_capacity(cfg.upsample_rates.len());
+        let mut resblocks = Vec::new();
+        for (i, (&rate, &k)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
+            let (c_in, c_out) = (ch0 >> i, ch0 >> (i + 1));
+            let vbu = vb.pp(format!("upsampler.{i}"));
+            let w = conv_weight(&vbu, (c_in, c_out, k))?;
+            let b = vbu.get(c_out, "bias")?;
+            upsampler.push(FrozenConvTranspose1d::new(w, Some(b), (k - rate) / 2, 0, rate, 1)?);
+            for (j, (&rk, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilation_sizes).enumerate() {
+                let index = i * cfg.resblock_kernel_sizes.len() + j;
+                resblocks.push(ResBlock::new(vb.pp(format!("resblocks.{index}")), c_out, rk, dil, cfg.leaky_relu_slope)?);
+            }
+        }
+        let c_last = ch0 >> cfg.upsample_rates.len();
+        let conv_post = conv1d(vb.pp("conv_post"), c_last, 1, 7, 3, 1)?;
+        let normalize = if cfg.normalize_before {
+            Some((vb.get(cfg.model_in_dim, "mean")?, vb.get(cfg.model_in_dim, "scale")?))
+        } else {
+            None
+        };
+        Ok(Self { conv_pre, upsampler, resblocks, conv_post, normalize, cfg: cfg.clone() })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Log-mel (batch, frames, model_in_dim) → waveform (batch, `cfg.output_len(frames)`);
+    /// an unbatched (frames, model_in_dim) input gives (samples,). Differentiable w.r.t. `mel`.
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let batched = match mel.rank() {
+            3 => true,
+            2 => false,
+            _ => candle_core::bail!("vocoder: expected (batch, frames, {}) mel, got {:?}", self.cfg.model_in_dim, mel.dims()),
+        };
+        let mel = if batched { mel.clone() } else { mel.unsqueeze(0)? };
+        let (_, frames, bins) = mel.dims3()?;
+        if bins != self.cfg.model_in_dim || frames == 0 {
+            candle_core::bail!("vocoder: expected (batch, frames > 0, {}) mel, got {:?}", self.cfg.model_in_dim, mel.dims())
+        }
+        let mel = match &self.normalize {
+            Some((mean, scale)) => mel.broadcast_sub(mean)?.broadcast_div(scale)?,
+            None => mel,
+        };
+        let mut x = self.conv_pre.forward(&mel.transpose(1, 2)?.contiguous()?)?;
+        let nk = self.cfg.resblock_kernel_sizes.len();
+        for (i, up) in self.upsampler.iter().enumerate() {
+            x = up.forward(&leaky_relu(&x, self.cfg.leaky_relu_slope)?)?;
+            let blocks = &self.resblocks[i * nk..(i + 1) * nk];
+            let mut acc = blocks[0].forward(&x)?;
+            for block in &blocks[1..] {
+                acc = (acc + block.forward(&x)?)?;
+            }
+            x = if nk == 1 { acc } else { (acc / nk as f64)? };
+        }
+        let x = self.conv_post.forward(&leaky_relu(&x, FINAL_LEAKY_RELU_SLOPE)?)?.tanh()?;
+        let wave = x.squeeze(1)?;
+        if batched {
+            Ok(wave)
+        } else {
+            wave.squeeze(0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audioldm2_output_length() {
+        let cfg: Config = serde_json::from_str(
+            r#"{"model_in_dim": 64, "upsample_rates": [5,4,2,2,2], "upsample_kernel_sizes": [16,16,8,4,4],
+                "upsample_initial_channel": 1024, "normalize_before": false, "unknown": 1}"#,
+        )
+        .unwrap();
+        assert!(cfg.check().is_ok());
+        assert_eq!(cfg.hop_length(), 160);
+        assert_eq!(cfg.output_len(512), 160 * 512 + 32);
+        assert_eq!(cfg.resblock_dilation_sizes, vec![vec![1, 3, 5]; 3]);
+    }
+
+    #[test]
+    fn bad_config_names_the_field() {
+        let cfg: Config = serde_json::from_str(r#"{"upsample_rates": [4,4], "upsample_kernel_sizes": [8]}"#).unwrap();
+        assert_eq!(cfg.check().unwrap_err().0, "upsample_kernel_sizes");
+    }
+}
