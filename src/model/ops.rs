@@ -69,13 +69,23 @@ where
 
 /// `max(x, slope·x)` (PyTorch's `leaky_relu`) with a cheap input gradient.
 pub fn leaky_relu(x: &Tensor, slope: f64) -> Result<Tensor> {
-    let xd = x.detach();
-    let scaled = (&xd * slope)?;
-    let y = if slope <= 1.0 { xd.maximum(&scaled)? } else { xd.minimum(&scaled)? };
-    attach_input_grad(x, y, move |x, g| {
-        // PyTorch: grad · (x > 0 ? 1 : slope).
-        x.gt(0.0)?.where_cond(g, &(g * slope)?)
-    })
+    let y = leaky_relu_value(&x.detach(), slope)?;
+    attach_input_grad(x, y, move |x, g| leaky_relu_input_grad(x, g, slope))
+}
+
+/// PyTorch's `leaky_relu`, without autograd.
+pub fn leaky_relu_value(x: &Tensor, slope: f64) -> Result<Tensor> {
+    let scaled = (x * slope)?;
+    if slope <= 1.0 {
+        x.maximum(&scaled)
+    } else {
+        x.minimum(&scaled)
+    }
+}
+
+/// The gradient of `leaky_relu` at `x` applied to `g`: PyTorch's `g · (x > 0 ? 1 : slope)`.
+pub fn leaky_relu_input_grad(x: &Tensor, g: &Tensor, slope: f64) -> Result<Tensor> {
+    x.gt(0.0)?.where_cond(g, &(g * slope)?)
 }
 
 /// A stride-1 convolution kernel laid out for [`conv1d_unit_stride`].
@@ -162,32 +172,41 @@ impl FrozenConv1d {
         &self.weight
     }
 
-    /// (batch, in, length) → (batch, out, length').
+    /// (batch, in, length) → (batch, out, length'), differentiable w.r.t. `x`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.value(&x.detach())?;
+        let conv = self.clone();
+        attach_input_grad(x, y, move |x, g| conv.input_grad(x.dim(2)?, g))
+    }
+
+    /// The forward without autograd.
+    pub fn value(&self, x: &Tensor) -> Result<Tensor> {
         let (p, s, d) = (self.padding, self.stride, self.dilation);
-        let xd = x.detach();
-        let mut y = match &self.unit {
-            Some(unit) => unit.conv(&xd, p, d)?,
-            None => xd.conv1d(&self.weight, p, s, d, 1)?,
+        let y = match &self.unit {
+            Some(unit) => unit.conv(x, p, d)?,
+            None => x.conv1d(&self.weight, p, s, d, 1)?,
         };
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
+        match &self.bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
         }
-        let (weight, adjoint) = (self.weight.clone(), self.adjoint.clone());
-        let span = d * (weight.dim(2)? - 1);
-        attach_input_grad(x, y, move |x, g| {
-            if let Some(adjoint) = &adjoint {
-                // y[t] = Σ_j x[t − p + j·d] w[j]  ⇒  gx[i] = Σ_j' g[i − (span − p) + j'·d] w[k−1−j'].
-                return adjoint.conv(g, span - p, d);
-            }
-            let l_in = x.dim(2)?;
-            let l_out = g.dim(2)?;
-            let base = (l_out - 1) * s + span + 1;
-            let output_padding = (l_in + 2 * p).checked_sub(base).filter(|op| *op < s.max(d)).ok_or_else(|| {
-                candle_core::Error::Msg(format!("conv1d adjoint: cannot recover input length {l_in}"))
-            })?;
-            g.contiguous()?.conv_transpose1d(&weight, p, output_padding, s, d, 1)
-        })
+    }
+
+    /// The adjoint of the (linear part of the) convolution applied to `g`, the gradient of
+    /// the output, for an input of `l_in` samples.
+    pub fn input_grad(&self, l_in: usize, g: &Tensor) -> Result<Tensor> {
+        let (p, s, d) = (self.padding, self.stride, self.dilation);
+        let span = d * (self.weight.dim(2)? - 1);
+        if let Some(adjoint) = &self.adjoint {
+            // y[t] = Σ_j x[t − p + j·d] w[j]  ⇒  gx[i] = Σ_j' g[i − (span − p) + j'·d] w[k−1−j'].
+            return adjoint.conv(g, span - p, d);
+        }
+        let l_out = g.dim(2)?;
+        let base = (l_out - 1) * s + span + 1;
+        let output_padding = (l_in + 2 * p).checked_sub(base).filter(|op| *op < s.max(d)).ok_or_else(|| {
+            candle_core::Error::Msg(format!("conv1d adjoint: cannot recover input length {l_in}"))
+        })?;
+        g.contiguous()?.conv_transpose1d(&self.weight, p, output_padding, s, d, 1)
     }
 }
 

@@ -6,7 +6,7 @@
 //! (candle has no backward for `conv_transpose1d`).
 
 use super::config::{read_config, ConfigError};
-use super::ops::{leaky_relu, FrozenConv1d, FrozenConvTranspose1d};
+use super::ops::{attach_input_grad, leaky_relu, leaky_relu_input_grad, leaky_relu_value, FrozenConv1d, FrozenConvTranspose1d};
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -180,12 +180,22 @@ impl ResBlock {
         Ok(Self { convs1, convs2, slope })
     }
 
+    /// Σ over the (conv1, conv2) pairs of `x ← x + conv2(lrelu(conv1(lrelu(x))))`. Each
+    /// pair is one autograd node with a hand-written backward (two adjoint convs, two
+    /// leaky-ReLU masks, one add) instead of five: candle's per-node gradient bookkeeping
+    /// (a zero tensor and an add per node) costs as much as the masks themselves.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = x.clone();
         for (c1, c2) in self.convs1.iter().zip(&self.convs2) {
-            let h = c1.forward(&leaky_relu(&x, self.slope)?)?;
-            let h = c2.forward(&leaky_relu(&h, self.slope)?)?;
-            x = (h + x)?;
+            let xd = x.detach();
+            let h = c1.value(&leaky_relu_value(&xd, self.slope)?)?;
+            let y = (c2.value(&leaky_relu_value(&h, self.slope)?)? + &xd)?;
+            let (c1, c2, slope) = (c1.clone(), c2.clone(), self.slope);
+            x = attach_input_grad(&x, y, move |x, g| {
+                let gh = leaky_relu_input_grad(&h, &c2.input_grad(h.dim(2)?, g)?, slope)?;
+                let ga = c1.input_grad(x.dim(2)?, &gh)?;
+                g + leaky_relu_input_grad(x, &ga, slope)?
+            })?;
         }
         Ok(x)
     }
