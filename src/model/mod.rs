@@ -4,6 +4,7 @@
 //! diffusers `config.json`, `new(vb, &cfg)` with weights named as the checkpoint names
 //! them, and `forward`.
 
+pub mod audioldm2;
 pub mod config;
 pub mod loader;
 pub mod ops;

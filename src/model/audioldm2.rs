@@ -1,0 +1,280 @@
+//! AudioLDM2's diffusion core as a [`LatentPrior`]: the UNet, the VAE and the vocoder of a
+//! model directory in the diffusers layout, with the text conditioning fixed per prior.
+//!
+//! Decoding follows diffusers' `AudioLDM2Pipeline`: latents divided by the VAE's
+//! `scaling_factor`, VAE decode to a log-mel (B, 1, frames, bins), vocoder, crop.
+
+use candle_core::{DType, Device, Result, Tensor};
+use candle_nn::VarBuilder;
+use std::path::{Path, PathBuf};
+
+use super::config::ConfigError;
+use super::loader::{LoadError, WeightFiles};
+use super::unet::{self, AudioLdm2UNet};
+use super::vae::{self, AutoencoderKL};
+use super::vocoder::{self, SpeechT5HifiGan};
+use crate::restore::prior::LatentPrior;
+use crate::restore::schedule::DdimSchedule;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{}: not a diffusers model directory (no model_index.json); see models/README.md for how to get the weights", .0.display())]
+    NotAModelDir(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// A network could not be built from its weights; the message names file and tensor.
+    #[error("{component}: {message}")]
+    Weights { component: &'static str, message: String },
+    #[error("{}: the components do not fit together: {message}", .dir.display())]
+    Mismatch { dir: PathBuf, message: String },
+    #[error("conditioning: {0}")]
+    Conditioning(String),
+}
+
+/// The configs of the four components the prior needs, checked against each other.
+#[derive(Debug, Clone)]
+pub struct ModelConfigs {
+    pub unet: unet::Config,
+    pub vae: vae::Config,
+    pub vocoder: vocoder::Config,
+    pub schedule: DdimSchedule,
+}
+
+impl ModelConfigs {
+    /// Read `{unet,vae,vocoder}/config.json` and `scheduler/scheduler_config.json` under `dir`.
+    pub fn load(dir: &Path) -> std::result::Result<Self, ModelError> {
+        let unet = unet::Config::load(&dir.join("unet/config.json"))?;
+        let vae = vae::Config::load(&dir.join("vae/config.json"))?;
+        let vocoder = vocoder::Config::from_file(&dir.join("vocoder/config.json"))?;
+        let schedule = DdimSchedule::from_file(&dir.join("scheduler/scheduler_config.json"))?;
+        let cfgs = Self { unet, vae, vocoder, schedule };
+        cfgs.check().map_err(|message| ModelError::Mismatch { dir: dir.to_path_buf(), message })?;
+        Ok(cfgs)
+    }
+
+    /// The shapes that must agree between components.
+    fn check(&self) -> std::result::Result<(), String> {
+        let (u, v, voc) = (&self.unet, &self.vae, &self.vocoder);
+        if u.in_channels != v.latent_channels || u.out_channels != v.latent_channels {
+            return Err(format!(
+                "the UNet maps {} → {} channels but the VAE latent has {}",
+                u.in_channels, u.out_channels, v.latent_channels
+            ));
+        }
+        if v.in_channels != 1 || v.out_channels != 1 {
+            return Err(format!("the VAE must map one mel channel (it has {} in, {} out)", v.in_channels, v.out_channels));
+        }
+        let k = v.downsample_factor();
+        if voc.model_in_dim % k != 0 {
+            return Err(format!("the vocoder's {} mel bins do not divide by the VAE's downsampling ×{k}", voc.model_in_dim));
+        }
+        Ok(())
+    }
+}
+
+/// Where and in which precision the networks run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// UNet and vocoder weights; the VAE stays f32 when its config says `force_upcast`.
+    pub dtype: DType,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { device: Device::Cpu, dtype: DType::F32 }
+    }
+}
+
+/// The text conditioning the UNet cross-attends to, for one item (it is repeated over the
+/// batch): `encoder_hidden_states` (1, L, d) — AudioLDM2's GPT-2 states —,
+/// `encoder_hidden_states_1` (1, L₁, d₁) — Flan-T5 — and its mask (1, L₁), 1 = keep.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    pub encoder_hidden_states: Tensor,
+    pub encoder_hidden_states_1: Tensor,
+    pub attention_mask_1: Option<Tensor>,
+}
+
+impl Conditioning {
+    /// Check the widths against the UNet's cross-attention and move to `device`/`dtype`.
+    fn prepare(&self, layout: &unet::Layout, device: &Device, dtype: DType) -> std::result::Result<Self, ModelError> {
+        let bad = |m: String| ModelError::Conditioning(m);
+        let (b, _, d) = self.encoder_hidden_states.dims3().map_err(|e| bad(format!("encoder_hidden_states: {e}")))?;
+        let (b1, l1, d1) = self.encoder_hidden_states_1.dims3().map_err(|e| bad(format!("encoder_hidden_states_1: {e}")))?;
+        if b != 1 || b1 != 1 {
+            return Err(bad(format!("expected one item, got batches of {b} and {b1}")));
+        }
+        if let Some(mask) = &self.attention_mask_1 {
+            if mask.dims() != [1, l1] {
+                return Err(bad(format!("attention_mask_1 is {:?}, encoder_hidden_states_1 has {l1} tokens", mask.dims())));
+            }
+        }
+        let stages = layout.down.iter().chain([&layout.mid]).chain(&layout.up).filter_map(|b| b.attention.as_ref());
+        for stage in stages {
+            for (j, want) in stage.cross_attention_dims.iter().enumerate() {
+                // Transformers 0 and 1 of a stage read `encoder_hidden_states`, 2 and up `_1`.
+                let (name, got) = if j <= 1 { ("encoder_hidden_states", d) } else { ("encoder_hidden_states_1", d1) };
+                if let Some(want) = want.filter(|w| *w != got) {
+                    return Err(bad(format!("{name} has width {got} but the UNet cross-attends with width {want}")));
+                }
+            }
+        }
+        let to = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
+        let moved = (|| -> Result<Self> {
+            Ok(Self {
+                encoder_hidden_states: to(&self.encoder_hidden_states)?,
+                encoder_hidden_states_1: to(&self.encoder_hidden_states_1)?,
+                attention_mask_1: self.attention_mask_1.as_ref().map(to).transpose()?,
+            })
+        })();
+        moved.map_err(|e| bad(e.to_string()))
+    }
+}
+
+/// The weights of each component, however they were obtained.
+pub struct ComponentWeights<'a> {
+    pub unet: VarBuilder<'a>,
+    pub vae: VarBuilder<'a>,
+    pub vocoder: VarBuilder<'a>,
+}
+
+/// AudioLDM2's UNet, VAE and vocoder with a fixed conditioning.
+pub struct AudioLdm2 {
+    unet: AudioLdm2UNet,
+    vae: AutoencoderKL,
+    vocoder: SpeechT5HifiGan,
+    schedule: DdimSchedule,
+    conditioning: Conditioning,
+    scaling_factor: f64,
+    /// Mel frames per latent row times the UNet's total downsampling: the frame count is
+    /// rounded up to a multiple of this.
+    frame_multiple: usize,
+    vae_factor: usize,
+    latent_channels: usize,
+    latent_width: usize,
+    device: Device,
+    dtype: DType,
+    vae_dtype: DType,
+}
+
+impl AudioLdm2 {
+    /// Load a model directory in the diffusers layout (`model_index.json`, `unet/`, `vae/`,
+    /// `vocoder/`, `scheduler/`).
+    pub fn load(dir: &Path, options: &LoadOptions, conditioning: &Conditioning) -> std::result::Result<Self, ModelError> {
+        if !dir.join("model_index.json").is_file() {
+            return Err(ModelError::NotAModelDir(dir.to_path_buf()));
+        }
+        let configs = ModelConfigs::load(dir)?;
+        let vae_dtype = vae_dtype(&configs.vae, options.dtype);
+        let open = |sub: &str, dtype| WeightFiles::find(&dir.join(sub))?.var_builder(dtype, &options.device);
+        let weights = ComponentWeights { unet: open("unet", options.dtype)?, vae: open("vae", vae_dtype)?, vocoder: open("vocoder", options.dtype)? };
+        Self::new(configs, weights, conditioning)
+    }
+
+    /// Build from configs and weights (e.g. random weights for benchmarks). The weights'
+    /// dtypes and device are the networks'.
+    pub fn new(configs: ModelConfigs, weights: ComponentWeights, conditioning: &Conditioning) -> std::result::Result<Self, ModelError> {
+        let built = |component: &'static str| move |e: candle_core::Error| ModelError::Weights { component, message: e.to_string() };
+        let (device, dtype, vae_dtype) = (weights.unet.device().clone(), weights.unet.dtype(), weights.vae.dtype());
+        let unet = AudioLdm2UNet::new(weights.unet, &configs.unet).map_err(built("unet"))?;
+        let vae = AutoencoderKL::new(weights.vae, &configs.vae).map_err(built("vae"))?;
+        let vocoder = SpeechT5HifiGan::new(weights.vocoder, &configs.vocoder).map_err(built("vocoder"))?;
+        let conditioning = conditioning.prepare(unet.layout(), &device, dtype)?;
+        let k = configs.vae.downsample_factor();
+        Ok(Self {
+            frame_multiple: k << unet.layout().num_upsamplers(),
+            vae_factor: k,
+            latent_channels: configs.vae.latent_channels,
+            latent_width: configs.vocoder.model_in_dim / k,
+            scaling_factor: configs.vae.scaling_factor,
+            schedule: configs.schedule,
+            unet,
+            vae,
+            vocoder,
+            conditioning,
+            device,
+            dtype,
+            vae_dtype,
+        })
+    }
+
+    pub fn unet(&self) -> &AudioLdm2UNet {
+        &self.unet
+    }
+
+    pub fn vae(&self) -> &AutoencoderKL {
+        &self.vae
+    }
+
+    pub fn vocoder(&self) -> &SpeechT5HifiGan {
+        &self.vocoder
+    }
+
+    /// Mel frames the VAE produces for `samples` samples (rounded up, see `frame_multiple`).
+    fn frames(&self, samples: usize) -> usize {
+        let hop = self.vocoder.config().hop_length();
+        samples.div_ceil(hop).max(1).div_ceil(self.frame_multiple) * self.frame_multiple
+    }
+}
+
+/// diffusers keeps a `force_upcast` VAE in f32 when the pipeline runs in half precision.
+fn vae_dtype(cfg: &vae::Config, dtype: DType) -> DType {
+    if cfg.force_upcast {
+        DType::F32
+    } else {
+        dtype
+    }
+}
+
+impl LatentPrior for AudioLdm2 {
+    fn sample_rate(&self) -> u32 {
+        self.vocoder.config().sampling_rate as u32
+    }
+
+    fn latent_shape(&self, samples: usize) -> (usize, usize, usize) {
+        (self.latent_channels, self.frames(samples) / self.vae_factor, self.latent_width)
+    }
+
+    fn schedule(&self) -> &DdimSchedule {
+        &self.schedule
+    }
+
+    fn device(&self) -> &Device {
+        &self.device
+    }
+
+    fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {
+        let b = z_t.dim(0)?;
+        let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
+        let t = Tensor::from_vec(t, timesteps.len(), &self.device)?;
+        let c = &self.conditioning;
+        let repeat = |x: &Tensor| -> Result<Tensor> {
+            let mut dims = x.dims().to_vec();
+            dims[0] = b;
+            x.broadcast_as(dims)?.contiguous()
+        };
+        let mask = c.attention_mask_1.as_ref().map(repeat).transpose()?;
+        let eps = self.unet.forward(
+            &z_t.detach().to_dtype(self.dtype)?,
+            &t,
+            &repeat(&c.encoder_hidden_states)?,
+            &repeat(&c.encoder_hidden_states_1)?,
+            mask.as_ref(),
+        )?;
+        eps.to_dtype(DType::F32)
+    }
+
+    fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor> {
+        let z = (z.to_dtype(self.vae_dtype)? / self.scaling_factor)?;
+        let mel = self.vae.decode(&z)?.squeeze(1)?;
+        let wave = self.vocoder.forward(&mel.to_dtype(self.dtype)?)?;
+        let have = wave.dim(1)?;
+        if samples > have {
+            candle_core::bail!("decode: latents of {:?} give {have} samples, {samples} were asked for", z.dims());
+        }
+        wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
+    }
+}

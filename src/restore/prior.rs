@@ -1,0 +1,36 @@
+//! What the restoration algorithm needs from a latent diffusion prior, and nothing more.
+//!
+//! The guidance methods are generic over [`LatentPrior`], so DGG runs on any latent
+//! diffusion model with an ε-prediction UNet and a differentiable latent → waveform decoder,
+//! as the paper claims, and tests can use tiny or analytic priors. AudioLDM2 implements it
+//! in [`crate::model::audioldm2`].
+
+use candle_core::{Device, Result, Tensor};
+
+use super::schedule::DdimSchedule;
+
+/// A frozen latent diffusion prior over mono audio at [`LatentPrior::sample_rate`].
+///
+/// Every tensor going in or out is f32 on [`LatentPrior::device`]; an implementation that
+/// runs in another precision converts at its boundary.
+pub trait LatentPrior {
+    /// Sample rate of the waveforms [`LatentPrior::decode`] produces.
+    fn sample_rate(&self) -> u32;
+
+    /// The latent (channels, height, width) of one item that decodes to at least `samples`
+    /// samples. The size is rounded up to what the networks accept; `decode` crops back.
+    fn latent_shape(&self, samples: usize) -> (usize, usize, usize);
+
+    /// The noise schedule the prior was trained with.
+    fn schedule(&self) -> &DdimSchedule;
+
+    fn device(&self) -> &Device;
+
+    /// Predicted noise ε(z_t, t) for a batch (B, C, H, W) of latents; `timesteps` holds one
+    /// training timestep per item, or one for the whole batch. No gradient flows back.
+    fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor>;
+
+    /// Latents (B, C, H, W) → waveforms (B, `samples`). Differentiable w.r.t. `z`: the
+    /// guidance back-propagates a loss on the waveform to the latent.
+    fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor>;
+}

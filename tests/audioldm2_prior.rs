@@ -1,0 +1,176 @@
+//! AudioLDM2 as a `LatentPrior`, loaded from the fixture model directory as a user's model
+//! directory would be: noise prediction with the conditioning held by the prior, latent
+//! shapes, decoding, precisions, and the errors of a broken model directory.
+
+mod golden;
+
+use candle_core::{DType, Device, Tensor};
+use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions, ModelConfigs};
+use dgg_restore::restore::prior::LatentPrior;
+use golden::{assert_close, Golden};
+use std::path::Path;
+
+const TOL: f64 = 1e-4;
+
+/// The conditioning of item `i` of UNet case `case`.
+fn conditioning(g: &Golden, case: &str, i: usize, masked: bool) -> Conditioning {
+    let item = |name: &str| g.get(&format!("unet.{case}.{name}")).narrow(0, i, 1).unwrap();
+    Conditioning {
+        encoder_hidden_states: item("encoder_hidden_states"),
+        encoder_hidden_states_1: item("encoder_hidden_states_1"),
+        attention_mask_1: masked.then(|| item("encoder_attention_mask_1")),
+    }
+}
+
+fn load(g: &Golden, options: &LoadOptions) -> AudioLdm2 {
+    AudioLdm2::load(&g.dir, options, &conditioning(g, "b1", 0, false)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn timesteps(t: &Tensor) -> Vec<usize> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|&t| t as usize).collect()
+}
+
+#[test]
+fn predicts_noise_with_its_conditioning_repeated_over_the_batch() {
+    let g = Golden::load();
+    let prior = load(&g, &LoadOptions::default());
+    let (sample, want) = (g.get("unet.b1.sample"), g.get("unet.b1.out"));
+    let t = timesteps(&g.get("unet.b1.timestep"));
+    assert_close("prior eps (batch 1)", &prior.predict_noise(&sample, &t).unwrap(), &want, TOL);
+
+    let pair = Tensor::cat(&[&sample, &sample], 0).unwrap();
+    let eps = prior.predict_noise(&pair, &[t[0], t[0]]).unwrap();
+    for i in 0..2 {
+        assert_close("prior eps (item of a batch of 2)", &eps.narrow(0, i, 1).unwrap(), &want, TOL);
+    }
+}
+
+#[test]
+fn the_flan_t5_mask_reaches_the_unet() {
+    let g = Golden::load();
+    // Item 1 of the batch-2 case has a partial mask.
+    let prior = AudioLdm2::load(&g.dir, &LoadOptions::default(), &conditioning(&g, "b2", 1, true)).unwrap();
+    let item = |name: &str| g.get(&format!("unet.b2.{name}")).narrow(0, 1, 1).unwrap();
+    let t = timesteps(&g.get("unet.b2.timestep"));
+    let eps = prior.predict_noise(&item("sample"), &t[1..]).unwrap();
+    assert_close("prior eps (masked)", &eps, &item("out"), TOL);
+}
+
+#[test]
+fn latent_shapes_round_up_to_what_the_networks_take() {
+    let g = Golden::load();
+    let prior = load(&g, &LoadOptions::default());
+    let cfgs = ModelConfigs::load(&g.dir).unwrap();
+    let hop = cfgs.vocoder.hop_length();
+    let k = cfgs.vae.downsample_factor();
+    let (c, h1, w) = prior.latent_shape(1);
+    assert_eq!((c, w), (cfgs.vae.latent_channels, cfgs.vocoder.model_in_dim / k));
+    // The smallest latent covers whole UNet levels: frames = k · h1 must be the multiple.
+    let multiple = h1 * k;
+    for samples in [1, hop, multiple * hop, multiple * hop + 1, 3 * multiple * hop - 5] {
+        let (_, h, _) = prior.latent_shape(samples);
+        let frames = h * k;
+        assert_eq!(frames % multiple, 0, "{samples} samples");
+        assert!(frames * hop >= samples && (frames - multiple) * hop < samples, "{samples} samples → {frames} frames");
+    }
+    assert_eq!(prior.sample_rate() as usize, cfgs.vocoder.sampling_rate);
+}
+
+#[test]
+fn decode_is_vae_then_vocoder_cropped_and_differentiable() {
+    let g = Golden::load();
+    let prior = load(&g, &LoadOptions::default());
+    let cfgs = ModelConfigs::load(&g.dir).unwrap();
+    let samples = 2 * cfgs.vocoder.hop_length() * prior.latent_shape(1).1 * cfgs.vae.downsample_factor() - 37;
+    let (c, h, w) = prior.latent_shape(samples);
+    let z = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
+
+    let wave = prior.decode(&z, samples).unwrap();
+    assert_eq!(wave.dims(), &[2, samples]);
+    // The same through the components, as diffusers' pipeline chains them.
+    let mel = prior.vae().decode(&(&z / cfgs.vae.scaling_factor).unwrap()).unwrap().squeeze(1).unwrap();
+    let direct = prior.vocoder().forward(&mel).unwrap().narrow(1, 0, samples).unwrap();
+    assert_close("prior decode", &wave, &direct, 1e-6);
+
+    let z = candle_core::Var::from_tensor(&z).unwrap();
+    let loss = prior.decode(z.as_tensor(), samples).unwrap().sqr().unwrap().sum_all().unwrap();
+    let grad = loss.backward().unwrap().get(z.as_tensor()).expect("a gradient reaches the latent").clone();
+    assert_eq!(grad.dims(), z.dims());
+    assert!(grad.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+#[test]
+fn half_precision_follows_f32() {
+    let g = Golden::load();
+    let half = load(&g, &LoadOptions { device: Device::Cpu, dtype: DType::F16 });
+    let (sample, want) = (g.get("unet.b1.sample"), g.get("unet.b1.out"));
+    let eps = half.predict_noise(&sample, &timesteps(&g.get("unet.b1.timestep"))).unwrap();
+    assert_eq!(eps.dtype(), DType::F32);
+    assert_close("prior eps in f16", &eps, &want, 2e-2);
+}
+
+#[test]
+fn a_directory_without_model_index_is_not_a_model() {
+    let g = Golden::load();
+    let dir = tempfile::tempdir().unwrap();
+    let err = AudioLdm2::load(dir.path(), &LoadOptions::default(), &conditioning(&g, "b1", 0, false)).err().unwrap().to_string();
+    assert!(err.contains(&dir.path().display().to_string()) && err.contains("model_index.json") && err.contains("models/README.md"), "{err}");
+}
+
+/// A copy of the fixture model directory to break.
+fn copy_model(g: &Golden) -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(&g.dir, dir.path());
+    dir
+}
+
+#[test]
+fn a_broken_model_directory_names_the_component_and_file() {
+    let g = Golden::load();
+    let cond = conditioning(&g, "b1", 0, false);
+    let load_err = |dir: &Path| AudioLdm2::load(dir, &LoadOptions::default(), &cond).err().expect("must fail").to_string();
+
+    let dir = copy_model(&g);
+    std::fs::remove_dir_all(dir.path().join("vae")).unwrap();
+    let err = load_err(dir.path());
+    assert!(err.contains("vae/config.json"), "{err}");
+
+    let dir = copy_model(&g);
+    let weights = dir.path().join("vocoder/model.safetensors");
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_err(dir.path());
+    assert!(err.contains(&weights.display().to_string()) && err.contains("download it again"), "{err}");
+
+    // A UNet config that no longer fits its weights: the error names the tensor.
+    let dir = copy_model(&g);
+    let cfg_path = dir.path().join("unet/config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let width = cfg["block_out_channels"][0].as_u64().unwrap();
+    cfg["block_out_channels"][0] = (2 * width).into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = load_err(dir.path());
+    assert!(err.starts_with("unet: ") && err.contains("diffusion_pytorch_model.safetensors") && err.contains("tensor `"), "{err}");
+}
+
+#[test]
+fn conditioning_of_the_wrong_width_is_refused() {
+    let g = Golden::load();
+    let mut cond = conditioning(&g, "b1", 0, false);
+    let (_, l, d) = cond.encoder_hidden_states.dims3().unwrap();
+    cond.encoder_hidden_states = Tensor::zeros((1, l, d + 1), DType::F32, &Device::Cpu).unwrap();
+    let err = AudioLdm2::load(&g.dir, &LoadOptions::default(), &cond).err().unwrap().to_string();
+    assert!(err.contains("encoder_hidden_states has width") && err.contains(&format!("{}", d + 1)), "{err}");
+}
