@@ -9,12 +9,11 @@
 //! back-propagates through it): the mid-block attention uses a composite softmax, not
 //! `candle_nn::ops::softmax_last_dim`, which has no backward.
 //!
-//! Building blocks shared with the UNet ([`ResnetBlock2D`], [`Downsample2D`],
-//! [`Upsample2D`], [`Activation`]) are `pub(crate)`.
+//! The ResNet blocks, samplers and convolutions are shared with the UNet ([`super::nn`]).
 
+use super::nn::{Activation, Conv2d, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 use crate::model::config::{read_config, ConfigError};
-use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Storage, Tensor, D};
+use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{GroupNorm, Linear, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
@@ -156,231 +155,21 @@ impl Config {
     }
 }
 
-/// The nonlinearities diffusers' `get_activation` knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Activation {
-    Silu,
-    Gelu,
-    Relu,
-    Mish,
-}
-
-impl Activation {
-    pub(crate) fn parse(name: &str) -> Option<Self> {
-        match name {
-            "silu" | "swish" => Some(Self::Silu),
-            "gelu" => Some(Self::Gelu),
-            "relu" => Some(Self::Relu),
-            "mish" => Some(Self::Mish),
-            _ => None,
-        }
-    }
-
-    fn from_config(name: &str) -> Result<Self> {
-        Self::parse(name).ok_or_else(|| candle_core::Error::Msg(format!("unsupported `act_fn` = {name:?}")))
-    }
-}
-
-impl Module for Activation {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        match self {
-            Self::Silu => xs.silu(),
-            Self::Gelu => xs.gelu_erf(),
-            Self::Relu => xs.relu(),
-            // x · tanh(softplus(x)); softplus = max(x, 0) + ln(1 + e^−|x|), stable for large |x|.
-            Self::Mish => {
-                let softplus = (xs.relu()? + (xs.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
-                xs * softplus.tanh()?
-            }
-        }
-    }
-}
-
 /// Softmax along the last axis that back-propagates (the shift by the maximum is detached:
 /// softmax does not depend on it).
-pub(crate) fn softmax_last_dim_grad(xs: &Tensor) -> Result<Tensor> {
+fn softmax_last_dim_grad(xs: &Tensor) -> Result<Tensor> {
     let max = xs.max_keepdim(D::Minus1)?.detach();
     let num = xs.broadcast_sub(&max)?.exp()?;
     let den = num.sum_keepdim(D::Minus1)?;
     num.broadcast_div(&den)
 }
 
-/// A 2-D convolution with frozen weights (`weight` (out, in, k, k), `bias` (out)), named as
-/// `nn.Conv2d`.
-///
-/// Its backward computes the input gradient only, as one ordinary convolution with the
-/// flipped, transposed kernel. candle's own `conv2d` backward also computes the (unused)
-/// weight gradient and routes the input gradient through a direct-loop transposed
-/// convolution: at the VAE decoder's full size (5.12 s clip, 2 busy cores) decode + backward
-/// took 75 s against a 12 s forward with it, about 2.5× the forward with this one.
-/// Stride-1 convolutions on the CPU take this path; others use candle's own backward.
-#[derive(Debug, Clone)]
-pub(crate) struct Conv2d {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    padding: usize,
-    stride: usize,
-}
+/// The ε of every group norm in diffusers' VAE encoder and decoder.
+const EPS: f64 = 1e-6;
 
-impl Conv2d {
-    pub(crate) fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, stride: usize) -> Self {
-        Self { weight, bias, padding, stride }
-    }
-}
-
-impl Module for Conv2d {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (_, _, k_h, k_w) = self.weight.dims4()?;
-        let own_backward = xs.track_op() && xs.device().is_cpu() && self.stride == 1 && k_h == k_w && self.padding < k_h;
-        let ys = if own_backward {
-            xs.contiguous()?.apply_op1(FrozenConv2dOp { weight: self.weight.clone(), padding: self.padding })?
-        } else {
-            xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-        };
-        match &self.bias {
-            Some(b) => ys.broadcast_add(&b.reshape((1, (), 1, 1))?),
-            None => Ok(ys),
-        }
-    }
-}
-
-/// Stride-1 square-kernel convolution with a constant kernel; backward w.r.t. the input only.
-struct FrozenConv2dOp {
-    weight: Tensor,
-    padding: usize,
-}
-
-impl CustomOp1 for FrozenConv2dOp {
-    fn name(&self) -> &'static str {
-        "frozen-conv2d"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        // Rebuild an untracked tensor over (a copy of) the input, convolve, hand the result back.
-        let n = layout.shape().elem_count();
-        let flat = Tensor::from_storage(Storage::Cpu(storage.clone()), storage_len(storage), BackpropOp::none(), false);
-        let xs = match layout.contiguous_offsets() {
-            Some((start, end)) if end - start == n => flat.narrow(0, start, n)?.reshape(layout.shape())?,
-            _ => candle_core::bail!("frozen-conv2d: input must be contiguous"),
-        };
-        let ys = xs.conv2d(&self.weight, self.padding, 1, 1, 1)?.contiguous()?;
-        let shape = ys.shape().clone();
-        let (st, l) = ys.storage_and_layout();
-        match (&*st, l.contiguous_offsets()) {
-            (Storage::Cpu(cpu), Some((0, end))) if end == shape.elem_count() => Ok((cpu.clone(), shape)),
-            _ => candle_core::bail!("frozen-conv2d: unexpected output storage"),
-        }
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        // d(conv(x, W, p))/dx applied to g = conv(g, flip(Wᵀ), k − 1 − p).
-        let k = self.weight.dim(2)?;
-        let w_t = self.weight.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?.contiguous()?;
-        Ok(Some(grad_res.contiguous()?.conv2d(&w_t, k - 1 - self.padding, 1, 1, 1)?))
-    }
-}
-
-fn storage_len(storage: &CpuStorage) -> usize {
-    match storage {
-        CpuStorage::U8(v) => v.len(),
-        CpuStorage::U32(v) => v.len(),
-        CpuStorage::I16(v) => v.len(),
-        CpuStorage::I32(v) => v.len(),
-        CpuStorage::I64(v) => v.len(),
-        CpuStorage::BF16(v) => v.len(),
-        CpuStorage::F16(v) => v.len(),
-        CpuStorage::F32(v) => v.len(),
-        CpuStorage::F64(v) => v.len(),
-        _ => 0,
-    }
-}
-
-fn conv2d(c_in: usize, c_out: usize, kernel: usize, padding: usize, stride: usize, vb: VarBuilder) -> Result<Conv2d> {
-    let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
-    let bias = vb.get(c_out, "bias")?;
-    Ok(Conv2d::new(weight, Some(bias), padding, stride))
-}
-
-/// diffusers `ResnetBlock2D` without a time embedding (pre-norm, output scale 1).
-#[derive(Debug, Clone)]
-pub(crate) struct ResnetBlock2D {
-    norm1: GroupNorm,
-    conv1: Conv2d,
-    norm2: GroupNorm,
-    conv2: Conv2d,
-    conv_shortcut: Option<Conv2d>,
-    act: Activation,
-}
-
-impl ResnetBlock2D {
-    pub(crate) fn new(vb: VarBuilder, c_in: usize, c_out: usize, groups: usize, eps: f64, act: Activation) -> Result<Self> {
-        let norm1 = candle_nn::group_norm(groups, c_in, eps, vb.pp("norm1"))?;
-        let conv1 = conv2d(c_in, c_out, 3, 1, 1, vb.pp("conv1"))?;
-        let norm2 = candle_nn::group_norm(groups, c_out, eps, vb.pp("norm2"))?;
-        let conv2 = conv2d(c_out, c_out, 3, 1, 1, vb.pp("conv2"))?;
-        let conv_shortcut = if c_in != c_out { Some(conv2d(c_in, c_out, 1, 0, 1, vb.pp("conv_shortcut"))?) } else { None };
-        Ok(Self { norm1, conv1, norm2, conv2, conv_shortcut, act })
-    }
-}
-
-impl Module for ResnetBlock2D {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let h = self.act.forward(&self.norm1.forward(xs)?)?;
-        let h = self.conv1.forward(&h)?;
-        let h = self.act.forward(&self.norm2.forward(&h)?)?;
-        let h = self.conv2.forward(&h)?;
-        let shortcut = match &self.conv_shortcut {
-            Some(conv) => conv.forward(xs)?,
-            None => xs.clone(),
-        };
-        shortcut + h
-    }
-}
-
-/// diffusers `Downsample2D` with a convolution and `padding = 0`: pad right/bottom by one,
-/// then a stride-2 3×3 convolution (the encoder's form).
-#[derive(Debug, Clone)]
-pub(crate) struct Downsample2D {
-    conv: Conv2d,
-    padding: usize,
-}
-
-impl Downsample2D {
-    pub(crate) fn new(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
-        Ok(Self { conv: conv2d(channels, channels, 3, padding, 2, vb.pp("conv"))?, padding })
-    }
-}
-
-impl Module for Downsample2D {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = if self.padding == 0 { xs.pad_with_zeros(D::Minus1, 0, 1)?.pad_with_zeros(D::Minus2, 0, 1)? } else { xs.clone() };
-        self.conv.forward(&xs)
-    }
-}
-
-/// Nearest-neighbour ×2 upsampling written with broadcast + reshape, so its backward is an
-/// ordinary (accumulating) sum.
-pub(crate) fn upsample_nearest_2x(xs: &Tensor) -> Result<Tensor> {
-    let (b, c, h, w) = xs.dims4()?;
-    xs.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.reshape((b, c, 2 * h, 2 * w))
-}
-
-/// diffusers `Upsample2D` with a convolution: nearest ×2, then a 3×3 convolution.
-#[derive(Debug, Clone)]
-pub(crate) struct Upsample2D {
-    conv: Conv2d,
-}
-
-impl Upsample2D {
-    pub(crate) fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
-        Ok(Self { conv: conv2d(channels, channels, 3, 1, 1, vb.pp("conv"))? })
-    }
-}
-
-impl Module for Upsample2D {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.conv.forward(&upsample_nearest_2x(xs)?)
-    }
+/// Every VAE ResNet: no time embedding.
+fn resnet_settings(groups: usize, act: Activation) -> ResnetSettings {
+    ResnetSettings { groups, eps: EPS, act, time: None }
 }
 
 /// The mid-block's single-head spatial self-attention (diffusers `Attention` with
@@ -449,12 +238,11 @@ struct MidBlock {
 
 impl MidBlock {
     fn new(vb: VarBuilder, channels: usize, groups: usize, act: Activation, add_attention: bool) -> Result<Self> {
-        let eps = 1e-6;
         let resnets = (0..2)
-            .map(|j| ResnetBlock2D::new(vb.pp("resnets").pp(j), channels, channels, groups, eps, act))
+            .map(|j| ResnetBlock2D::new(vb.pp("resnets").pp(j), channels, channels, &resnet_settings(groups, act), 1.0))
             .collect::<Result<Vec<_>>>()?;
         let attention = if add_attention {
-            Some(SpatialAttention::new(vb.pp("attentions").pp("0"), channels, channels, groups, eps)?)
+            Some(SpatialAttention::new(vb.pp("attentions").pp("0"), channels, channels, groups, EPS)?)
         } else {
             None
         };
@@ -464,11 +252,11 @@ impl MidBlock {
 
 impl Module for MidBlock {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let mut h = self.resnets[0].forward(xs)?;
+        let mut h = self.resnets[0].forward(xs, None)?;
         if let Some(attn) = &self.attention {
             h = attn.forward(&h)?;
         }
-        self.resnets[1].forward(&h)
+        self.resnets[1].forward(&h, None)
     }
 }
 
@@ -484,13 +272,13 @@ impl Module for ResnetStack {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let mut h = xs.clone();
         for r in &self.resnets {
-            h = r.forward(&h)?;
+            h = r.forward(&h, None)?;
         }
         if let Some(d) = &self.down {
             h = d.forward(&h)?;
         }
         if let Some(u) = &self.up {
-            h = u.forward(&h)?;
+            h = u.forward(&h, None)?;
         }
         Ok(h)
     }
@@ -509,7 +297,7 @@ impl Encoder {
     fn new(vb: VarBuilder, cfg: &Config, act: Activation) -> Result<Self> {
         let ch = &cfg.block_out_channels;
         let groups = cfg.norm_num_groups;
-        let conv_in = conv2d(cfg.in_channels, ch[0], 3, 1, 1, vb.pp("conv_in"))?;
+        let conv_in = Conv2d::new(vb.pp("conv_in"), cfg.in_channels, ch[0], 3, 1, 1)?;
         let mut down_blocks = Vec::with_capacity(ch.len());
         let mut c_out = ch[0];
         for (i, &c) in ch.iter().enumerate() {
@@ -517,15 +305,15 @@ impl Encoder {
             c_out = c;
             let vbb = vb.pp("down_blocks").pp(i);
             let resnets = (0..cfg.layers_per_block)
-                .map(|j| ResnetBlock2D::new(vbb.pp("resnets").pp(j), if j == 0 { c_in } else { c_out }, c_out, groups, 1e-6, act))
+                .map(|j| ResnetBlock2D::new(vbb.pp("resnets").pp(j), if j == 0 { c_in } else { c_out }, c_out, &resnet_settings(groups, act), 1.0))
                 .collect::<Result<Vec<_>>>()?;
             let down = if i + 1 < ch.len() { Some(Downsample2D::new(vbb.pp("downsamplers").pp("0"), c_out, 0)?) } else { None };
             down_blocks.push(ResnetStack { resnets, down, up: None });
         }
         let last = *ch.last().unwrap();
         let mid_block = MidBlock::new(vb.pp("mid_block"), last, groups, act, cfg.mid_block_add_attention)?;
-        let conv_norm_out = candle_nn::group_norm(groups, last, 1e-6, vb.pp("conv_norm_out"))?;
-        let conv_out = conv2d(last, 2 * cfg.latent_channels, 3, 1, 1, vb.pp("conv_out"))?;
+        let conv_norm_out = candle_nn::group_norm(groups, last, EPS, vb.pp("conv_norm_out"))?;
+        let conv_out = Conv2d::new(vb.pp("conv_out"), last, 2 * cfg.latent_channels, 3, 1, 1)?;
         Ok(Self { conv_in, down_blocks, mid_block, conv_norm_out, conv_out })
     }
 }
@@ -555,7 +343,7 @@ impl Decoder {
     fn new(vb: VarBuilder, cfg: &Config, act: Activation) -> Result<Self> {
         let rev: Vec<usize> = cfg.block_out_channels.iter().rev().copied().collect();
         let groups = cfg.norm_num_groups;
-        let conv_in = conv2d(cfg.latent_channels, rev[0], 3, 1, 1, vb.pp("conv_in"))?;
+        let conv_in = Conv2d::new(vb.pp("conv_in"), cfg.latent_channels, rev[0], 3, 1, 1)?;
         let mid_block = MidBlock::new(vb.pp("mid_block"), rev[0], groups, act, cfg.mid_block_add_attention)?;
         let mut up_blocks = Vec::with_capacity(rev.len());
         let mut c_out = rev[0];
@@ -564,14 +352,14 @@ impl Decoder {
             c_out = c;
             let vbb = vb.pp("up_blocks").pp(i);
             let resnets = (0..cfg.layers_per_block + 1)
-                .map(|j| ResnetBlock2D::new(vbb.pp("resnets").pp(j), if j == 0 { c_prev } else { c_out }, c_out, groups, 1e-6, act))
+                .map(|j| ResnetBlock2D::new(vbb.pp("resnets").pp(j), if j == 0 { c_prev } else { c_out }, c_out, &resnet_settings(groups, act), 1.0))
                 .collect::<Result<Vec<_>>>()?;
             let up = if i + 1 < rev.len() { Some(Upsample2D::new(vbb.pp("upsamplers").pp("0"), c_out)?) } else { None };
             up_blocks.push(ResnetStack { resnets, down: None, up });
         }
         let first = cfg.block_out_channels[0];
-        let conv_norm_out = candle_nn::group_norm(groups, first, 1e-6, vb.pp("conv_norm_out"))?;
-        let conv_out = conv2d(first, cfg.out_channels, 3, 1, 1, vb.pp("conv_out"))?;
+        let conv_norm_out = candle_nn::group_norm(groups, first, EPS, vb.pp("conv_norm_out"))?;
+        let conv_out = Conv2d::new(vb.pp("conv_out"), first, cfg.out_channels, 3, 1, 1)?;
         Ok(Self { conv_in, mid_block, up_blocks, conv_norm_out, conv_out })
     }
 }
@@ -601,12 +389,12 @@ pub struct AutoencoderKL {
 impl AutoencoderKL {
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         cfg.validate(Path::new("vae/config.json")).map_err(candle_core::Error::wrap)?;
-        let act = Activation::from_config(&cfg.act_fn)?;
+        let act = Activation::parse(&cfg.act_fn).ok_or_else(|| candle_core::Error::Msg(format!("unsupported `act_fn` = {:?}", cfg.act_fn)))?;
         let l = cfg.latent_channels;
         let encoder = Encoder::new(vb.pp("encoder"), cfg, act)?;
         let decoder = Decoder::new(vb.pp("decoder"), cfg, act)?;
-        let quant_conv = if cfg.use_quant_conv { Some(conv2d(2 * l, 2 * l, 1, 0, 1, vb.pp("quant_conv"))?) } else { None };
-        let post_quant_conv = if cfg.use_post_quant_conv { Some(conv2d(l, l, 1, 0, 1, vb.pp("post_quant_conv"))?) } else { None };
+        let quant_conv = if cfg.use_quant_conv { Some(Conv2d::new(vb.pp("quant_conv"), 2 * l, 2 * l, 1, 1, 0)?) } else { None };
+        let post_quant_conv = if cfg.use_post_quant_conv { Some(Conv2d::new(vb.pp("post_quant_conv"), l, l, 1, 1, 0)?) } else { None };
         Ok(Self { encoder, decoder, quant_conv, post_quant_conv, latent_channels: l })
     }
 

@@ -2,10 +2,10 @@
 //! `UpBlock2D` / `CrossAttnUpBlock2D` in AudioLDM2's variant (several Transformer2D modules
 //! per layer, one per cross-attention width, stored as `attentions.{n·layer + j}`).
 
-use super::layers::{Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
+use crate::model::nn::{Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 use super::transformer::{Context, Transformer2DModel, TransformerSettings};
 use super::{AttentionLayout, BlockLayout};
-use candle_core::{Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 /// The conditioning every attention stage draws from.
@@ -104,7 +104,7 @@ impl DownBlock {
     /// Returns the block output and appends its skip states to `skips`.
     pub fn forward(&self, mut h: Tensor, temb_act: &Tensor, cond: &Conditioning, skips: &mut Vec<Tensor>) -> Result<Tensor> {
         for (i, resnet) in self.resnets.iter().enumerate() {
-            h = resnet.forward(&h, temb_act)?;
+            h = resnet.forward(&h, Some(temb_act))?;
             if let Some(att) = &self.attentions {
                 h = att.forward(i, h, cond)?;
             }
@@ -136,10 +136,10 @@ impl MidBlock {
     }
 
     pub fn forward(&self, h: &Tensor, temb_act: &Tensor, cond: &Conditioning) -> Result<Tensor> {
-        let mut h = self.resnets[0].forward(h, temb_act)?;
+        let mut h = self.resnets[0].forward(h, Some(temb_act))?;
         for (i, resnet) in self.resnets[1..].iter().enumerate() {
             h = self.attentions.forward(i, h, cond)?;
-            h = resnet.forward(&h, temb_act)?;
+            h = resnet.forward(&h, Some(temb_act))?;
         }
         Ok(h)
     }
@@ -179,7 +179,7 @@ impl UpBlock {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().ok_or_else(|| candle_core::Error::Msg("UNet: ran out of skip connections".into()))?;
             h = Tensor::cat(&[&h, &skip], 1)?;
-            h = resnet.forward(&h, temb_act)?;
+            h = resnet.forward(&h, Some(temb_act))?;
             if let Some(att) = &self.attentions {
                 h = att.forward(i, h, cond)?;
             }

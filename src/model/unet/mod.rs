@@ -23,16 +23,18 @@
 //! `softmax_last_dim` (which has no backward).
 
 mod blocks;
-mod layers;
+mod embeddings;
 mod transformer;
 
-pub use layers::{timestep_embedding, Activation, TimeScaleShift};
+pub use crate::model::nn::{Activation, TimeScaleShift};
+pub use embeddings::timestep_embedding;
 
 use crate::model::config::{read_config, ConfigError, PerBlock};
 use blocks::{BlockSettings, Conditioning, DownBlock, MidBlock, UpBlock};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, GroupNorm, VarBuilder};
-use layers::{ResnetSettings, TimestepEmbedding};
+use crate::model::nn::{Conv2d, ResnetSettings};
+use candle_nn::{GroupNorm, VarBuilder};
+use embeddings::TimestepEmbedding;
 use serde::{Deserialize, Deserializer};
 use std::path::Path;
 
@@ -445,17 +447,16 @@ impl AudioLdm2UNet {
             groups: layout.groups,
             eps: cfg.norm_eps,
             act: layout.act,
-            temb_channels: layout.time_embed_dim,
-            time_scale_shift: layout.time_scale_shift,
+            time: Some((layout.time_embed_dim, layout.time_scale_shift)),
         };
         let s = BlockSettings { resnet, use_linear_projection: cfg.use_linear_projection, downsample_padding: cfg.downsample_padding };
-        let conv_in = layers::conv2d(vb.pp("conv_in"), cfg.in_channels, boc[0], cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2)?;
+        let conv_in = Conv2d::new(vb.pp("conv_in"), cfg.in_channels, boc[0], cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2)?;
         let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), layout.time_proj_dim, layout.time_embed_dim, layout.act, layout.timestep_post_act)?;
         let down_blocks = layout.down.iter().enumerate().map(|(i, l)| DownBlock::new(vb.pp("down_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
         let mid_block = MidBlock::new(vb.pp("mid_block"), &layout.mid, &s, cfg.mid_block_scale_factor)?;
         let up_blocks = layout.up.iter().enumerate().map(|(i, l)| UpBlock::new(vb.pp("up_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
         let conv_norm_out = candle_nn::group_norm(layout.groups, boc[0], cfg.norm_eps, vb.pp("conv_norm_out"))?;
-        let conv_out = layers::conv2d(vb.pp("conv_out"), boc[0], cfg.out_channels, cfg.conv_out_kernel, 1, (cfg.conv_out_kernel - 1) / 2)?;
+        let conv_out = Conv2d::new(vb.pp("conv_out"), boc[0], cfg.out_channels, cfg.conv_out_kernel, 1, (cfg.conv_out_kernel - 1) / 2)?;
         Ok(Self {
             conv_in,
             time_embedding,
@@ -495,10 +496,10 @@ impl AudioLdm2UNet {
         let t_emb = timestep_embedding(&t, self.layout.time_proj_dim, self.flip_sin_to_cos, self.freq_shift)?.to_dtype(dtype)?;
         let mut emb = self.time_embedding.forward(&t_emb)?;
         if let Some(act) = self.layout.time_embed_act {
-            emb = act.apply(&emb)?;
+            emb = act.forward(&emb)?;
         }
         // Every ResNet applies the same non-linearity to the embedding before its projection.
-        let temb_act = self.layout.act.apply(&emb)?;
+        let temb_act = self.layout.act.forward(&emb)?;
 
         let ehs = encoder_hidden_states.to_dtype(dtype)?.contiguous()?;
         let ehs_1 = encoder_hidden_states_1.to_dtype(dtype)?.contiguous()?;
@@ -533,7 +534,7 @@ impl AudioLdm2UNet {
             };
             h = block.forward(h, &temb_act, &cond, &mut skips, size)?;
         }
-        let h = self.layout.act.apply(&self.conv_norm_out.forward(&h)?)?;
+        let h = self.layout.act.forward(&self.conv_norm_out.forward(&h)?)?;
         self.conv_out.forward(&h)
     }
 }

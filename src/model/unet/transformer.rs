@@ -1,7 +1,7 @@
 //! diffusers' `Transformer2DModel` (continuous input) with its `BasicTransformerBlock`s,
 //! `Attention` (default SDPA processor) and GEGLU `FeedForward`, forward only.
 
-use super::layers::Conv1x1;
+use crate::model::nn::Conv1x1;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
 
