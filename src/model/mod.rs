@@ -6,6 +6,7 @@
 
 pub mod audioldm2;
 pub mod config;
+pub mod device;
 pub mod loader;
 pub mod nn;
 pub mod ops;

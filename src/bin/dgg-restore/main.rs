@@ -1,5 +1,6 @@
 //! `dgg-restore`: the offline side of DGG Restore.
 
+mod bench;
 mod degrade;
 mod lsd;
 
@@ -16,6 +17,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Degrade(degrade::DegradeArgs),
+    /// Speed and memory figures (not a test): `bench model`.
+    Bench(bench::BenchArgs),
     Lsd(lsd::LsdArgs),
 }
 
@@ -23,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Degrade(args) => degrade::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Lsd(args) => lsd::run(args),
     };
     match result {

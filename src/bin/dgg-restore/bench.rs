@@ -1,0 +1,287 @@
+//! `dgg-restore bench`: speed and memory figures, printed next to a reference.
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use clap::{Args, Subcommand};
+use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, Conditioning, LoadOptions, ModelConfigs};
+use dgg_restore::model::device::{parse_dtype, DeviceChoice};
+use dgg_restore::restore::prior::LatentPrior;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The diffusion core at full size: UNet forward, VAE decode (and backward), vocoder
+    /// (and backward), each the median of several runs, with the peak resident memory.
+    Model(ModelBenchArgs),
+}
+
+#[derive(Args)]
+struct ModelBenchArgs {
+    /// Configs of the model to build with random weights (a directory with
+    /// `{unet,vae,vocoder}/config.json` and `scheduler/scheduler_config.json`).
+    #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench/audioldm2-music"), conflicts_with = "model")]
+    configs: PathBuf,
+    /// Load real weights from this model directory instead of random ones.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Runs per stage; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Clip length in seconds.
+    #[arg(long, default_value_t = 5.12)]
+    seconds: f64,
+    /// auto, cpu or cuda.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
+    device: DeviceChoice,
+    /// f32, f16 or bf16 (UNet and vocoder; the VAE follows its `force_upcast`).
+    #[arg(long, default_value = "f32", value_parser = |s: &str| parse_dtype(s))]
+    dtype: DType,
+    /// Figures of `tools/bench/model_bench.py --json` from this machine, to compare with
+    /// instead of the PyTorch figures in DESIGN.md §3.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Only these stages (unet_forward, vae_decode, vae_decode_backward, vocoder, vocoder_backward).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.what {
+        BenchCommand::Model(args) => model(args),
+    }
+}
+
+const STAGES: [&str; 5] = ["unet_forward", "vae_decode", "vae_decode_backward", "vocoder", "vocoder_backward"];
+
+/// PyTorch 2.11, fp32, 2-core machine of this kind, 5.12 s clip (DESIGN.md §3).
+const DESIGN_REFERENCE: [(&str, f64); 5] =
+    [("unet_forward", 0.70), ("vae_decode", 1.83), ("vae_decode_backward", 3.33), ("vocoder", 2.75), ("vocoder_backward", 5.35)];
+
+fn model(args: ModelBenchArgs) -> Result<()> {
+    if let Some(bad) = args.only.iter().find(|s| !STAGES.contains(&s.as_str())) {
+        bail!("unknown stage `{bad}`: choose from {}", STAGES.join(", "));
+    }
+    if args.repeats == 0 || !(args.seconds > 0.0) {
+        bail!("--repeats and --seconds must be positive");
+    }
+    let reference = Reference::read(args.reference.as_deref())?;
+    let device = args.device.open().map_err(anyhow::Error::msg)?;
+    let threads = candle_core::utils::get_num_threads();
+
+    let started = Instant::now();
+    let (prior, source) = match &args.model {
+        Some(dir) => {
+            let cfgs = ModelConfigs::load(dir)?;
+            let options = LoadOptions { device: device.clone(), dtype: args.dtype };
+            (AudioLdm2::load(dir, &options, &random_conditioning(&cfgs, &device)?)?, format!("weights from {}", dir.display()))
+        }
+        None => {
+            let cfgs = ModelConfigs::load(&args.configs)?;
+            let cond = random_conditioning(&cfgs, &device)?;
+            let vae_dtype = if cfgs.vae.force_upcast { DType::F32 } else { args.dtype };
+            let random = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
+            let weights = ComponentWeights { unet: random(args.dtype), vae: random(vae_dtype), vocoder: random(args.dtype) };
+            (AudioLdm2::new(cfgs, weights, &cond)?, format!("random weights, configs {}", args.configs.display()))
+        }
+    };
+    println!("model: {source}; built in {:.1} s", started.elapsed().as_secs_f64());
+
+    let samples = (args.seconds * prior.sample_rate() as f64).round() as usize;
+    let (c, h, w) = prior.latent_shape(samples);
+    let z = Tensor::randn(0f32, 1.0, (1, c, h, w), &device)?;
+    let frames = samples.div_ceil(prior.vocoder().config().hop_length());
+    let mel = Tensor::randn(0f32, 1.0, (1, frames, prior.vocoder().config().model_in_dim), &device)?.to_dtype(args.dtype)?;
+    println!(
+        "{:.2} s clip: latent {:?}, mel {:?}; {device_name}, {:?}, {threads} threads, median of {}",
+        args.seconds,
+        z.dims(),
+        mel.dims(),
+        args.dtype,
+        args.repeats,
+        device_name = describe(&device),
+    );
+
+    let selected = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
+    let mut results = BTreeMap::new();
+    for stage in STAGES.into_iter().filter(|s| selected(s)) {
+        let run = || -> Result<()> {
+            match stage {
+                "unet_forward" => drop(prior.predict_noise(&z, &[500])?),
+                "vae_decode" => drop(prior.vae().decode(&z)?),
+                "vae_decode_backward" => backward(&z, |z| prior.vae().decode(z))?,
+                "vocoder" => drop(prior.vocoder().forward(&mel)?),
+                "vocoder_backward" => backward(&mel, |m| prior.vocoder().forward(m))?,
+                _ => unreachable!("stages are checked above"),
+            }
+            device.synchronize()?;
+            Ok(())
+        };
+        results.insert(stage, measure(args.repeats, run).with_context(|| format!("stage {stage}"))?);
+    }
+    if (reference.clip_seconds - args.seconds).abs() > 1e-6 {
+        println!("note: the reference is for a {:.2} s clip, the ratios compare different sizes", reference.clip_seconds);
+    }
+    print_table(&results, &reference);
+    Ok(())
+}
+
+/// Gradient of `sum(f(x) · c)` w.r.t. `x` for a random cotangent `c`; forward included.
+fn backward(x: &Tensor, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>) -> Result<()> {
+    let x = Var::from_tensor(x)?;
+    let y = f(x.as_tensor())?;
+    let c = Tensor::randn(0f32, 1.0, y.shape(), y.device())?.to_dtype(y.dtype())?;
+    let grads = (y * c)?.sum_all()?.backward()?;
+    if grads.get(x.as_tensor()).is_none() {
+        bail!("no gradient reached the input");
+    }
+    Ok(())
+}
+
+struct Measured {
+    median_s: f64,
+    runs_s: Vec<f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+fn measure(repeats: usize, run: impl Fn() -> Result<()>) -> Result<Measured> {
+    let peak = PeakMemory::start();
+    let mut runs_s = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        run()?;
+        runs_s.push(t.elapsed().as_secs_f64());
+    }
+    let mut sorted = runs_s.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(Measured { median_s: sorted[sorted.len() / 2], runs_s, peak_rss_mb: peak.finish() })
+}
+
+/// Peak resident memory of this process over a stretch of time (Linux: the high-water
+/// mark `VmHWM`, reset by writing 5 to `/proc/self/clear_refs`). GPU memory is not counted.
+struct PeakMemory {
+    resettable: bool,
+}
+
+impl PeakMemory {
+    fn start() -> Self {
+        Self { resettable: std::fs::write("/proc/self/clear_refs", "5").is_ok() }
+    }
+
+    fn finish(self) -> Option<f64> {
+        if !self.resettable {
+            return None;
+        }
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    }
+}
+
+/// Reference medians by stage, and where they come from.
+struct Reference {
+    label: String,
+    clip_seconds: f64,
+    medians: BTreeMap<String, f64>,
+}
+
+impl Reference {
+    fn read(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else {
+            return Ok(Self {
+                label: "PyTorch 2.11 fp32, 2 cores (DESIGN.md §3)".into(),
+                clip_seconds: 5.12,
+                medians: DESIGN_REFERENCE.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            });
+        };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let stages = json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/model_bench.py --json)", path.display()))?;
+        let medians = stages.iter().filter_map(|(k, v)| Some((k.clone(), v["median_s"].as_f64()?))).collect();
+        let torch = json["torch"].as_str().unwrap_or("?");
+        let threads = json["threads"].as_u64().map(|t| format!(", {t} threads")).unwrap_or_default();
+        let clip_seconds = json["clip_seconds"].as_f64().unwrap_or(5.12);
+        Ok(Self { label: format!("PyTorch {torch}{threads} ({})", path.display()), clip_seconds, medians })
+    }
+}
+
+fn print_table(results: &BTreeMap<&str, Measured>, reference: &Reference) {
+    println!("reference: {}", reference.label);
+    println!("{:<22} {:>10} {:>10} {:>8} {:>14}  runs (s)", "stage", "ours (s)", "ref (s)", "ratio", "peak RSS (MB)");
+    for stage in STAGES {
+        let Some(m) = results.get(stage) else { continue };
+        let reference = reference.medians.get(stage);
+        let fmt_ref = reference.map(|r| format!("{r:.2}")).unwrap_or_else(|| "-".into());
+        let ratio = reference.map(|r| format!("{:.2}×", m.median_s / r)).unwrap_or_else(|| "-".into());
+        let peak = m.peak_rss_mb.map(|p| format!("{p:.0}")).unwrap_or_else(|| "n/a".into());
+        let runs: Vec<String> = m.runs_s.iter().map(|r| format!("{r:.2}")).collect();
+        println!("{stage:<22} {:>10.2} {fmt_ref:>10} {ratio:>8} {peak:>14}  {}", m.median_s, runs.join(" "));
+    }
+    println!("ratio = ours / reference (lower is better); peak RSS is this process's high-water mark during the stage");
+}
+
+fn describe(device: &Device) -> String {
+    match device {
+        Device::Cpu => "CPU".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Random conditioning of the widths the UNet cross-attends with: 8 GPT-2 states and one
+/// Flan-T5 state, as the empty prompt gives (DESIGN.md §3).
+fn random_conditioning(cfgs: &ModelConfigs, device: &Device) -> Result<Conditioning> {
+    let layout = cfgs.unet.layout(Path::new("unet/config.json"))?;
+    let stages = layout.down.iter().chain([&layout.mid]).chain(&layout.up).filter_map(|b| b.attention.as_ref());
+    let (mut d, mut d1) = (None, None);
+    for stage in stages {
+        for (j, dim) in stage.cross_attention_dims.iter().enumerate() {
+            // Transformers 0 and 1 of a stage read `encoder_hidden_states`, 2 and up `_1`.
+            let slot = if j <= 1 { &mut d } else { &mut d1 };
+            *slot = slot.or(*dim);
+        }
+    }
+    let (d, d1) = (d.unwrap_or(1), d1.unwrap_or(1));
+    Ok(Conditioning {
+        encoder_hidden_states: Tensor::randn(0f32, 1.0, (1, 8, d), device)?,
+        encoder_hidden_states_1: Tensor::randn(0f32, 1.0, (1, 1, d1), device)?,
+        attention_mask_1: Some(Tensor::ones((1, 1), DType::F32, device)?),
+    })
+}
+
+/// Weights drawn on the fly for any name and shape: N(0, 1/fan_in) for matrices and
+/// kernels, ones for norm scales and the vocoder's `scale`, zeros for biases and `mean` —
+/// so activations stay in range and the timings are those of real weights.
+struct RandomWeights;
+
+impl SimpleBackend for RandomWeights {
+    fn get(&self, s: Shape, name: &str, _: candle_nn::Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let leaf = name.rsplit('.').next().unwrap_or(name);
+        let t = match (s.rank(), leaf) {
+            (0 | 1, "weight" | "scale") => Tensor::ones(s, DType::F32, dev)?,
+            (0 | 1, _) => Tensor::zeros(s, DType::F32, dev)?,
+            _ => {
+                let fan_in: usize = s.dims()[1..].iter().product();
+                Tensor::randn(0f32, (1.0 / fan_in as f64).sqrt() as f32, s, dev)?
+            }
+        };
+        t.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("random weights need a shape for `{name}`")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
+}
