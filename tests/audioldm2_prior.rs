@@ -90,13 +90,27 @@ fn decode_is_vae_then_vocoder_cropped_and_differentiable() {
     // The same through the components, as diffusers' pipeline chains them.
     let mel = prior.vae().decode(&(&z / cfgs.vae.scaling_factor).unwrap()).unwrap().squeeze(1).unwrap();
     let direct = prior.vocoder().forward(&mel).unwrap().narrow(1, 0, samples).unwrap();
-    assert_close("prior decode", &wave, &direct, 1e-6);
+    assert_close("prior decode vs its components", &wave, &direct, 1e-6);
 
     let z = candle_core::Var::from_tensor(&z).unwrap();
     let loss = prior.decode(z.as_tensor(), samples).unwrap().sqr().unwrap().sum_all().unwrap();
     let grad = loss.backward().unwrap().get(z.as_tensor()).expect("a gradient reaches the latent").clone();
     assert_eq!(grad.dims(), z.dims());
     assert!(grad.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0);
+}
+
+/// diffusers' pipeline: `vocoder(vae.decode(z / scaling_factor).squeeze(1))[:, :samples]`,
+/// and the gradient of ⟨out, cotangent⟩ w.r.t. `z` by torch autograd.
+#[test]
+fn decode_matches_the_diffusers_pipeline() {
+    let g = Golden::load();
+    let prior = load(&g, &LoadOptions::default());
+    let z = candle_core::Var::from_tensor(&g.get("prior.decode.in")).unwrap();
+    let samples = g.scalar("prior.decode.samples") as usize;
+    let wave = prior.decode(z.as_tensor(), samples).unwrap();
+    assert_close("prior decode", &wave, &g.get("prior.decode.out"), TOL);
+    let grads = (wave * g.get("prior.decode.cotangent")).unwrap().sum_all().unwrap().backward().unwrap();
+    assert_close("prior decode gradient", grads.get(z.as_tensor()).unwrap(), &g.get("prior.decode.grad_in"), 1e-3);
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod golden;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
+use dgg_restore::model::loader::WeightFiles;
 use dgg_restore::model::vocoder::{Config, SpeechT5HifiGan};
 use golden::Golden;
 
@@ -14,6 +15,19 @@ fn load(g: &Golden) -> SpeechT5HifiGan {
     let cfg = Config::from_file(&dir.join("config.json")).unwrap();
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }.unwrap();
     SpeechT5HifiGan::new(vb, &cfg).unwrap()
+}
+
+/// The same weights saved by `save_pretrained(safe_serialization=False)` (`vocoder_bin/`):
+/// the PyTorch pickle path of the loader gives the same network.
+#[test]
+fn a_pytorch_bin_checkpoint_loads_the_same_weights() {
+    let g = Golden::load();
+    let dir = g.dir.join("vocoder_bin");
+    let files = WeightFiles::find(&dir).unwrap();
+    assert_eq!(files, WeightFiles::Pytorch(dir.join("pytorch_model.bin")));
+    let cfg = Config::from_file(&dir.join("config.json")).unwrap();
+    let voc = SpeechT5HifiGan::new(files.var_builder(DType::F32, &Device::Cpu).unwrap(), &cfg).unwrap();
+    golden::assert_close("vocoder forward from .bin", &voc.forward(&g.get("voc.in")).unwrap(), &g.get("voc.out"), 1e-4);
 }
 
 #[test]

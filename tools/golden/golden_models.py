@@ -1,10 +1,13 @@
 """Model sections of the golden fixtures: TINY random AudioLDM2 diffusion-core
 components (UNet, VAE, vocoder, DDIM scheduler), saved with ``save_pretrained`` in the
-real diffusers layout next to golden.safetensors, plus reference tensors.
+real diffusers layout next to golden.safetensors, plus reference tensors. The ``prior``
+section chains the VAE decoder and the vocoder as AudioLDM2Pipeline does (latents ->
+cropped waveform).
 
 Every section is ``section_xxx(rng) -> dict[str, torch.Tensor]`` like the DSP ones.
 make_golden.py calls ``configure(out_dir, variant)`` first; the sections then write
-``OUT/{unet,vae,vocoder,scheduler}/`` and ``OUT/model_index.json``.
+``OUT/{unet,vae,vocoder,scheduler}/``, ``OUT/model_index.json`` and
+``OUT/vocoder_bin/`` (the vocoder again, as a PyTorch pickle ``pytorch_model.bin``).
 
 Weights: every parameter (and the vocoder's mean/scale buffers) is redrawn from the
 section's numpy Generator (see ``randomize``), rounded to float32 and saved. The models
@@ -149,6 +152,7 @@ VARIANTS = {
             normalize_before=False,
         ),
         "voc_frames": 6,
+        "prior_latent_t": 7,  # -> 28 mel frames
         "batch": 2,
     },
     "alt": {
@@ -195,6 +199,7 @@ VARIANTS = {
             normalize_before=True,
         ),
         "voc_frames": 5,
+        "prior_latent_t": 11,  # -> 44 mel frames
         "batch": 2,
     },
 }
@@ -366,6 +371,7 @@ def section_vae(rng: np.random.Generator) -> dict:
         vae = AutoencoderKL(**c["vae"])
     randomize(vae, rng)
     vae = save_and_reload(vae, AutoencoderKL, "vae").eval()
+    BUILT["vae"] = vae
     v64 = copy.deepcopy(vae).double()
 
     B, T, M = c["batch"], c["mel_t"], c["mel_bins"]
@@ -419,6 +425,8 @@ def section_vocoder(rng: np.random.Generator) -> dict:
     voc = save_and_reload(voc, SpeechT5HifiGan, "vocoder").eval()
     if vc["normalize_before"]:
         assert not torch.equal(voc.mean, torch.zeros_like(voc.mean)), "mean not saved"
+    BUILT["vocoder"] = voc
+    save_bin_copy(voc, "vocoder", "vocoder_bin")
     w64 = copy.deepcopy(voc).double()
 
     xx = x.double().requires_grad_(True)
@@ -437,6 +445,44 @@ def section_vocoder(rng: np.random.Generator) -> dict:
     }
 
 
+def save_bin_copy(model, sub: str, bin_sub: str) -> None:
+    """Writes ``model`` a second time as a PyTorch pickle into OUT/bin_sub
+    (``config.json`` + ``pytorch_model.bin``), for the loader's .bin path, and checks
+    with ``torch.load`` that it holds exactly the tensors of OUT/sub/model.safetensors
+    (same names, dtypes, shapes and bits).
+
+    transformers 5 dropped ``save_pretrained(..., safe_serialization=False)`` (it always
+    writes safetensors; the argument is swallowed by ``**kwargs``), so this does what
+    transformers 4 did for it: ``config.save_pretrained`` and
+    ``torch.save(state_dict)`` (contiguous tensors, state_dict order) to
+    ``pytorch_model.bin``. torch.save's zip container is deterministic (no timestamps)."""
+    d, ref = out_dir(bin_sub), out_dir(sub)
+    if d is None:
+        return
+    from safetensors.torch import load_file
+    from transformers.utils import CONFIG_NAME, WEIGHTS_NAME
+
+    assert WEIGHTS_NAME == "pytorch_model.bin" and CONFIG_NAME == "config.json"
+    d.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(str(d))
+    sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    torch.save(sd, str(d / WEIGHTS_NAME))
+    for f in d.iterdir():
+        f.chmod(0o644)
+    files = sorted(f.name for f in d.iterdir())
+    assert files == [CONFIG_NAME, WEIGHTS_NAME], f"{bin_sub}: unexpected files {files}"
+    assert (d / CONFIG_NAME).read_bytes() == (ref / CONFIG_NAME).read_bytes(), \
+        f"{bin_sub}/config.json differs from {sub}/config.json"
+    pt = torch.load(str(d / WEIGHTS_NAME), map_location="cpu", weights_only=True)
+    st = load_file(str(ref / "model.safetensors"))
+    assert sorted(pt) == sorted(st), f"{bin_sub}: tensor names differ"
+    for k in st:
+        a, b = pt[k], st[k]
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), \
+            f"{bin_sub}: {k} differs from the safetensors copy"
+    STATS[f"{bin_sub}: tensors identical to {sub}/model.safetensors"] = len(st)
+
+
 def calibrate_conv_post(voc, x) -> None:
     """Random HiFi-GAN stacks drift (the resblock sums grow or shrink by stage), so the
     tanh would be either saturated or nearly constant. Rescale conv_post's weight and
@@ -452,6 +498,121 @@ def calibrate_conv_post(voc, x) -> None:
         s = VOC_POST_STD / float(p.std())
         w.copy_((w.double() * s).float())
         b.copy_(torch.full_like(b, float(-s * p.mean())))
+
+
+# ---------------------------------------------------------------------------
+# Prior: latents -> audio as AudioLDM2Pipeline does it
+# ---------------------------------------------------------------------------
+def prior_models():
+    """The tiny VAE and vocoder of this fixture dir: the ones the vae / vocoder sections
+    built (and reloaded from OUT/vae, OUT/vocoder) in this run, else reloaded from the
+    saved dirs (``--only prior`` on an existing fixture dir)."""
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan
+
+    c = cfg()
+    vae, voc = BUILT.get("vae"), BUILT.get("vocoder")
+    if vae is None:
+        if out_dir("vae") is None or not (out_dir("vae") / "config.json").is_file():
+            raise RuntimeError("prior: run the vae section first (no OUT/vae)")
+        vae = AutoencoderKL.from_pretrained(str(out_dir("vae"))).eval()
+    if voc is None:
+        if out_dir("vocoder") is None or not (out_dir("vocoder") / "config.json").is_file():
+            raise RuntimeError("prior: run the vocoder section first (no OUT/vocoder)")
+        voc = SpeechT5HifiGan.from_pretrained(str(out_dir("vocoder"))).eval()
+    # the saved dirs must be this variant's
+    for k in ("block_out_channels", "latent_channels", "scaling_factor"):
+        assert vae.config[k] == c["vae"][k], f"prior: OUT/vae is not variant {CONTEXT['variant']}"
+    for k in ("model_in_dim", "upsample_rates"):
+        assert getattr(voc.config, k) == c["vocoder"][k], \
+            f"prior: OUT/vocoder is not variant {CONTEXT['variant']}"
+    return vae, voc
+
+
+def prior_decode(vae, voc, z, samples: int):
+    """AudioLDM2Pipeline.__call__ step 8 (diffusers 0.42.1, pipeline_audioldm2.py):
+    ``latents = 1 / vae.config.scaling_factor * latents``;
+    ``mel = vae.decode(latents).sample`` (B, 1, T, bins);
+    ``mel_spectrogram_to_waveform``: ``squeeze(1)`` then ``vocoder(mel)`` (B, samples);
+    ``audio[:, :original_waveform_length]``."""
+    latents = 1 / vae.config.scaling_factor * z
+    mel = vae.decode(latents).sample
+    if mel.dim() == 4:
+        mel = mel.squeeze(1)
+    audio = voc(mel)
+    return audio[:, :samples]
+
+
+class LeakyReluMargin:
+    """Context manager recording the smallest |input| of every F.leaky_relu call (the
+    vocoder's only kinks): statistics only, the computation is unchanged."""
+
+    def __enter__(self):
+        from torch.overrides import TorchFunctionMode
+
+        rec = self
+        self.min, self.n = float("inf"), 0
+
+        class Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func is nn.functional.leaky_relu:
+                    x = args[0].detach()
+                    rec.min = min(rec.min, float(x.abs().min()))
+                    rec.n += x.numel()
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.mode.__exit__(*exc)
+        return False
+
+
+def section_prior(rng: np.random.Generator) -> dict:
+    """Latents (pipeline scale, i.e. before the 1/scaling_factor) -> cropped waveform,
+    through the tiny VAE decoder and vocoder of this fixture dir, with a crop length
+    that is not a multiple of the vocoder hop."""
+    c = cfg()
+    vae, voc = prior_models()
+    sf = vae.config.scaling_factor
+    assert sf != 1.0, "prior: the VAE scaling_factor is 1, the fixture would not test it"
+    v64, w64 = copy.deepcopy(vae).double(), copy.deepcopy(voc).double()
+
+    down = 2 ** (len(c["vae"]["block_out_channels"]) - 1)
+    t = c["prior_latent_t"]
+    f = c["mel_bins"] // down
+    hop = int(np.prod(c["vocoder"]["upsample_rates"]))
+    frames = t * down
+    samples = hop * frames - 37
+    z = f32(rng.standard_normal((c["batch"], c["vae"]["latent_channels"], t, f)))
+
+    zz = z.double().requires_grad_(True)
+    with LeakyReluMargin() as kinks:
+        y = prior_decode(v64, w64, zz, samples)
+    with torch.no_grad():
+        full = w64(v64.decode(1 / sf * zz).sample.squeeze(1))
+    assert y.shape == (c["batch"], samples) and full.shape[1] > samples, (y.shape, full.shape)
+    cot = f32(rng.standard_normal(tuple(y.shape)))
+    (g,) = torch.autograd.grad((y * cot.double()).sum(), zz)
+
+    # float32 run of the same chain, for scale (what a float32 port can expect)
+    z32 = z.clone().requires_grad_(True)
+    y32 = prior_decode(vae, voc, z32, samples)
+    (g32,) = torch.autograd.grad((y32 * cot).sum(), z32)
+    STATS["prior.decode: max|f32 - f64|"] = float((y32.detach().double() - y).abs().max())
+    STATS["prior.decode: grad_in max|f32 - f64|"] = float((g32.double() - g).abs().max())
+    STATS["prior.decode: min |leaky_relu input| (f64), of n"] = (kinks.min, kinks.n)
+    STATS["prior.decode: mel frames, uncropped samples"] = (frames, int(full.shape[1]))
+    STATS["prior.decode: fraction |out| > 0.99"] = float((y.abs() > 0.99).double().mean())
+    return {
+        "prior.decode.in": z,
+        "prior.decode.samples": torch.tensor([float(samples)]),
+        "prior.decode.out": y.detach(),
+        "prior.decode.cotangent": cot,
+        "prior.decode.grad_in": g,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -506,6 +667,8 @@ def write_model_index(out: Path) -> None:
 
 # ---------------------------------------------------------------------------
 STATS: dict = {}
+# The reloaded float32 models of this run (vae, vocoder), reused by the prior section.
+BUILT: dict = {}
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -517,4 +680,5 @@ SECTIONS = {
     "vae": section_vae,
     "vocoder": section_vocoder,
     "scheduler": section_scheduler,
+    "prior": section_prior,
 }

@@ -34,7 +34,8 @@ DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "golden"
 FILE_NAME = "golden.safetensors"
 
 # name -> section function. The model sections also write OUT/{unet,vae,vocoder,
-# scheduler}/ and OUT/model_index.json (golden_models.configure sets OUT and the variant).
+# scheduler}/, OUT/model_index.json and OUT/vocoder_bin/ (golden_models.configure sets
+# OUT and the variant). "prior" uses the vae / vocoder built by those sections.
 SECTIONS = {
     **golden_dsp.SECTIONS,
     **golden_models.SECTIONS,

@@ -100,7 +100,8 @@ fn model(args: ModelBenchArgs) -> Result<()> {
     let (c, h, w) = prior.latent_shape(samples);
     let z = Tensor::randn(0f32, 1.0, (1, c, h, w), &device)?;
     let frames = samples.div_ceil(prior.vocoder().config().hop_length());
-    let mel = Tensor::randn(0f32, 1.0, (1, frames, prior.vocoder().config().model_in_dim), &device)?.to_dtype(args.dtype)?;
+    // Log-mels of music sit around −4 (ln of magnitudes), as in tools/bench/model_bench.py.
+    let mel = (Tensor::randn(0f32, 1.0, (1, frames, prior.vocoder().config().model_in_dim), &device)? - 4.0)?.to_dtype(args.dtype)?;
     println!(
         "{:.2} s clip: latent {:?}, mel {:?}; {device_name}, {:?}, {threads} threads, median of {}",
         args.seconds,
