@@ -31,6 +31,9 @@ pub enum ModelError {
     Mismatch { dir: PathBuf, message: String },
     #[error("conditioning: {0}")]
     Conditioning(String),
+    /// A text component or tokenizer file that cannot be used.
+    #[error("{}: {message}", .path.display())]
+    Text { path: PathBuf, message: String },
 }
 
 /// The configs of the four components the prior needs, checked against each other.

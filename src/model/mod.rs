@@ -10,6 +10,7 @@ pub mod device;
 pub mod loader;
 pub mod nn;
 pub mod ops;
+pub mod text;
 mod locate;
 pub mod unet;
 pub mod vae;

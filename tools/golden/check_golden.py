@@ -3,7 +3,9 @@
 numpy (own STFT, own HTK filterbank, librosa only for the Slaney basis) and checks
 the gradients by central finite differences at random samples. The model tensors
 (unet, vae, voc, prior) are recomputed in float64 from the saved model dirs, and
-vocoder_bin/ is compared with vocoder/.
+vocoder_bin/ is compared with vocoder/. The text tensors are recomputed from the prompts
+in text_prompts.json with the raw tokenizer.json files (`tokenizers`), the reloaded
+text models in float64 and an own projection / generation loop.
 
     tools/golden/.venv/bin/python tools/golden/check_golden.py [DIR]
 """
@@ -207,6 +209,76 @@ if (DIR / "vocoder_bin" / "pytorch_model.bin").is_file():
     print(f"{'ok ' if same else 'BAD'} vocoder_bin == vocoder ({len(st)} tensors, config.json)")
     if not same:
         failures.append("vocoder_bin")
+
+# --- text conditioning: tokenizer.json via `tokenizers`, models reloaded in float64 ---
+if (DIR / "text_prompts.json").is_file():
+    import json
+
+    import torch
+    from tokenizers import Tokenizer
+    from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2ProjectionModel
+    from transformers import ClapModel, GPT2Model, T5EncoderModel
+
+    prompts = json.loads((DIR / "text_prompts.json").read_text())
+    tok = Tokenizer.from_file(str(DIR / "tokenizer" / "tokenizer.json"))
+    tok2 = Tokenizer.from_file(str(DIR / "tokenizer_2" / "tokenizer.json"))
+    clap = ClapModel.from_pretrained(str(DIR / "text_encoder")).double().eval()
+    t5 = T5EncoderModel.from_pretrained(str(DIR / "text_encoder_2")).double().eval()
+    proj = AudioLDM2ProjectionModel.from_pretrained(str(DIR / "projection_model")).double().eval()
+    gpt = GPT2Model.from_pretrained(str(DIR / "language_model")).double().eval()
+    T = lambda k: torch.from_numpy(G[k]).double()  # noqa: E731
+
+    def encode(text):
+        """CLAP (unpadded ids), T5 states, projected + mask (numpy concat), 8 generated."""
+        ci = torch.tensor([tok.encode(text).ids])
+        ti = torch.tensor([tok2.encode(text).ids])
+        feat = clap.get_text_features(ci, attention_mask=torch.ones_like(ci)).pooler_output
+        states = t5(ti, attention_mask=torch.ones_like(ti))[0]
+        return ci, ti, feat[:, None], states
+
+    def project(feat, states, mask):
+        p = proj.projection(feat)
+        p1 = proj.projection_1(states)
+        one = lambda e: e[None, None]  # noqa: E731
+        x = torch.cat([one(proj.sos_embed), p, one(proj.eos_embed),
+                       one(proj.sos_embed_1), p1, one(proj.eos_embed_1)], dim=1)
+        m = torch.cat([torch.ones(1, 3), torch.ones(1, 1), mask, torch.ones(1, 1)], dim=1)
+        return x, m.double()
+
+    def generate(x, m, n=8):  # whole sequence each step, positions 0..L-1, no cache
+        for _ in range(n):
+            h = gpt(inputs_embeds=x, attention_mask=m, use_cache=False).last_hidden_state
+            x, m = torch.cat([x, h[:, -1:]], 1), torch.cat([m, torch.ones(1, 1).double()], 1)
+        return x[:, -n:]
+
+    with torch.no_grad():
+        for i, text in enumerate(prompts):
+            pre = f"text.p{i}"
+            ci, ti, feat, states = encode(text)
+            check(f"{pre}.clap_ids (tokenizer.json)", G[f"{pre}.clap_ids"], ci[0].numpy(), 0, 0)
+            check(f"{pre}.t5_ids (tokenizer.json)", G[f"{pre}.t5_ids"], ti[0].numpy(), 0, 0)
+            check(f"{pre}.clap_features (unpadded)", G[f"{pre}.clap_features"], feat.numpy(),
+                  1e-5, 1e-6)
+            check(f"{pre}.t5_states", G[f"{pre}.t5_states"], states.numpy(), 1e-5, 1e-5)
+            x, m = project(T(f"{pre}.clap_features"), T(f"{pre}.t5_states"), T(f"{pre}.t5_mask"))
+            check(f"{pre}.projected", G[f"{pre}.projected"], x.numpy(), 1e-5, 1e-5)
+            check(f"{pre}.projected_mask", G[f"{pre}.projected_mask"], m.numpy(), 0, 0)
+            check(f"{pre}.generated", G[f"{pre}.generated"],
+                  generate(T(f"{pre}.projected"), T(f"{pre}.projected_mask")).numpy(), 1e-5, 1e-5)
+        # CFG: row 0 = default negative prompt "" (T5 padded to row 1's length), row 1 = p1
+        L = G["text.cfg.prompt_embeds"].shape[1]
+        ids = tok2.encode("").ids
+        ti = torch.tensor([ids + [0] * (L - len(ids))])
+        tm = (torch.arange(L) < len(ids)).long()[None]
+        neg = t5(ti, attention_mask=tm)[0]
+        _, _, nfeat, _ = encode("")
+        want = np.concatenate([neg.numpy(), G["text.p1.t5_states"]])
+        check("text.cfg.prompt_embeds", G["text.cfg.prompt_embeds"], want, 1e-5, 1e-5)
+        check("text.cfg.attention_mask", G["text.cfg.attention_mask"],
+              np.concatenate([tm.numpy(), G["text.p1.t5_mask"]]), 0, 0)
+        x, m = project(nfeat, neg, tm.double())
+        want = np.concatenate([generate(x, m).numpy(), G["text.p1.generated"]])
+        check("text.cfg.generated", G["text.cfg.generated"], want, 1e-5, 1e-5)
 
 for k, v in G.items():
     assert v.dtype == np.float32 and v.flags.c_contiguous, k

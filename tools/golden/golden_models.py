@@ -652,10 +652,20 @@ def section_scheduler(rng: np.random.Generator) -> dict:
 def write_model_index(out: Path) -> None:
     import diffusers
 
+    # every component of the real cvssp/audioldm2-music model_index.json; the text ones
+    # (and feature_extractor) are written by golden_text.section_text, which runs after
+    # this section and rewrites this same file
     index = {
         "_class_name": "AudioLDM2Pipeline",
         "_diffusers_version": diffusers.__version__,
+        "feature_extractor": ["transformers", "ClapFeatureExtractor"],
+        "language_model": ["transformers", "GPT2Model"],
+        "projection_model": ["audioldm2", "AudioLDM2ProjectionModel"],
         "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": ["transformers", "ClapModel"],
+        "text_encoder_2": ["transformers", "T5EncoderModel"],
+        "tokenizer": ["transformers", "RobertaTokenizerFast"],
+        "tokenizer_2": ["transformers", "T5TokenizerFast"],
         "unet": ["audioldm2", "AudioLDM2UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"],
         "vocoder": ["transformers", "SpeechT5HifiGan"],

@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden_dsp  # noqa: E402
 import golden_models  # noqa: E402
+import golden_text  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "golden"
@@ -35,10 +36,13 @@ FILE_NAME = "golden.safetensors"
 
 # name -> section function. The model sections also write OUT/{unet,vae,vocoder,
 # scheduler}/, OUT/model_index.json and OUT/vocoder_bin/ (golden_models.configure sets
-# OUT and the variant). "prior" uses the vae / vocoder built by those sections.
+# OUT and the variant). "prior" uses the vae / vocoder built by those sections. "text"
+# (golden_text.py) writes the text components and OUT/text_prompts.json; it reads the
+# widths from OUT/unet/config.json and loads the whole pipeline from OUT, so it runs last.
 SECTIONS = {
     **golden_dsp.SECTIONS,
     **golden_models.SECTIONS,
+    **golden_text.SECTIONS,
 }
 
 

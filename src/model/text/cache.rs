@@ -1,0 +1,182 @@
+//! Conditioning computed once per prompt and stored next to the weights, so later runs load
+//! only the UNet, VAE and vocoder.
+//!
+//! An entry is `conditioning/<hash>.safetensors` in the model directory (or, when that is
+//! read-only, in the user's cache directory). It holds the tensors, the prompt key and a
+//! fingerprint of the text-model files: when the text models are present a stale entry is
+//! recomputed; when they have been removed, the entry is used as it is.
+
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::{TextEncoders, TEXT_COMPONENTS};
+use crate::model::audioldm2::{Conditioning, ModelError};
+
+/// A prompt, and for classifier-free guidance the negative prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prompt {
+    pub text: String,
+    pub negative: Option<String>,
+}
+
+impl Prompt {
+    /// The paper's null prompt, without guidance.
+    pub fn null() -> Self {
+        Self { text: String::new(), negative: None }
+    }
+
+    fn key(&self) -> String {
+        match &self.negative {
+            Some(n) => format!("prompt={:?} negative={:?}", self.text, n),
+            None => format!("prompt={:?}", self.text),
+        }
+    }
+}
+
+/// The UNet conditioning of a [`Prompt`].
+#[derive(Debug, Clone)]
+pub struct PromptConditioning {
+    pub conditional: Conditioning,
+    /// Present for classifier-free guidance.
+    pub unconditional: Option<Conditioning>,
+}
+
+/// Whether [`ConditioningCache::get`] found the entry or ran the text models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    TextModels,
+}
+
+pub struct ConditioningCache {
+    model_dir: PathBuf,
+    /// Where entries are looked for, in order; new ones go to the first writable.
+    locations: Vec<PathBuf>,
+}
+
+impl ConditioningCache {
+    /// `conditioning/` in the model directory, then the user's cache directory.
+    pub fn new(model_dir: &Path) -> Self {
+        let mut locations = vec![model_dir.join("conditioning")];
+        if let Some(cache) = dirs::cache_dir() {
+            let id = fnv1a(model_dir.canonicalize().unwrap_or_else(|_| model_dir.to_path_buf()).to_string_lossy().as_bytes());
+            locations.push(cache.join("dgg-restore").join("conditioning").join(format!("{id:016x}")));
+        }
+        Self { model_dir: model_dir.to_path_buf(), locations }
+    }
+
+    /// The conditioning of `prompt`: from the cache, or computed with the text models
+    /// (loaded for this call only) and stored.
+    pub fn get(&self, prompt: &Prompt, device: &Device) -> Result<(PromptConditioning, Source), ModelError> {
+        let key = prompt.key();
+        let file = format!("{:016x}.safetensors", fnv1a(key.as_bytes()));
+        let fingerprint = self.fingerprint();
+        for dir in &self.locations {
+            if let Some(entry) = read_entry(&dir.join(&file), &key, fingerprint.as_deref(), device) {
+                return Ok((entry, Source::Cache));
+            }
+        }
+        if fingerprint.is_none() {
+            return Err(ModelError::Text {
+                path: self.model_dir.clone(),
+                message: format!(
+                    "no cached conditioning for {key} and no text models to compute it: put text_encoder/, text_encoder_2/, projection_model/, language_model/, tokenizer/ and tokenizer_2/ in the model directory (see models/README.md)"
+                ),
+            });
+        }
+        let computed = compute(&self.model_dir, prompt, device)?;
+        let fingerprint = fingerprint.unwrap_or_default();
+        // A cache that cannot be written only costs time on the next run.
+        let _ = self.locations.iter().any(|dir| write_entry(&dir.join(&file), &key, &fingerprint, &computed).is_ok());
+        Ok((computed, Source::TextModels))
+    }
+
+    /// A digest of the text-model files (names, sizes, modification times, and the content
+    /// of configs and tokenizers); `None` when any text component is missing.
+    fn fingerprint(&self) -> Option<String> {
+        let mut material = Vec::new();
+        for component in TEXT_COMPONENTS {
+            let dir = self.model_dir.join(component);
+            let mut entries: Vec<_> = std::fs::read_dir(&dir).ok()?.filter_map(|e| e.ok()).collect();
+            entries.sort_by_key(|e| e.file_name());
+            for entry in entries {
+                let meta = entry.metadata().ok()?;
+                if !meta.is_file() {
+                    continue;
+                }
+                material.extend_from_slice(format!("{component}/{}:{}", entry.file_name().to_string_lossy(), meta.len()).as_bytes());
+                if entry.path().extension().is_some_and(|e| e == "json" || e == "txt" || e == "model") {
+                    material.extend_from_slice(&std::fs::read(entry.path()).ok()?);
+                } else if let Ok(modified) = meta.modified() {
+                    let secs = modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                    material.extend_from_slice(format!(":{secs}").as_bytes());
+                }
+            }
+        }
+        Some(format!("{:016x}", fnv1a(&material)))
+    }
+}
+
+fn compute(model_dir: &Path, prompt: &Prompt, device: &Device) -> Result<PromptConditioning, ModelError> {
+    let mut encoders = TextEncoders::load(model_dir, device)?;
+    let conditional = encoders.encode(&prompt.text)?;
+    let unconditional = match &prompt.negative {
+        Some(negative) => {
+            let t5_len = conditional.encoder_hidden_states_1.dim(1).map_err(|e| ModelError::Conditioning(e.to_string()))?;
+            Some(encoders.encode_negative(negative, t5_len)?)
+        }
+        None => None,
+    };
+    Ok(PromptConditioning { conditional, unconditional })
+}
+
+const NAMES: [&str; 3] = ["encoder_hidden_states", "encoder_hidden_states_1", "attention_mask_1"];
+
+fn read_entry(path: &Path, key: &str, fingerprint: Option<&str>, device: &Device) -> Option<PromptConditioning> {
+    let tensors = candle_core::safetensors::load(path, device).ok()?;
+    let text = |name: &str| -> Option<String> { String::from_utf8(tensors.get(name)?.to_vec1::<u8>().ok()?).ok() };
+    if text("key")? != key || fingerprint.is_some_and(|f| text("fingerprint").as_deref() != Some(f)) {
+        return None;
+    }
+    let part = |prefix: &str| -> Option<Conditioning> {
+        let get = |name: &str| tensors.get(&format!("{prefix}{name}")).cloned();
+        Some(Conditioning { encoder_hidden_states: get(NAMES[0])?, encoder_hidden_states_1: get(NAMES[1])?, attention_mask_1: get(NAMES[2]) })
+    };
+    Some(PromptConditioning { conditional: part("cond.")?, unconditional: part("uncond.") })
+}
+
+/// Written to a temporary file and renamed, so a crash never leaves a half entry.
+fn write_entry(path: &Path, key: &str, fingerprint: &str, c: &PromptConditioning) -> candle_core::Result<()> {
+    let mut map: HashMap<String, Tensor> = HashMap::new();
+    let bytes = |s: &str| Tensor::new(s.as_bytes(), &Device::Cpu);
+    map.insert("key".into(), bytes(key)?);
+    map.insert("fingerprint".into(), bytes(fingerprint)?);
+    let mut put = |prefix: &str, part: &Conditioning| -> candle_core::Result<()> {
+        let tensors = [Some(&part.encoder_hidden_states), Some(&part.encoder_hidden_states_1), part.attention_mask_1.as_ref()];
+        for (name, t) in NAMES.iter().zip(tensors) {
+            if let Some(t) = t {
+                map.insert(format!("{prefix}{name}"), t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
+            }
+        }
+        Ok(())
+    };
+    put("cond.", &c.conditional)?;
+    if let Some(u) = &c.unconditional {
+        put("uncond.", u)?;
+    }
+    let dir = path.parent().expect("entries live in a directory");
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    candle_core::safetensors::save(&map, &tmp)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(())
+}
+
+/// 64-bit FNV-1a: a stable file name for a key (entries store the key itself, so a
+/// collision is a miss, not a wrong answer).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+}
