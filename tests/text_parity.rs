@@ -134,3 +134,29 @@ fn a_model_directory_without_text_models_says_what_is_missing() {
     let err = TextEncoders::load(dir.path(), &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("tokenizer_2") && err.contains("missing"), "{err}");
 }
+
+/// Classifier-free guidance in the prior: ε(uncond) + s·(ε(cond) − ε(uncond)) from one
+/// doubled batch equals the two conditionings run apart.
+#[test]
+fn guidance_combines_the_conditional_and_unconditional_noise() {
+    let g = Golden::load();
+    let mut text = TextEncoders::load(&g.dir, &Device::Cpu).unwrap();
+    let cond = text.encode(&prompts(&g)[1]).unwrap();
+    let uncond = text.encode_negative("", cond.encoder_hidden_states_1.dim(1).unwrap()).unwrap();
+    let options = LoadOptions::default();
+    let plain = |c| AudioLdm2::load(&g.dir, &options, c).unwrap();
+    let (c_prior, u_prior) = (plain(&cond), plain(&uncond));
+    let scale = 3.0;
+    let guided = plain(&cond).with_guidance(&uncond, scale).unwrap();
+
+    let (c, h, w) = guided.latent_shape(3000);
+    let z = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
+    let t = [700, 40];
+    let (eps_c, eps_u) = (c_prior.predict_noise(&z, &t).unwrap(), u_prior.predict_noise(&z, &t).unwrap());
+    let want = (&eps_u + ((&eps_c - &eps_u).unwrap() * scale).unwrap()).unwrap();
+    assert_close("guided eps", &guided.predict_noise(&z, &t).unwrap(), &want, 1e-5);
+
+    let short = text.encode("").unwrap();
+    let err = plain(&cond).with_guidance(&short, scale).err().unwrap().to_string();
+    assert!(err.contains("length"), "{err}");
+}

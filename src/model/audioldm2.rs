@@ -151,6 +151,7 @@ pub struct AudioLdm2 {
     vocoder: SpeechT5HifiGan,
     schedule: DdimSchedule,
     conditioning: Conditioning,
+    guidance: Option<Guidance>,
     scaling_factor: f64,
     /// Mel frames per latent row times the UNet's total downsampling: the frame count is
     /// rounded up to a multiple of this.
@@ -198,10 +199,26 @@ impl AudioLdm2 {
             vae,
             vocoder,
             conditioning,
+            guidance: None,
             device,
             dtype,
             vae_dtype,
         })
+    }
+
+    /// Classifier-free guidance: ε = ε(uncond) + scale·(ε(cond) − ε(uncond)), the UNet run
+    /// on both halves of a doubled batch. `unconditional` must have the conditional's
+    /// Flan-T5 length (see `TextEncoders::encode_negative`).
+    pub fn with_guidance(mut self, unconditional: &Conditioning, scale: f64) -> std::result::Result<Self, ModelError> {
+        let unconditional = unconditional.prepare(self.unet.layout(), &self.device, self.dtype)?;
+        let (l, l_u) = (self.conditioning.encoder_hidden_states_1.dims()[1], unconditional.encoder_hidden_states_1.dims()[1]);
+        if l != l_u || !scale.is_finite() {
+            return Err(ModelError::Conditioning(format!(
+                "guidance needs a finite scale and negative Flan-T5 states of the prompt's length {l} (got scale {scale}, length {l_u})"
+            )));
+        }
+        self.guidance = Some(Guidance { unconditional, scale });
+        Ok(self)
     }
 
     pub fn unet(&self) -> &AudioLdm2UNet {
@@ -220,6 +237,36 @@ impl AudioLdm2 {
     fn frames(&self, samples: usize) -> usize {
         let hop = self.vocoder.config().hop_length();
         samples.div_ceil(hop).max(1).div_ceil(self.frame_multiple) * self.frame_multiple
+    }
+}
+
+struct Guidance {
+    unconditional: Conditioning,
+    scale: f64,
+}
+
+/// The conditioning of every item of a batch of `b`: `c` repeated.
+fn repeat(c: &Conditioning, b: usize) -> Result<Conditioning> {
+    let rep = |x: &Tensor| -> Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[0] = b;
+        x.broadcast_as(dims)?.contiguous()
+    };
+    Ok(Conditioning {
+        encoder_hidden_states: rep(&c.encoder_hidden_states)?,
+        encoder_hidden_states_1: rep(&c.encoder_hidden_states_1)?,
+        attention_mask_1: c.attention_mask_1.as_ref().map(rep).transpose()?,
+    })
+}
+
+/// The Flan-T5 mask of `c`, all ones when it has none.
+fn mask_or_ones(mask: &Option<Tensor>, c: &Conditioning) -> Result<Tensor> {
+    match mask {
+        Some(m) => Ok(m.clone()),
+        None => {
+            let (b, l, _) = c.encoder_hidden_states_1.dims3()?;
+            Tensor::ones((b, l), c.encoder_hidden_states_1.dtype(), c.encoder_hidden_states_1.device())
+        }
     }
 }
 
@@ -251,22 +298,31 @@ impl LatentPrior for AudioLdm2 {
 
     fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {
         let b = z_t.dim(0)?;
+        let z = z_t.detach().to_dtype(self.dtype)?;
         let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
         let t = Tensor::from_vec(t, timesteps.len(), &self.device)?;
-        let c = &self.conditioning;
-        let repeat = |x: &Tensor| -> Result<Tensor> {
-            let mut dims = x.dims().to_vec();
-            dims[0] = b;
-            x.broadcast_as(dims)?.contiguous()
+        let unet = |z: &Tensor, t: &Tensor, c: &Conditioning| {
+            self.unet.forward(z, t, &c.encoder_hidden_states, &c.encoder_hidden_states_1, c.attention_mask_1.as_ref())
         };
-        let mask = c.attention_mask_1.as_ref().map(repeat).transpose()?;
-        let eps = self.unet.forward(
-            &z_t.detach().to_dtype(self.dtype)?,
-            &t,
-            &repeat(&c.encoder_hidden_states)?,
-            &repeat(&c.encoder_hidden_states_1)?,
-            mask.as_ref(),
-        )?;
+        let cond = repeat(&self.conditioning, b)?;
+        let eps = match &self.guidance {
+            None => unet(&z, &t, &cond)?,
+            Some(g) => {
+                let uncond = repeat(&g.unconditional, b)?;
+                let both = Conditioning {
+                    encoder_hidden_states: Tensor::cat(&[&uncond.encoder_hidden_states, &cond.encoder_hidden_states], 0)?,
+                    encoder_hidden_states_1: Tensor::cat(&[&uncond.encoder_hidden_states_1, &cond.encoder_hidden_states_1], 0)?,
+                    attention_mask_1: match (&uncond.attention_mask_1, &cond.attention_mask_1) {
+                        (None, None) => None,
+                        (u, c) => Some(Tensor::cat(&[&mask_or_ones(u, &uncond)?, &mask_or_ones(c, &cond)?], 0)?),
+                    },
+                };
+                let t = if t.dim(0)? == 1 { t } else { Tensor::cat(&[&t, &t], 0)? };
+                let eps = unet(&Tensor::cat(&[&z, &z], 0)?, &t, &both)?;
+                let (eps_u, eps_c) = (eps.narrow(0, 0, b)?, eps.narrow(0, b, b)?);
+                (&eps_u + ((eps_c - &eps_u)? * g.scale)?)?
+            }
+        };
         eps.to_dtype(DType::F32)
     }
 
