@@ -131,24 +131,6 @@ fn a_directory_without_model_index_is_not_a_model() {
     assert!(err.contains(&dir.path().display().to_string()) && err.contains("model_index.json") && err.contains("models/README.md"), "{err}");
 }
 
-/// A copy of the fixture model directory to break.
-fn copy_model(g: &Golden) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(&g.dir, dir.path());
-    dir
-}
 
 #[test]
 fn a_broken_model_directory_names_the_component_and_file() {
@@ -156,12 +138,12 @@ fn a_broken_model_directory_names_the_component_and_file() {
     let cond = conditioning(&g, "b1", 0, false);
     let load_err = |dir: &Path| AudioLdm2::load(dir, &LoadOptions::default(), &cond).err().expect("must fail").to_string();
 
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     std::fs::remove_dir_all(dir.path().join("vae")).unwrap();
     let err = load_err(dir.path());
     assert!(err.contains("vae/config.json"), "{err}");
 
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     let weights = dir.path().join("vocoder/model.safetensors");
     let bytes = std::fs::read(&weights).unwrap();
     std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
@@ -169,7 +151,7 @@ fn a_broken_model_directory_names_the_component_and_file() {
     assert!(err.contains(&weights.display().to_string()) && err.contains("download it again"), "{err}");
 
     // A UNet config that no longer fits its weights: the error names the tensor.
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     let cfg_path = dir.path().join("unet/config.json");
     let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     let width = cfg["block_out_channels"][0].as_u64().unwrap();

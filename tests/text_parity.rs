@@ -11,7 +11,6 @@ use dgg_restore::model::text::cache::{ConditioningCache, Prompt, Source};
 use dgg_restore::model::text::{TextEncoders, TEXT_COMPONENTS};
 use dgg_restore::restore::prior::LatentPrior;
 use golden::{assert_close, Golden};
-use std::path::Path;
 
 const TOL: f64 = 1e-4;
 
@@ -64,29 +63,11 @@ fn the_negative_prompt_is_padded_like_the_pipeline() {
     }
 }
 
-/// A copy of the fixture model directory.
-fn copy_model(g: &Golden) -> tempfile::TempDir {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), target).unwrap();
-            }
-        }
-    }
-    let dir = tempfile::tempdir().unwrap();
-    copy(&g.dir, dir.path());
-    dir
-}
 
 #[test]
 fn the_cache_spares_the_text_models_on_the_second_run() {
     let g = Golden::load();
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     let prompt = Prompt { text: prompts(&g)[1].clone(), negative: Some(String::new()) };
     let cache = ConditioningCache::new(dir.path());
     let (first, source) = cache.get(&prompt, &Device::Cpu).unwrap();
@@ -116,7 +97,7 @@ fn the_cache_spares_the_text_models_on_the_second_run() {
 #[test]
 fn a_stale_entry_is_recomputed_when_the_text_models_change() {
     let g = Golden::load();
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     let prompt = Prompt::null();
     assert_eq!(ConditioningCache::new(dir.path()).get(&prompt, &Device::Cpu).unwrap().1, Source::TextModels);
     assert_eq!(ConditioningCache::new(dir.path()).get(&prompt, &Device::Cpu).unwrap().1, Source::Cache);
@@ -129,7 +110,7 @@ fn a_stale_entry_is_recomputed_when_the_text_models_change() {
 #[test]
 fn a_model_directory_without_text_models_says_what_is_missing() {
     let g = Golden::load();
-    let dir = copy_model(&g);
+    let dir = g.copy_dir();
     std::fs::remove_dir_all(dir.path().join("tokenizer_2")).unwrap();
     let err = TextEncoders::load(dir.path(), &Device::Cpu).err().unwrap().to_string();
     assert!(err.contains("tokenizer_2") && err.contains("missing"), "{err}");

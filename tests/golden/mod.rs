@@ -39,6 +39,26 @@ impl Golden {
         self.get(name).flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64
     }
 
+    /// A scratch copy of the fixture directory (model directories included), to break or
+    /// to write a cache into.
+    pub fn copy_dir(&self) -> tempfile::TempDir {
+        fn copy(from: &std::path::Path, to: &std::path::Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let target = to.join(entry.file_name());
+                if entry.file_type().unwrap().is_dir() {
+                    copy(&entry.path(), &target);
+                } else {
+                    std::fs::copy(entry.path(), target).unwrap();
+                }
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        copy(&self.dir, dir.path());
+        dir
+    }
+
     /// A 1-D signal as a (1, samples) batch.
     pub fn wave(&self, name: &str) -> Tensor {
         self.get(name).flatten_all().unwrap().unsqueeze(0).unwrap()
