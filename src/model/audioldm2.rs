@@ -115,14 +115,10 @@ impl Conditioning {
                 return Err(bad(format!("attention_mask_1 is {:?}, encoder_hidden_states_1 has {l1} tokens", mask.dims())));
             }
         }
-        let stages = layout.down.iter().chain([&layout.mid]).chain(&layout.up).filter_map(|b| b.attention.as_ref());
-        for stage in stages {
-            for (j, want) in stage.cross_attention_dims.iter().enumerate() {
-                // Transformers 0 and 1 of a stage read `encoder_hidden_states`, 2 and up `_1`.
-                let (name, got) = if j <= 1 { ("encoder_hidden_states", d) } else { ("encoder_hidden_states_1", d1) };
-                if let Some(want) = want.filter(|w| *w != got) {
-                    return Err(bad(format!("{name} has width {got} but the UNet cross-attends with width {want}")));
-                }
+        for (context, want) in layout.cross_attention_widths() {
+            let (name, got) = [("encoder_hidden_states", d), ("encoder_hidden_states_1", d1)][context];
+            if want != got {
+                return Err(bad(format!("{name} has width {got} but the UNet cross-attends with width {want}")));
             }
         }
         let to = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
@@ -172,7 +168,7 @@ impl AudioLdm2 {
             return Err(ModelError::NotAModelDir(dir.to_path_buf()));
         }
         let configs = ModelConfigs::load(dir)?;
-        let vae_dtype = vae_dtype(&configs.vae, options.dtype);
+        let vae_dtype = configs.vae.dtype_for(options.dtype);
         let open = |sub: &str, dtype| WeightFiles::find(&dir.join(sub))?.var_builder(dtype, &options.device);
         let weights = ComponentWeights { unet: open("unet", options.dtype)?, vae: open("vae", vae_dtype)?, vocoder: open("vocoder", options.dtype)? };
         Self::new(configs, weights, conditioning)
@@ -267,15 +263,6 @@ fn mask_or_ones(mask: &Option<Tensor>, c: &Conditioning) -> Result<Tensor> {
             let (b, l, _) = c.encoder_hidden_states_1.dims3()?;
             Tensor::ones((b, l), c.encoder_hidden_states_1.dtype(), c.encoder_hidden_states_1.device())
         }
-    }
-}
-
-/// diffusers keeps a `force_upcast` VAE in f32 when the pipeline runs in half precision.
-fn vae_dtype(cfg: &vae::Config, dtype: DType) -> DType {
-    if cfg.force_upcast {
-        DType::F32
-    } else {
-        dtype
     }
 }
 

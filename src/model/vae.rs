@@ -149,6 +149,16 @@ impl Config {
         Ok(())
     }
 
+    /// The precision to run in when the rest of the pipeline runs in `dtype`: diffusers keeps
+    /// a `force_upcast` VAE in f32.
+    pub fn dtype_for(&self, dtype: candle_core::DType) -> candle_core::DType {
+        if self.force_upcast {
+            candle_core::DType::F32
+        } else {
+            dtype
+        }
+    }
+
     /// Time and frequency are each divided by this between mel and latent.
     pub fn downsample_factor(&self) -> usize {
         1 << (self.block_out_channels.len() - 1)

@@ -88,7 +88,7 @@ fn model(args: ModelBenchArgs) -> Result<()> {
         None => {
             let cfgs = ModelConfigs::load(&args.configs)?;
             let cond = random_conditioning(&cfgs, &device)?;
-            let vae_dtype = if cfgs.vae.force_upcast { DType::F32 } else { args.dtype };
+            let vae_dtype = cfgs.vae.dtype_for(args.dtype);
             let random = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
             let weights = ComponentWeights { unet: random(args.dtype), vae: random(vae_dtype), vocoder: random(args.dtype) };
             (AudioLdm2::new(cfgs, weights, &cond)?, format!("random weights, configs {}", args.configs.display()))
@@ -242,16 +242,8 @@ fn describe(device: &Device) -> String {
 /// Flan-T5 state, as the empty prompt gives (DESIGN.md §3).
 fn random_conditioning(cfgs: &ModelConfigs, device: &Device) -> Result<Conditioning> {
     let layout = cfgs.unet.layout(Path::new("unet/config.json"))?;
-    let stages = layout.down.iter().chain([&layout.mid]).chain(&layout.up).filter_map(|b| b.attention.as_ref());
-    let (mut d, mut d1) = (None, None);
-    for stage in stages {
-        for (j, dim) in stage.cross_attention_dims.iter().enumerate() {
-            // Transformers 0 and 1 of a stage read `encoder_hidden_states`, 2 and up `_1`.
-            let slot = if j <= 1 { &mut d } else { &mut d1 };
-            *slot = slot.or(*dim);
-        }
-    }
-    let (d, d1) = (d.unwrap_or(1), d1.unwrap_or(1));
+    let width = |context| layout.cross_attention_widths().find(|(c, _)| *c == context).map_or(1, |(_, w)| w);
+    let (d, d1) = (width(0), width(1));
     Ok(Conditioning {
         encoder_hidden_states: Tensor::randn(0f32, 1.0, (1, 8, d), device)?,
         encoder_hidden_states_1: Tensor::randn(0f32, 1.0, (1, 1, d1), device)?,

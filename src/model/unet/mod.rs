@@ -248,6 +248,14 @@ impl Layout {
     pub fn num_upsamplers(&self) -> usize {
         self.up.iter().filter(|b| b.resample).count()
     }
+
+    /// Every cross-attention width with the context it reads: 0 for
+    /// `encoder_hidden_states` (transformers 0 and 1 of a stage), 1 for
+    /// `encoder_hidden_states_1` (transformers 2 and up).
+    pub fn cross_attention_widths(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let stages = self.down.iter().chain([&self.mid]).chain(&self.up).filter_map(|b| b.attention.as_ref());
+        stages.flat_map(|a| a.cross_attention_dims.iter().enumerate().filter_map(|(j, w)| w.map(|w| (usize::from(j >= 2), w))))
+    }
 }
 
 impl Config {
