@@ -284,8 +284,30 @@ impl LatentPrior for AudioLdm2 {
     }
 
     fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {
+        self.eps(&z_t.detach(), timesteps)
+    }
+
+    fn predict_noise_differentiable(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {
+        self.eps(z_t, timesteps)
+    }
+
+    fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor> {
+        let z = (z.to_dtype(self.vae_dtype)? / self.scaling_factor)?;
+        let mel = self.vae.decode(&z)?.squeeze(1)?;
+        let wave = self.vocoder.forward(&mel.to_dtype(self.dtype)?)?;
+        let have = wave.dim(1)?;
+        if samples > have {
+            candle_core::bail!("decode: latents of {:?} give {have} samples, {samples} were asked for", z.dims());
+        }
+        wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
+    }
+}
+
+impl AudioLdm2 {
+    /// ε for the batch `z_t`, guided if configured; differentiable when `z_t` is tracked.
+    fn eps(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {
         let b = z_t.dim(0)?;
-        let z = z_t.detach().to_dtype(self.dtype)?;
+        let z = z_t.to_dtype(self.dtype)?;
         let t: Vec<f32> = timesteps.iter().map(|&t| t as f32).collect();
         let t = Tensor::from_vec(t, timesteps.len(), &self.device)?;
         let unet = |z: &Tensor, t: &Tensor, c: &Conditioning| {
@@ -311,16 +333,5 @@ impl LatentPrior for AudioLdm2 {
             }
         };
         eps.to_dtype(DType::F32)
-    }
-
-    fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor> {
-        let z = (z.to_dtype(self.vae_dtype)? / self.scaling_factor)?;
-        let mel = self.vae.decode(&z)?.squeeze(1)?;
-        let wave = self.vocoder.forward(&mel.to_dtype(self.dtype)?)?;
-        let have = wave.dim(1)?;
-        if samples > have {
-            candle_core::bail!("decode: latents of {:?} give {have} samples, {samples} were asked for", z.dims());
-        }
-        wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
     }
 }

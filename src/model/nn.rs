@@ -47,6 +47,48 @@ impl Module for Activation {
     }
 }
 
+/// `nn.LayerNorm` over the last axis. candle's fused kernel has no backward, so when a
+/// gradient is wanted (DITTO differentiates through the UNet) the composite form runs.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    fused: candle_nn::LayerNorm,
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
+        let (weight, bias) = (vb.get(dim, "weight")?, vb.get(dim, "bias")?);
+        Ok(Self { fused: candle_nn::LayerNorm::new(weight.clone(), bias.clone(), eps), weight, bias, eps })
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.track_op() {
+            return self.fused.forward(x);
+        }
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        centred.broadcast_div(&(var + self.eps)?.sqrt()?)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+}
+
+/// Softmax along the last axis. candle's fused kernel has no backward (and raises no
+/// error: the input silently gets no gradient), so when a gradient is wanted the composite
+/// form runs; its shift by the maximum is detached, as softmax does not depend on it.
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if !xs.track_op() {
+        return candle_nn::ops::softmax_last_dim(xs);
+    }
+    let max = xs.max_keepdim(D::Minus1)?.detach();
+    let num = xs.broadcast_sub(&max)?.exp()?;
+    let den = num.sum_keepdim(D::Minus1)?;
+    num.broadcast_div(&den)
+}
+
 /// `nn.Conv2d` with frozen weights (`weight` (out, in, k, k), `bias` (out)).
 ///
 /// Its backward computes the input gradient only, as one ordinary convolution with the

@@ -6,14 +6,13 @@
 //! `encoder.mid_block.attentions.0.to_q`, `quant_conv`, `post_quant_conv`, `decoder.…`).
 //!
 //! [`AutoencoderKL::decode`] supports autograd with respect to the latent (the guidance
-//! back-propagates through it): the mid-block attention uses a composite softmax, not
-//! `candle_nn::ops::softmax_last_dim`, which has no backward.
+//! back-propagates through it; the attention's softmax is `nn::softmax_last_dim`).
 //!
 //! The ResNet blocks, samplers and convolutions are shared with the UNet ([`super::nn`]).
 
-use super::nn::{Activation, Conv2d, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
+use super::nn::{softmax_last_dim, Activation, Conv2d, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 use crate::model::config::{read_config, ConfigError};
-use candle_core::{Module, Result, Tensor, D};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::{GroupNorm, Linear, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
@@ -165,15 +164,6 @@ impl Config {
     }
 }
 
-/// Softmax along the last axis that back-propagates (the shift by the maximum is detached:
-/// softmax does not depend on it).
-fn softmax_last_dim_grad(xs: &Tensor) -> Result<Tensor> {
-    let max = xs.max_keepdim(D::Minus1)?.detach();
-    let num = xs.broadcast_sub(&max)?.exp()?;
-    let den = num.sum_keepdim(D::Minus1)?;
-    num.broadcast_div(&den)
-}
-
 /// The ε of every group norm in diffusers' VAE encoder and decoder.
 const EPS: f64 = 1e-6;
 
@@ -230,7 +220,7 @@ impl Module for SpatialAttention {
         let k = split(self.to_k.forward(&hs)?)?;
         let v = split(self.to_v.forward(&hs)?)?;
         let scores = (q.matmul(&k.t()?.contiguous()?)? * self.scale)?;
-        let attn = softmax_last_dim_grad(&scores)?;
+        let attn = softmax_last_dim(&scores)?;
         let out = attn.matmul(&v)?; // (b, heads, hw, d)
         let out = out.transpose(1, 2)?.reshape((b, h * w, c))?;
         let out = self.to_out.forward(&out)?;

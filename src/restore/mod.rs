@@ -1,7 +1,13 @@
-//! The restoration algorithm, model-agnostic. So far: the degradation operators `A` whose
-//! measurements the guidance matches, the DDIM schedule, and the [`prior::LatentPrior`]
-//! interface the guidance sees the model through.
+//! The restoration algorithm, model-agnostic: the degradation operators `A`, the loss that
+//! compares a candidate with the measurement, the DDIM schedule and step, the guidance
+//! methods, and the sampler that restores one model-length window. The prior is seen only
+//! through [`prior::LatentPrior`].
 
+pub mod ddim;
+pub mod guidance;
+pub mod measurement;
+pub mod noise;
 pub mod operators;
 pub mod prior;
+pub mod sampler;
 pub mod schedule;

@@ -30,6 +30,11 @@ pub trait LatentPrior {
     /// training timestep per item, or one for the whole batch. No gradient flows back.
     fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor>;
 
+    /// [`LatentPrior::predict_noise`] with the graph kept, so that a loss downstream
+    /// back-propagates to `z_t` through the network. Much slower and hungrier; only DITTO
+    /// needs it.
+    fn predict_noise_differentiable(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor>;
+
     /// Latents (B, C, H, W) → waveforms (B, `samples`). Differentiable w.r.t. `z`: the
     /// guidance back-propagates a loss on the waveform to the latent.
     fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor>;

@@ -19,8 +19,9 @@
 //! issue diffusers #2011); each head is `channels / heads` wide. `num_attention_heads` must
 //! be null (diffusers rejects it for this model too).
 //!
-//! The UNet runs without autograd in the guidance (no gradient flows through it), so it uses
-//! `softmax_last_dim` (which has no backward).
+//! The guidance runs the UNet without autograd; only DITTO differentiates through it. The
+//! softmax and layer norms take candle's fused kernels unless a gradient is wanted
+//! (`model::nn`).
 
 mod blocks;
 mod embeddings;

@@ -1,9 +1,9 @@
 //! diffusers' `Transformer2DModel` (continuous input) with its `BasicTransformerBlock`s,
 //! `Attention` (default SDPA processor) and GEGLU `FeedForward`, forward only.
 
-use crate::model::nn::Conv1x1;
+use crate::model::nn::{softmax_last_dim, Conv1x1, LayerNorm};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{GroupNorm, LayerNorm, Linear, VarBuilder};
+use candle_nn::{GroupNorm, Linear, VarBuilder};
 
 /// What a transformer attends to in its second attention (and, with `only_cross_attention`,
 /// its first).
@@ -65,7 +65,7 @@ impl Attention {
             Some(bias) => scores.broadcast_add(&bias.to_dtype(DType::F32)?)?,
             None => scores,
         };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+        let probs = softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, self.heads * self.head_dim))?;
         self.to_out.forward(&out)
     }
@@ -115,15 +115,15 @@ impl BasicTransformerBlock {
         let attn1_cross = if only_cross_attention { cross_dim } else { None };
         let attn2 = if cross_dim.is_some() || double_self_attention {
             let attn2_cross = if double_self_attention { None } else { cross_dim };
-            Some((candle_nn::layer_norm(dim, eps, vb.pp("norm2"))?, Attention::new(vb.pp("attn2"), dim, attn2_cross, heads, head_dim)?))
+            Some((LayerNorm::new(vb.pp("norm2"), dim, eps)?, Attention::new(vb.pp("attn2"), dim, attn2_cross, heads, head_dim)?))
         } else {
             None
         };
         Ok(Self {
-            norm1: candle_nn::layer_norm(dim, eps, vb.pp("norm1"))?,
+            norm1: LayerNorm::new(vb.pp("norm1"), dim, eps)?,
             attn1: Attention::new(vb.pp("attn1"), dim, attn1_cross, heads, head_dim)?,
             attn2,
-            norm3: candle_nn::layer_norm(dim, eps, vb.pp("norm3"))?,
+            norm3: LayerNorm::new(vb.pp("norm3"), dim, eps)?,
             ff: FeedForward::new(vb.pp("ff"), dim)?,
             only_cross_attention,
         })
