@@ -5,7 +5,10 @@ the gradients by central finite differences at random samples. The model tensors
 (unet, vae, voc, prior) are recomputed in float64 from the saved model dirs, and
 vocoder_bin/ is compared with vocoder/. The text tensors are recomputed from the prompts
 in text_prompts.json with the raw tokenizer.json files (`tokenizers`), the reloaded
-text models in float64 and an own projection / generation loop.
+text models in float64 and an own projection / generation loop. The sampler-step tensors
+(ddim, dgg / mpgd / dps) are recomputed with numpy from the stored inputs (own schedule,
+own slerp, own loss mel through the reloaded float64 VAE and vocoder), and the loss
+gradients are checked by central finite differences.
 
     tools/golden/.venv/bin/python tools/golden/check_golden.py [DIR]
 """
@@ -193,6 +196,111 @@ if (DIR / "unet" / "config.json").is_file():
             if small:
                 print(f"    {name}.grad_in: {small} of 8 entries needed the 1e-8 step "
                       f"(kink crossed at 1e-6)")
+
+# --- ddim: the inference schedules (own numpy schedule) ------------------------
+if "ddim.alphas_cumprod" in G:
+    betas = np.linspace(0.0015 ** 0.5, 0.0195 ** 0.5, 1000) ** 2  # scaled_linear
+    check("ddim.alphas_cumprod", G["ddim.alphas_cumprod"], np.cumprod(1.0 - betas), 1e-5, 1e-8)
+    for n in (500, 200, 50):  # "leading", steps_offset 1
+        check(f"ddim.timesteps_{n}", G[f"ddim.timesteps_{n}"],
+              np.arange(n)[::-1] * (1000 // n) + 1, 0, 0)
+
+# --- guidance: one DGG / MPGD / DPS step, recomputed from the stored inputs ------
+if "dgg.step.z_t" in G:
+    import torch
+    from diffusers import AutoencoderKL
+    from transformers import SpeechT5HifiGan
+
+    S = lambda k: float(G[k][0])  # noqa: E731
+    vae = AutoencoderKL.from_pretrained(str(DIR / "vae")).double().eval()
+    voc = SpeechT5HifiGan.from_pretrained(str(DIR / "vocoder")).double().eval()
+    sf = vae.config.scaling_factor
+    t, t_prev, wave_len = int(S("dgg.step.t")), int(S("dgg.step.t_prev")), int(S("dgg.step.wave_len"))
+    assert t in G["ddim.timesteps_50"] and t_prev == t - 1000 // 50, (t, t_prev)
+    # the scheduler's float32 alphas_cumprod (checked above), in float64 arithmetic
+    ac = f64("ddim.alphas_cumprod")
+    a_t, a_p = ac[t], (ac[t_prev] if t_prev >= 0 else ac[0])  # set_alpha_to_one false
+    z, e, n = f64("dgg.step.z_t"), f64("dgg.step.eps"), f64("dgg.step.noise")
+    mask, y = f64("dgg.step.mask"), f64("dgg.step.y")
+    gap = np.flatnonzero(mask == 0)
+    ok = (set(np.unique(mask)) == {0.0, 1.0} and len(mask) == len(y) == wave_len
+          and gap[-1] - gap[0] + 1 == len(gap) and np.all(y[gap] == 0))
+    print(f"{'ok ' if ok else 'BAD'} dgg.step.mask / y: one gap [{gap[0]}, {gap[-1] + 1}) "
+          f"= {len(gap) / wave_len:.1%} of {wave_len} samples, y zero there")
+    if not ok:
+        failures.append("dgg.step.mask")
+    sr_l, nfft_l, hop_l, mels_l = (int(S(f"dgg.step.{k}")) for k in ("sample_rate", "n_fft", "hop", "n_mels"))
+    M = lambda x: lossmel(x, sr_l, nfft_l, hop_l, mels_l, clamp=False)  # noqa: E731
+    My = M(y)
+
+    def loss_x0(x0):  # own loss mel (numpy); VAE + vocoder reloaded in float64
+        with torch.no_grad():
+            wave = voc(vae.decode(torch.from_numpy(x0 / sf)).sample.squeeze(1))[0, :wave_len]
+        return np.linalg.norm((M(mask * wave.numpy()) - My).ravel())
+
+    x0 = (z - np.sqrt(1 - a_t) * e) / np.sqrt(a_t)
+    for m in ("dgg", "mpgd", "dps"):
+        check(f"{m}.step.pred_original_sample", G[f"{m}.step.pred_original_sample"], x0, 1e-5, 1e-5)
+    L = loss_x0(x0)
+    for m in ("dgg", "mpgd", "dps"):
+        check(f"{m}.step.loss", G[f"{m}.step.loss"], [L], 1e-5, 0)
+    g, gx, gz = f64("dgg.step.grad"), f64("mpgd.step.grad_x0"), f64("dps.step.grad")
+    check("dps.step.grad = 1000·dgg.step.grad", gz, 1000 * g, 1e-5, 1e-5 * np.abs(gz).max())
+    check("mpgd.step.grad_x0 = sqrt(a_t)·dps.grad", gx, np.sqrt(a_t) * gz, 1e-5, 1e-5 * np.abs(gx).max())
+
+    def fd_check(name, fn, x, want, n_idx=8):
+        """central differences at n_idx random entries (1e-6 step, 1e-8 where the
+        1e-6 step crosses a leaky-ReLU kink of the vocoder)"""
+        flat = rng.choice(x.size, n_idx, replace=False)
+        tol = 1e-4 * np.abs(want).max()
+        fd, small = [], 0
+        for i in flat:
+            def at(h):
+                xp, xm = x.copy().ravel(), x.copy().ravel()
+                xp[i] += h
+                xm[i] -= h
+                return (fn(xp.reshape(x.shape)) - fn(xm.reshape(x.shape))) / (2 * h)
+            d = at(1e-6)
+            w = want.ravel()[i]
+            if abs(d - w) > tol + 1e-4 * abs(w):
+                d, small = at(1e-8), small + 1
+            fd.append(d)
+        check(f"{name} (fd)", want.ravel()[flat], fd, 1e-4, tol)
+        if small:
+            print(f"    {name}: {small} of {n_idx} entries needed the 1e-8 step")
+
+    # eps is held constant: z_t -> x0 -> loss; DGG differentiates L / 1000
+    fd_check("dgg.step.grad", lambda zz: loss_x0((zz - np.sqrt(1 - a_t) * e) / np.sqrt(a_t)) / 1000,
+             z, g)
+    fd_check("mpgd.step.grad_x0", loss_x0, x0, gx)
+
+    # DGG: DDIM eta 1 with the noise replaced by slerp(n, -g_hat, gamma)
+    gamma, eta = S("dgg.step.gamma"), S("dgg.step.eta")
+    var = (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
+    std = eta * np.sqrt(var)
+    g_hat = g / (np.linalg.norm(g) + 1e-8) * np.linalg.norm(n)
+    d = -g_hat
+    cos = float(np.sum(n / np.linalg.norm(n) * d / np.linalg.norm(d)))
+    if abs(cos) > 0.9995:
+        mixed = (1 - gamma) * n + gamma * d
+    else:
+        th = np.arccos(cos)
+        mixed = (np.sin((1 - gamma) * th) * n + np.sin(gamma * th) * d) / np.sin(th)
+    print(f"    dgg: cos theta {cos:.4f}, |mixed| / |n| = {np.linalg.norm(mixed) / np.linalg.norm(n):.9f}")
+    check("dgg.step.mixed", G["dgg.step.mixed"], mixed, 1e-5, 1e-5)
+    check("dgg.step.prev_sample", G["dgg.step.prev_sample"],
+          np.sqrt(a_p) * x0 + np.sqrt(1 - a_p - std ** 2) * e + std * mixed, 1e-5, 1e-5)
+    # MPGD: eta 0, x0' = x0 - rate·dL/dx0, DDIM update with eps recomputed from x0'
+    assert S("mpgd.step.eta") == 0 and S("dps.step.eta") == 0
+    x0u = x0 - S("mpgd.step.rate") * gx
+    check("mpgd.step.x0_updated", G["mpgd.step.x0_updated"], x0u, 1e-5, 1e-5)
+    eu = (z - np.sqrt(a_t) * x0u) / np.sqrt(1 - a_t)
+    check("mpgd.step.prev_sample", G["mpgd.step.prev_sample"],
+          np.sqrt(a_p) * x0u + np.sqrt(1 - a_p) * eu, 1e-5, 1e-5)
+    # DPS: eta 0 DDIM update minus rate·dL/dz_t
+    ddim = np.sqrt(a_p) * x0 + np.sqrt(1 - a_p) * e
+    check("dps.step.ddim_prev_sample", G["dps.step.ddim_prev_sample"], ddim, 1e-5, 1e-5)
+    check("dps.step.prev_sample", G["dps.step.prev_sample"], ddim - S("dps.step.rate") * gz, 1e-5, 1e-5)
 
 # --- vocoder_bin: the PyTorch-pickle copy of vocoder/ --------------------------
 if (DIR / "vocoder_bin" / "pytorch_model.bin").is_file():

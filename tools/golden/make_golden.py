@@ -27,6 +27,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import golden_dsp  # noqa: E402
+import golden_guidance  # noqa: E402
 import golden_models  # noqa: E402
 import golden_text  # noqa: E402
 
@@ -39,9 +40,12 @@ FILE_NAME = "golden.safetensors"
 # OUT and the variant). "prior" uses the vae / vocoder built by those sections. "text"
 # (golden_text.py) writes the text components and OUT/text_prompts.json; it reads the
 # widths from OUT/unet/config.json and loads the whole pipeline from OUT, so it runs last.
+# "ddim" and "guidance" (golden_guidance.py, sampler steps) read OUT/scheduler; "guidance"
+# uses the vae / vocoder like "prior".
 SECTIONS = {
     **golden_dsp.SECTIONS,
     **golden_models.SECTIONS,
+    **golden_guidance.SECTIONS,
     **golden_text.SECTIONS,
 }
 
