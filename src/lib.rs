@@ -8,6 +8,7 @@
 
 pub mod audio;
 pub mod dsp;
+pub mod engine;
 pub mod model;
 pub mod plugin;
 pub mod restore;

@@ -43,8 +43,19 @@ impl Measurement {
             Degradation::Inpaint { .. } => None,
             _ => Some(CLAMP),
         };
-        let mel = LossMel::new(LossMelConfig { sample_rate, ..LossMelConfig::paper(clamp) }, device)?;
-        Ok(Self::new(operator, mel, observed)?)
+        Ok(Self::new(operator, Self::loss_mel(clamp, sample_rate, device)?, observed)?)
+    }
+
+    /// Inpainting with an explicit 0/1 `mask` (1 where `observed` is known), in the
+    /// paper's unclamped loss space at `sample_rate`.
+    pub fn with_mask(mask: Vec<f32>, observed: &Tensor, sample_rate: u32) -> Result<Self> {
+        let device = observed.device();
+        let mask = Tensor::from_vec(mask, observed.shape(), device)?;
+        Self::new(Operator::Mask { mask }, Self::loss_mel(None, sample_rate, device)?, observed)
+    }
+
+    fn loss_mel(clamp: Option<f64>, sample_rate: u32, device: &Device) -> Result<LossMel> {
+        LossMel::new(LossMelConfig { sample_rate, ..LossMelConfig::paper(clamp) }, device)
     }
 
     pub fn operator(&self) -> &Operator {
