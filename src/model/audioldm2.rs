@@ -4,6 +4,7 @@
 //! Decoding follows diffusers' `AudioLDM2Pipeline`: latents divided by the VAE's
 //! `scaling_factor`, VAE decode to a log-mel (B, 1, frames, bins), vocoder, crop.
 
+use crate::model::text::cache::{ConditioningCache, Prompt};
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 use std::path::{Path, PathBuf};
@@ -172,6 +173,21 @@ impl AudioLdm2 {
         let open = |sub: &str, dtype| WeightFiles::find(&dir.join(sub))?.var_builder(dtype, &options.device);
         let weights = ComponentWeights { unet: open("unet", options.dtype)?, vae: open("vae", vae_dtype)?, vocoder: open("vocoder", options.dtype)? };
         Self::new(configs, weights, conditioning)
+    }
+
+    /// Load `dir` conditioned on the text `prompt` ("" is the paper's null prompt), its
+    /// conditioning taken from the cache or computed by the text models
+    /// ([`ConditioningCache`]). A `guidance_scale` other than 1 turns on classifier-free
+    /// guidance against the empty negative prompt.
+    pub fn load_for_prompt(dir: &Path, options: &LoadOptions, prompt: &str, guidance_scale: f64) -> std::result::Result<Self, ModelError> {
+        let guided = guidance_scale != 1.0;
+        let prompt = Prompt { text: prompt.to_string(), negative: guided.then(String::new) };
+        let (conditioning, _) = ConditioningCache::new(dir).get(&prompt, &options.device)?;
+        let model = Self::load(dir, options, &conditioning.conditional)?;
+        match (&conditioning.unconditional, guided) {
+            (Some(unconditional), true) => model.with_guidance(unconditional, guidance_scale),
+            _ => Ok(model),
+        }
     }
 
     /// Build from configs and weights (e.g. random weights for benchmarks). The weights'

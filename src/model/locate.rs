@@ -22,13 +22,17 @@ impl ModelSearch {
     /// Where the plugin looks: `$DGG_MODEL_DIR`, then the user's data directory
     /// (`~/.local/share/dgg-restore/models/audioldm2-music` on Linux).
     pub fn for_plugin() -> Self {
-        let mut candidates = Vec::new();
-        if let Some(dir) = std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()) {
-            candidates.push(PathBuf::from(dir));
-        }
-        if let Some(data) = dirs::data_dir() {
-            candidates.push(data.join("dgg-restore").join("models").join(DEFAULT_MODEL_NAME));
-        }
+        Self { candidates: env_dir().into_iter().chain(user_dir()).collect() }
+    }
+
+    /// Where the command line looks: `--model` alone if given, else `$DGG_MODEL_DIR`,
+    /// `models/audioldm2-music/` under the working directory, then the plugin's place.
+    pub fn for_cli(explicit: Option<PathBuf>) -> Self {
+        let local = PathBuf::from("models").join(DEFAULT_MODEL_NAME);
+        let candidates = match explicit {
+            Some(dir) => vec![dir],
+            None => env_dir().into_iter().chain(std::iter::once(local)).chain(user_dir()).collect(),
+        };
         Self { candidates }
     }
 
@@ -59,6 +63,14 @@ impl ModelSearch {
             }
         }
     }
+}
+
+fn env_dir() -> Option<PathBuf> {
+    std::env::var_os(MODEL_DIR_ENV).filter(|d| !d.is_empty()).map(PathBuf::from)
+}
+
+fn user_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|data| data.join("dgg-restore").join("models").join(DEFAULT_MODEL_NAME))
 }
 
 #[cfg(test)]

@@ -2,50 +2,23 @@
 
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use dgg_restore::audio::{read_wav, resample, write_wav, AudioClip};
 use dgg_restore::dsp::griffin_lim;
 use dgg_restore::dsp::stft::StftConfig;
 use dgg_restore::dsp::MODEL_SAMPLE_RATE;
-use dgg_restore::restore::operators::{
-    add_measurement_noise, cutoff_for_factor, Degradation, Gap, ImpulseResponse, Operator,
-};
+use dgg_restore::restore::operators::{add_measurement_noise, Degradation, Operator};
 use std::path::PathBuf;
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Task {
-    /// Silence one or more gaps (--gap).
-    Inpaint,
-    /// Remove the highs above a cutoff (--cutoff or --factor).
-    Superres,
-    /// Add room reverberation (--rir or --rt60).
-    Dereverb,
-    /// Keep only the STFT magnitude; writes a Griffin-Lim reconstruction to listen to.
-    Phase,
-}
+use crate::task::TaskArgs;
 
 /// Apply a degradation to a WAV file, at its own rate and channel count, and write the
 /// result in the same format. Use it to make test material for `restore` and `lsd`.
 #[derive(Args)]
 #[command(after_help = "Examples:\n  dgg-restore degrade --task inpaint --gap 2.0-3.0 in.wav out.wav\n  dgg-restore degrade --task superres --factor 2 in.wav out.wav\n  dgg-restore degrade --task dereverb --rt60 0.8 in.wav out.wav\n  dgg-restore degrade --task phase in.wav out.wav")]
 pub struct DegradeArgs {
-    #[arg(long, value_enum)]
-    task: Task,
-    /// Inpainting: a gap START-END in seconds; repeat for several gaps.
-    #[arg(long = "gap", value_name = "START-END")]
-    gaps: Vec<Gap>,
-    /// Super-resolution: keep the band below this frequency (Hz).
-    #[arg(long, conflicts_with = "factor")]
-    cutoff: Option<f64>,
-    /// Super-resolution: as if recorded at 1/FACTOR of the file's rate.
-    #[arg(long)]
-    factor: Option<u32>,
-    /// Dereverberation: a recorded room impulse response (WAV; the first channel is used).
-    #[arg(long, conflicts_with = "rt60")]
-    rir: Option<PathBuf>,
-    /// Dereverberation: reverberation time of a synthetic room, in seconds.
-    #[arg(long, default_value_t = 0.8)]
-    rt60: f64,
+    #[command(flatten)]
+    task: TaskArgs,
     /// Phase retrieval: Griffin-Lim iterations.
     #[arg(long, default_value_t = 64)]
     iterations: usize,
@@ -61,32 +34,6 @@ pub struct DegradeArgs {
     output: PathBuf,
 }
 
-fn degradation(args: &DegradeArgs, sample_rate: u32) -> Result<Degradation> {
-    Ok(match args.task {
-        Task::Inpaint => Degradation::Inpaint { gaps: args.gaps.clone() },
-        Task::Superres => {
-            let cutoff_hz = match (args.cutoff, args.factor) {
-                (Some(hz), _) => hz,
-                (None, Some(f)) if f >= 2 => cutoff_for_factor(sample_rate, f),
-                (None, Some(f)) => bail!("--factor {f}: use an integer of 2 or more"),
-                (None, None) => bail!("super-resolution needs --cutoff HZ or --factor N"),
-            };
-            Degradation::SuperResolution { cutoff_hz }
-        }
-        Task::Dereverb => {
-            let response = match &args.rir {
-                Some(path) => {
-                    let (clip, _) = read_wav(path)?;
-                    ImpulseResponse::Recorded { samples: clip.channels[0].clone(), sample_rate: clip.sample_rate }
-                }
-                None => ImpulseResponse::Synthetic { rt60: args.rt60, seed: args.seed },
-            };
-            Degradation::Dereverb { response }
-        }
-        Task::Phase => Degradation::PhaseRetrieval,
-    })
-}
-
 /// The paper's STFT (n_fft 1024, hop 160 at 16 kHz) scaled to another rate.
 fn phase_stft_at(sample_rate: u32) -> StftConfig {
     let scale = sample_rate as f64 / MODEL_SAMPLE_RATE as f64;
@@ -99,7 +46,7 @@ fn phase_stft_at(sample_rate: u32) -> StftConfig {
 pub fn run(args: DegradeArgs) -> Result<()> {
     let (clip, format) = read_wav(&args.input)?;
     let rate = clip.sample_rate;
-    let degradation = degradation(&args, rate)?;
+    let degradation = args.task.degradation(rate, args.seed)?;
     let channels = if let Degradation::PhaseRetrieval = degradation {
         let config = phase_stft_at(rate);
         if clip.num_frames() <= config.n_fft / 2 {

@@ -3,6 +3,9 @@
 mod bench;
 mod degrade;
 mod lsd;
+mod progress;
+mod restore;
+mod task;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,6 +19,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Restore(restore::RestoreArgs),
     Degrade(degrade::DegradeArgs),
     /// Speed and memory figures (not a test): `bench model`.
     Bench(bench::BenchArgs),
@@ -25,6 +29,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Restore(args) => restore::run(args),
         Command::Degrade(args) => degrade::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Lsd(args) => lsd::run(args),

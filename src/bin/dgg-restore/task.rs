@@ -1,0 +1,69 @@
+//! The task options `degrade` and `restore` share: which degradation, and its settings.
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use dgg_restore::audio::read_wav;
+use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Task {
+    /// Gaps (--gap): silence to fill.
+    Inpaint,
+    /// Missing highs above a cutoff (--cutoff or --factor).
+    Superres,
+    /// Room reverberation (--rir or --rt60).
+    Dereverb,
+    /// Only the STFT magnitude is known.
+    Phase,
+}
+
+#[derive(Args)]
+pub struct TaskArgs {
+    #[arg(long, value_enum)]
+    pub task: Task,
+    /// Inpainting: a gap START-END in seconds; repeat for several gaps.
+    #[arg(long = "gap", value_name = "START-END")]
+    pub gaps: Vec<Gap>,
+    /// Super-resolution: the band below this frequency (Hz) is intact.
+    #[arg(long, conflicts_with = "factor")]
+    pub cutoff: Option<f64>,
+    /// Super-resolution: as if recorded at 1/FACTOR of the file's rate.
+    #[arg(long)]
+    pub factor: Option<u32>,
+    /// Dereverberation: a recorded room impulse response (WAV; the first channel is used).
+    #[arg(long, conflicts_with = "rt60")]
+    pub rir: Option<PathBuf>,
+    /// Dereverberation: reverberation time of a synthetic room, in seconds.
+    #[arg(long, default_value_t = 0.8)]
+    pub rt60: f64,
+}
+
+impl TaskArgs {
+    /// The degradation for a file at `sample_rate`; `room_seed` draws the synthetic room.
+    pub fn degradation(&self, sample_rate: u32, room_seed: u64) -> Result<Degradation> {
+        Ok(match self.task {
+            Task::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
+            Task::Superres => {
+                let cutoff_hz = match (self.cutoff, self.factor) {
+                    (Some(hz), _) => hz,
+                    (None, Some(f)) if f >= 2 => cutoff_for_factor(sample_rate, f),
+                    (None, Some(f)) => bail!("--factor {f}: use an integer of 2 or more"),
+                    (None, None) => bail!("super-resolution needs --cutoff HZ or --factor N"),
+                };
+                Degradation::SuperResolution { cutoff_hz }
+            }
+            Task::Dereverb => {
+                let response = match &self.rir {
+                    Some(path) => {
+                        let (clip, _) = read_wav(path)?;
+                        ImpulseResponse::Recorded { samples: clip.channels[0].clone(), sample_rate: clip.sample_rate }
+                    }
+                    None => ImpulseResponse::Synthetic { rt60: self.rt60, seed: room_seed },
+                };
+                Degradation::Dereverb { response }
+            }
+            Task::Phase => Degradation::PhaseRetrieval,
+        })
+    }
+}

@@ -1,0 +1,141 @@
+//! `dgg-restore restore` end to end on the fixture's tiny model: a stereo 44.1 kHz file in,
+//! the same shape out with only the gap replaced; a clear error without a model; Ctrl-C
+//! leaves nothing behind.
+
+mod golden;
+
+use golden::Golden;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn dgg() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
+    c.env_remove("DGG_MODEL_DIR");
+    c
+}
+
+fn write_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
+    let spec = hound::WavSpec { channels: channels.len() as u16, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for n in 0..channels[0].len() {
+        for ch in channels {
+            w.write_sample(ch[n]).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+fn read_wav(path: &Path) -> (u32, Vec<Vec<f32>>) {
+    let mut r = hound::WavReader::open(path).unwrap();
+    let spec = r.spec();
+    let flat: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+    let ch = spec.channels as usize;
+    (spec.sample_rate, (0..ch).map(|c| flat.iter().skip(c).step_by(ch).copied().collect()).collect())
+}
+
+/// 1.5 s of stereo tones at 44.1 kHz with 0.5–0.8 s silenced.
+fn gapped(path: &Path) -> Vec<Vec<f32>> {
+    let rate = 44_100.0;
+    let channels: Vec<Vec<f32>> = (0..2)
+        .map(|c| {
+            (0..66_150)
+                .map(|n| {
+                    let t = n as f32 / rate;
+                    if (0.5..0.8).contains(&t) {
+                        0.0
+                    } else {
+                        0.3 * (2.0 * std::f32::consts::PI * (330.0 + 5.0 * c as f32) * t).sin()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    write_wav(path, 44_100, &channels);
+    channels
+}
+
+#[test]
+fn restores_a_stereo_file_and_replaces_only_the_gap() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    let original = gapped(&input);
+    let o = dgg()
+        .args(["restore", "--task", "inpaint", "--gap", "0.5-0.8", "--steps", "3", "--model"])
+        .arg(model.path())
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("window 1/") && stderr.contains("step 3/3") && stderr.contains("ETA"), "progress lines: {stderr}");
+    let (rate, restored) = read_wav(&output);
+    assert_eq!((rate, restored.len(), restored[0].len()), (44_100, 2, original[0].len()));
+    let gap = 22_050..35_280;
+    for (c, (r, x)) in restored.iter().zip(&original).enumerate() {
+        assert!(r.iter().zip(x).enumerate().all(|(n, (a, b))| gap.contains(&n) || a.to_bits() == b.to_bits()), "channel {c} changed outside the gap");
+        assert!(r[gap.clone()].iter().any(|&v| v != 0.0), "channel {c}: the gap was not filled");
+    }
+}
+
+#[test]
+fn without_a_model_the_error_says_how_to_get_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    gapped(&input);
+    let o = dgg()
+        .current_dir(dir.path())
+        .args(["restore", "--task", "inpaint", "--gap", "0.5-0.8"])
+        .arg(&input)
+        .arg(dir.path().join("out.wav"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    for needle in ["models/audioldm2-music", "huggingface-cli download cvssp/audioldm2-music", "CC-BY-NC-SA 4.0", "--model DIR"] {
+        assert!(stderr.contains(needle), "missing '{needle}' in: {stderr}");
+    }
+    assert!(!dir.path().join("out.wav").exists());
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_writes_nothing() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    gapped(&input);
+    let mut child = dgg()
+        .args(["restore", "--task", "phase", "--steps", "1000", "--model"])
+        .arg(model.path())
+        .arg(&input)
+        .arg(&output)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // Wait until sampling has started, then interrupt.
+    let mut log = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        log += &line;
+        log.push('\n');
+        if line.contains("step ") {
+            break;
+        }
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    for line in lines {
+        log += &line.unwrap();
+        log.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("cancelled: nothing was written"), "{log}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("in.wav")], "files left behind");
+}
