@@ -7,7 +7,12 @@ use candle_nn::VarBuilder;
 use clap::{Args, Subcommand};
 use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, Conditioning, LoadOptions, ModelConfigs};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
+use dgg_restore::restore::guidance::ditto::DittoSettings;
+use dgg_restore::restore::guidance::{Method, MethodKind};
+use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::prior::LatentPrior;
+use dgg_restore::restore::sampler::{sample, SamplerSettings};
+use std::ops::ControlFlow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,10 +28,29 @@ enum BenchCommand {
     /// The diffusion core at full size: UNet forward, VAE decode (and backward), vocoder
     /// (and backward), each the median of several runs, with the peak resident memory.
     Model(ModelBenchArgs),
+    /// Seconds per guided sampling step of each method on a full-size model and a 5.12 s
+    /// inpainting window (DITTO: per optimisation iteration), with the peak memory.
+    Restore(RestoreBenchArgs),
 }
 
 #[derive(Args)]
-struct ModelBenchArgs {
+struct RestoreBenchArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    /// Methods to time.
+    #[arg(long, value_delimiter = ',', default_value = "dgg,dps,mpgd,dsg,ddim", value_parser = |s: &str| s.parse::<MethodKind>())]
+    methods: Vec<MethodKind>,
+    /// Steps timed per method (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Window length in seconds.
+    #[arg(long, default_value_t = 5.12)]
+    seconds: f64,
+}
+
+/// Which model to build, on what.
+#[derive(Args)]
+struct ModelSource {
     /// Configs of the model to build with random weights (a directory with
     /// `{unet,vae,vocoder}/config.json` and `scheduler/scheduler_config.json`).
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/bench/audioldm2-music"), conflicts_with = "model")]
@@ -34,18 +58,49 @@ struct ModelBenchArgs {
     /// Load real weights from this model directory instead of random ones.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Runs per stage; the median is reported.
-    #[arg(long, default_value_t = 3)]
-    repeats: usize,
-    /// Clip length in seconds.
-    #[arg(long, default_value_t = 5.12)]
-    seconds: f64,
     /// auto, cpu or cuda.
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
     device: DeviceChoice,
     /// f32, f16 or bf16 (UNet and vocoder; the VAE follows its `force_upcast`).
     #[arg(long, default_value = "f32", value_parser = |s: &str| parse_dtype(s))]
     dtype: DType,
+}
+
+impl ModelSource {
+    /// The prior, its device, and a line saying what it is.
+    fn build(&self) -> Result<(AudioLdm2, Device, String)> {
+        let device = self.device.open().map_err(anyhow::Error::msg)?;
+        let started = Instant::now();
+        let (prior, source) = match &self.model {
+            Some(dir) => {
+                let cfgs = ModelConfigs::load(dir)?;
+                let options = LoadOptions { device: device.clone(), dtype: self.dtype };
+                (AudioLdm2::load(dir, &options, &random_conditioning(&cfgs, &device)?)?, format!("weights from {}", dir.display()))
+            }
+            None => {
+                let cfgs = ModelConfigs::load(&self.configs)?;
+                let cond = random_conditioning(&cfgs, &device)?;
+                let vae_dtype = cfgs.vae.dtype_for(self.dtype);
+                let random = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
+                let weights = ComponentWeights { unet: random(self.dtype), vae: random(vae_dtype), vocoder: random(self.dtype) };
+                (AudioLdm2::new(cfgs, weights, &cond)?, format!("random weights, configs {}", self.configs.display()))
+            }
+        };
+        let line = format!("model: {source}; built in {:.1} s; {}, {:?}, {} threads", started.elapsed().as_secs_f64(), describe(&device), self.dtype, candle_core::utils::get_num_threads());
+        Ok((prior, device, line))
+    }
+}
+
+#[derive(Args)]
+struct ModelBenchArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    /// Runs per stage; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Clip length in seconds.
+    #[arg(long, default_value_t = 5.12)]
+    seconds: f64,
     /// Figures of `tools/bench/model_bench.py --json` from this machine, to compare with
     /// instead of the PyTorch figures in DESIGN.md §3.
     #[arg(long)]
@@ -58,6 +113,7 @@ struct ModelBenchArgs {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Model(args) => model(args),
+        BenchCommand::Restore(args) => restore(args),
     }
 }
 
@@ -75,42 +131,16 @@ fn model(args: ModelBenchArgs) -> Result<()> {
         bail!("--repeats and --seconds must be positive");
     }
     let reference = Reference::read(args.reference.as_deref())?;
-    let device = args.device.open().map_err(anyhow::Error::msg)?;
-    let threads = candle_core::utils::get_num_threads();
-
-    let started = Instant::now();
-    let (prior, source) = match &args.model {
-        Some(dir) => {
-            let cfgs = ModelConfigs::load(dir)?;
-            let options = LoadOptions { device: device.clone(), dtype: args.dtype };
-            (AudioLdm2::load(dir, &options, &random_conditioning(&cfgs, &device)?)?, format!("weights from {}", dir.display()))
-        }
-        None => {
-            let cfgs = ModelConfigs::load(&args.configs)?;
-            let cond = random_conditioning(&cfgs, &device)?;
-            let vae_dtype = cfgs.vae.dtype_for(args.dtype);
-            let random = |dtype| VarBuilder::from_backend(Box::new(RandomWeights), dtype, device.clone());
-            let weights = ComponentWeights { unet: random(args.dtype), vae: random(vae_dtype), vocoder: random(args.dtype) };
-            (AudioLdm2::new(cfgs, weights, &cond)?, format!("random weights, configs {}", args.configs.display()))
-        }
-    };
-    println!("model: {source}; built in {:.1} s", started.elapsed().as_secs_f64());
+    let (prior, device, line) = args.model.build()?;
+    println!("{line}");
 
     let samples = (args.seconds * prior.sample_rate() as f64).round() as usize;
     let (c, h, w) = prior.latent_shape(samples);
     let z = Tensor::randn(0f32, 1.0, (1, c, h, w), &device)?;
     let frames = samples.div_ceil(prior.vocoder().config().hop_length());
     // Log-mels of music sit around −4 (ln of magnitudes), as in tools/bench/model_bench.py.
-    let mel = (Tensor::randn(0f32, 1.0, (1, frames, prior.vocoder().config().model_in_dim), &device)? - 4.0)?.to_dtype(args.dtype)?;
-    println!(
-        "{:.2} s clip: latent {:?}, mel {:?}; {device_name}, {:?}, {threads} threads, median of {}",
-        args.seconds,
-        z.dims(),
-        mel.dims(),
-        args.dtype,
-        args.repeats,
-        device_name = describe(&device),
-    );
+    let mel = (Tensor::randn(0f32, 1.0, (1, frames, prior.vocoder().config().model_in_dim), &device)? - 4.0)?.to_dtype(args.model.dtype)?;
+    println!("{:.2} s clip: latent {:?}, mel {:?}; median of {}", args.seconds, z.dims(), mel.dims(), args.repeats);
 
     let selected = |s: &str| args.only.is_empty() || args.only.iter().any(|o| o == s);
     let mut results = BTreeMap::new();
@@ -133,6 +163,48 @@ fn model(args: ModelBenchArgs) -> Result<()> {
         println!("note: the reference is for a {:.2} s clip, the ratios compare different sizes", reference.clip_seconds);
     }
     print_table(&results, &reference);
+    Ok(())
+}
+
+/// PyTorch 2.11, fp32, one DGG step at 5.12 s on a 2-core machine of this kind (DESIGN §3).
+const DESIGN_DGG_STEP_S: f64 = 9.5;
+
+fn restore(args: RestoreBenchArgs) -> Result<()> {
+    if args.steps == 0 || !(args.seconds > 0.5) {
+        bail!("--steps must be positive and --seconds above 0.5");
+    }
+    let (prior, device, line) = args.model.build()?;
+    println!("{line}");
+    let samples = (args.seconds * prior.sample_rate() as f64).round() as usize;
+    // An inpainting window: tones with the middle fifth silenced.
+    let clean: Vec<f32> = (0..samples).map(|n| 0.3 * (n as f32 * 2.0 * std::f32::consts::PI * 440.0 / prior.sample_rate() as f32).sin()).collect();
+    let mask: Vec<f32> = (0..samples).map(|n| if (2 * samples / 5..3 * samples / 5).contains(&n) { 0.0 } else { 1.0 }).collect();
+    let observed: Vec<f32> = clean.iter().zip(&mask).map(|(x, m)| x * m).collect();
+    let measurement = Measurement::with_mask(mask, &Tensor::from_vec(observed, (1, samples), &device)?, prior.sample_rate())?;
+    println!("{:.2} s inpainting window, latent {:?}; median over {} steps (DITTO: iterations)", args.seconds, prior.latent_shape(samples), args.steps);
+    println!("{:<8} {:>12} {:>16} {:>14}", "method", "s / step", "vs PyTorch DGG", "peak RSS (MB)");
+    for kind in &args.methods {
+        let method = match kind.with_strength(None) {
+            Method::Ditto(d) => Method::Ditto(DittoSettings { iterations: args.steps, ..d }),
+            m => m,
+        };
+        let settings = SamplerSettings::new(method, args.steps, 0);
+        let peak = PeakMemory::start();
+        let mut times = Vec::new();
+        let mut last = Instant::now();
+        sample(&prior, &measurement, samples, &settings, &mut |_| {
+            times.push(last.elapsed().as_secs_f64());
+            last = Instant::now();
+            ControlFlow::Continue(())
+        })?;
+        device.synchronize()?;
+        let peak = peak.finish().map_or("-".into(), |mb| format!("{mb:.0}"));
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        let ratio = if *kind == MethodKind::Dgg { format!("{:.2}×", median / DESIGN_DGG_STEP_S) } else { "-".into() };
+        println!("{:<8} {median:>12.2} {ratio:>16} {peak:>14}", kind.name());
+    }
+    println!("PyTorch reference: {DESIGN_DGG_STEP_S} s per DGG step (DESIGN.md §3, 2-core machine, fp32, 5.12 s).");
     Ok(())
 }
 
