@@ -5,7 +5,7 @@ use candle_core::{DType, Result as CandleResult, Tensor};
 use std::ops::ControlFlow;
 
 use super::ddim::DdimStep;
-use super::guidance::ditto::Chain;
+use super::guidance::ditto::{Chain, DittoSettings};
 use super::guidance::{loss_and_gradient, Method};
 use super::measurement::Measurement;
 use super::noise::NoiseSource;
@@ -83,10 +83,11 @@ pub fn sample<P: LatentPrior + ?Sized>(
 ) -> Result<Tensor, SampleError> {
     let mut last_step = 0;
     for attempt in 0..=settings.retries {
+        let run = Window { prior, measurement, samples, settings, attempt };
         let mut noise = NoiseSource::new(settings.seed, attempt as u64);
         let result = match &settings.method {
-            Method::Ditto(_) => ditto(prior, measurement, samples, settings, attempt, &mut noise, observer),
-            _ => guided(prior, measurement, samples, settings, attempt, &mut noise, observer),
+            Method::Ditto(ditto) => run.ditto(ditto, &mut noise, observer),
+            _ => run.guided(&mut noise, observer),
         };
         match result {
             Ok(wave) => return Ok(wave),
@@ -98,80 +99,77 @@ pub fn sample<P: LatentPrior + ?Sized>(
     Err(SampleError::NonFinite { attempts: settings.retries + 1, step: last_step })
 }
 
-fn initial_latent<P: LatentPrior + ?Sized>(prior: &P, samples: usize, noise: &mut NoiseSource) -> CandleResult<Tensor> {
-    let (c, h, w) = prior.latent_shape(samples);
-    noise.draw((1, c, h, w), prior.device())
+/// One attempt at sampling one window.
+struct Window<'a, P: ?Sized> {
+    prior: &'a P,
+    measurement: &'a Measurement,
+    samples: usize,
+    settings: &'a SamplerSettings,
+    attempt: usize,
 }
 
-fn guided<P: LatentPrior + ?Sized>(
-    prior: &P,
-    measurement: &Measurement,
-    samples: usize,
-    settings: &SamplerSettings,
-    attempt: usize,
-    noise: &mut NoiseSource,
-    observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
-) -> Result<Tensor, Attempt> {
-    let method = &settings.method;
-    let schedule = prior.schedule();
-    let timesteps = schedule.timesteps(settings.steps);
-    let total = timesteps.len();
-    let mut z = initial_latent(prior, samples, noise)?;
-    for (i, &t) in timesteps.iter().enumerate() {
-        let step = DdimStep::new(schedule, t, total, method.eta());
-        let eps = prior.predict_noise(&z, &[t])?;
-        let x0 = step.pred_x0(&z, &eps)?;
-        let (loss, grad) = if method.needs_gradient() {
-            let (loss, grad) = loss_and_gradient(&x0, |x0| measurement.loss(&prior.decode(x0, samples)?))?;
-            (Some(loss), Some(grad))
-        } else {
-            (None, None)
-        };
-        let fresh = noise.draw(z.shape(), prior.device())?;
-        z = method.step(&step, &z, &eps, &x0, grad.as_ref(), &fresh)?;
-        if loss.is_some_and(|l| !l.is_finite()) || !finite(&z)? {
-            return Err(Attempt::NonFinite { step: i + 1 });
-        }
-        if observer(&StepReport { step: i + 1, total, loss, attempt }).is_break() {
-            return Err(Attempt::Cancelled);
-        }
+impl<P: LatentPrior + ?Sized> Window<'_, P> {
+    fn initial_latent(&self, noise: &mut NoiseSource) -> CandleResult<Tensor> {
+        let (c, h, w) = self.prior.latent_shape(self.samples);
+        noise.draw((1, c, h, w), self.prior.device())
     }
-    let wave = prior.decode(&z, samples)?;
-    if !finite(&wave)? {
-        return Err(Attempt::NonFinite { step: total });
-    }
-    Ok(wave)
-}
 
-fn ditto<P: LatentPrior + ?Sized>(
-    prior: &P,
-    measurement: &Measurement,
-    samples: usize,
-    settings: &SamplerSettings,
-    attempt: usize,
-    noise: &mut NoiseSource,
-    observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
-) -> Result<Tensor, Attempt> {
-    let Method::Ditto(ditto) = &settings.method else { unreachable!("dispatched on the method") };
-    let chain = Chain::new(prior, ditto.chain_steps);
-    let mut z_start = initial_latent(prior, samples, noise)?;
-    for i in 0..ditto.iterations {
-        let trajectory = chain.run(prior, &z_start)?;
-        let end = trajectory.last().expect("a chain has an end");
-        let (loss, grad_end) = loss_and_gradient(end, |z0| measurement.loss(&prior.decode(z0, samples)?))?;
-        let grad = chain.pull_back(prior, &trajectory, &grad_end)?;
-        z_start = (&z_start - (grad * ditto.learning_rate)?)?;
-        if !loss.is_finite() || !finite(&z_start)? {
-            return Err(Attempt::NonFinite { step: i + 1 });
+    /// The loss of the waveform `z` decodes to, and its gradient with respect to `z`.
+    fn loss_and_gradient(&self, z: &Tensor) -> CandleResult<(f64, Tensor)> {
+        loss_and_gradient(z, |z| self.measurement.loss(&self.prior.decode(z, self.samples)?))
+    }
+
+    /// Report a finished step (stopping if asked to), after checking it stayed finite.
+    fn report(&self, step: usize, total: usize, loss: Option<f64>, z: &Tensor, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(), Attempt> {
+        if loss.is_some_and(|l| !l.is_finite()) || !finite(z)? {
+            return Err(Attempt::NonFinite { step });
         }
-        if observer(&StepReport { step: i + 1, total: ditto.iterations, loss: Some(loss), attempt }).is_break() {
-            return Err(Attempt::Cancelled);
+        match observer(&StepReport { step, total, loss, attempt: self.attempt }) {
+            ControlFlow::Break(()) => Err(Attempt::Cancelled),
+            ControlFlow::Continue(()) => Ok(()),
         }
     }
-    let end = chain.run(prior, &z_start)?.pop().expect("a chain has an end");
-    let wave = prior.decode(&end, samples)?;
-    if !finite(&wave)? {
-        return Err(Attempt::NonFinite { step: ditto.iterations });
+
+    fn decode(&self, z: &Tensor, step: usize) -> Result<Tensor, Attempt> {
+        let wave = self.prior.decode(z, self.samples)?;
+        if !finite(&wave)? {
+            return Err(Attempt::NonFinite { step });
+        }
+        Ok(wave)
     }
-    Ok(wave)
+
+    fn guided(&self, noise: &mut NoiseSource, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
+        let (prior, method) = (self.prior, &self.settings.method);
+        let schedule = prior.schedule();
+        let timesteps = schedule.timesteps(self.settings.steps);
+        let total = timesteps.len();
+        let mut z = self.initial_latent(noise)?;
+        for (i, &t) in timesteps.iter().enumerate() {
+            let step = DdimStep::new(schedule, t, total, method.eta());
+            let eps = prior.predict_noise(&z, &[t])?;
+            let x0 = step.pred_x0(&z, &eps)?;
+            let (loss, grad) = match method.needs_gradient() {
+                true => self.loss_and_gradient(&x0).map(|(l, g)| (Some(l), Some(g)))?,
+                false => (None, None),
+            };
+            let fresh = noise.draw(z.shape(), prior.device())?;
+            z = method.step(&step, &z, &eps, &x0, grad.as_ref(), &fresh)?;
+            self.report(i + 1, total, loss, &z, observer)?;
+        }
+        self.decode(&z, total)
+    }
+
+    fn ditto(&self, ditto: &DittoSettings, noise: &mut NoiseSource, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
+        let chain = Chain::new(self.prior, ditto.chain_steps);
+        let mut z_start = self.initial_latent(noise)?;
+        for i in 0..ditto.iterations {
+            let trajectory = chain.run(self.prior, &z_start)?;
+            let (loss, grad_end) = self.loss_and_gradient(trajectory.last().expect("a chain has an end"))?;
+            let grad = chain.pull_back(self.prior, &trajectory, &grad_end)?;
+            z_start = (&z_start - (grad * ditto.learning_rate)?)?;
+            self.report(i + 1, ditto.iterations, Some(loss), &z_start, observer)?;
+        }
+        let end = chain.run(self.prior, &z_start)?.pop().expect("a chain has an end");
+        self.decode(&end, ditto.iterations)
+    }
 }
