@@ -5,6 +5,7 @@
 
 mod golden;
 
+use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::model::text::cache::{ConditioningCache, Prompt, Source};
@@ -131,11 +132,13 @@ fn guidance_combines_the_conditional_and_unconditional_noise() {
     let guided = plain(&cond).with_guidance(&uncond, scale).unwrap();
 
     let (c, h, w) = guided.latent_shape(3000);
-    let z = Tensor::randn(0f32, 1.0, (2, c, h, w), &Device::Cpu).unwrap();
+    let z = NoiseSource::new(11, 0).draw((2, c, h, w), &Device::Cpu).unwrap();
     let t = [700, 40];
     let (eps_c, eps_u) = (c_prior.predict_noise(&z, &t).unwrap(), u_prior.predict_noise(&z, &t).unwrap());
     let want = (&eps_u + ((&eps_c - &eps_u).unwrap() * scale).unwrap()).unwrap();
-    assert_close("guided eps", &guided.predict_noise(&z, &t).unwrap(), &want, 1e-5);
+    // Only float rounding separates the two, but s·(ε_c − ε_u) amplifies it: over random
+    // latents it reached 2e-5, so the f32 forward tolerance of the other tests applies.
+    assert_close("guided eps", &guided.predict_noise(&z, &t).unwrap(), &want, 1e-4);
 
     let short = text.encode("").unwrap();
     let err = plain(&cond).with_guidance(&short, scale).err().unwrap().to_string();
