@@ -25,6 +25,16 @@ impl ConfigError {
     }
 }
 
+/// serde default shared by the configs: `true`.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
+/// serde default shared by the diffusers configs: `act_fn = "silu"`.
+pub(crate) fn default_act_fn() -> String {
+    "silu".into()
+}
+
 /// Parse a JSON config file into `T`; the error names the file and the offending field.
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;

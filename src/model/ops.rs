@@ -126,6 +126,11 @@ impl UnitStrideKernel {
     }
 }
 
+/// A constant per-channel bias shaped (1, channels, 1) to broadcast over (batch, channels, length).
+fn channel_bias(bias: Option<Tensor>, channels: usize) -> Result<Option<Tensor>> {
+    bias.map(|b| b.detach().reshape((1, channels, 1))).transpose()
+}
+
 /// A 1-D convolution (PyTorch `Conv1d`, one group) with constant weights: the backward
 /// computes only the input gradient, as one `conv1d` with the flipped, transposed kernel.
 #[derive(Clone, Debug)]
@@ -150,10 +155,7 @@ impl FrozenConv1d {
             candle_core::bail!("conv1d: stride, dilation and kernel size must be non-zero")
         }
         let weight = weight.detach().contiguous()?;
-        let bias = match bias {
-            Some(b) => Some(b.detach().reshape((1, c_out, 1))?),
-            None => None,
-        };
+        let bias = channel_bias(bias, c_out)?;
         let (unit, adjoint) = if stride == 1 {
             let unit = Some(UnitStrideKernel::new(&weight)?);
             let adjoint = if padding <= dilation * (k - 1) {
@@ -241,10 +243,7 @@ impl FrozenConvTranspose1d {
             candle_core::bail!("conv_transpose1d: output_padding {output_padding} must be smaller than stride or dilation")
         }
         let weight = weight.detach().contiguous()?;
-        let bias = match bias {
-            Some(b) => Some(b.detach().reshape((1, c_out, 1))?),
-            None => None,
-        };
+        let bias = channel_bias(bias, c_out)?;
         Ok(Self { weight, bias, padding, output_padding, stride, dilation })
     }
 

@@ -11,7 +11,7 @@
 //! The ResNet blocks, samplers and convolutions are shared with the UNet ([`super::nn`]).
 
 use super::nn::{softmax_last_dim, Activation, Conv2d, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
-use crate::model::config::{read_config, ConfigError};
+use crate::model::config::{default_act_fn, default_true, read_config, ConfigError};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{GroupNorm, Linear, VarBuilder};
 use serde::Deserialize;
@@ -77,9 +77,6 @@ fn default_block_out_channels() -> Vec<usize> {
 fn default_layers_per_block() -> usize {
     1
 }
-fn default_act_fn() -> String {
-    "silu".into()
-}
 fn default_latent_channels() -> usize {
     4
 }
@@ -88,9 +85,6 @@ fn default_norm_num_groups() -> usize {
 }
 fn default_scaling_factor() -> f64 {
     0.18215
-}
-fn default_true() -> bool {
-    true
 }
 
 impl Config {

@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::noise::NoiseSource;
 use crate::dsp::fir::{lowpass, FirFilter};
 use crate::dsp::stft::{Stft, StftConfig};
 
@@ -203,9 +204,7 @@ pub fn add_measurement_noise(y: &Tensor, std: f64, seed: u64) -> candle_core::Re
     if std <= 0.0 {
         return Ok(y.clone());
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let noise: Vec<f32> = (0..y.elem_count()).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let noise = Tensor::from_vec(noise, y.shape(), y.device())?.to_dtype(y.dtype())?;
+    let noise = NoiseSource::new(seed, 0).draw(y.shape(), y.device())?.to_dtype(y.dtype())?;
     y + (noise * std)?
 }
 

@@ -6,7 +6,7 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::model::config::{read_config, ConfigError};
+use crate::model::config::{default_true, read_config, ConfigError};
 
 /// `language_model/config.json` (`GPT2Config`; defaults are transformers').
 #[derive(Debug, Clone, Deserialize)]
@@ -59,9 +59,6 @@ fn default_layer_norm_epsilon() -> f64 {
 }
 fn default_activation() -> String {
     "gelu_new".into()
-}
-fn default_true() -> bool {
-    true
 }
 fn default_vocab_size() -> usize {
     50257

@@ -30,7 +30,7 @@ mod transformer;
 pub use crate::model::nn::{Activation, TimeScaleShift};
 pub use embeddings::timestep_embedding;
 
-use crate::model::config::{read_config, ConfigError, PerBlock};
+use crate::model::config::{default_act_fn, default_true, read_config, ConfigError, PerBlock};
 use blocks::{BlockSettings, Conditioning, DownBlock, MidBlock, UpBlock};
 use candle_core::{Module, Result, Tensor};
 use crate::model::nn::{Conv2d, ResnetSettings};
@@ -67,9 +67,6 @@ fn de_cross_attention_dim<'de, D: Deserializer<'de>>(d: D) -> std::result::Resul
 fn default_io_channels() -> usize {
     4
 }
-fn default_true() -> bool {
-    true
-}
 fn default_down_block_types() -> Vec<String> {
     ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"].map(String::from).to_vec()
 }
@@ -93,9 +90,6 @@ fn default_one() -> usize {
 }
 fn default_one_f64() -> f64 {
     1.0
-}
-fn default_act_fn() -> String {
-    "silu".into()
 }
 fn default_norm_num_groups() -> Option<usize> {
     Some(32)
