@@ -4,11 +4,13 @@
 //! Data flows one way: audio thread → capture → worker → restored clip → audio thread.
 //! `plugin` is the DAW-facing side, `audio` reads and writes files, `dsp` holds the
 //! spectral front end (plain and differentiable), `restore` the algorithm and its
-//! degradation operators, `model` where the prior's weights live.
+//! degradation operators, `engine` restores whole clips with it, `evaluation` scores the
+//! results, `model` where the prior's weights live.
 
 pub mod audio;
 pub mod dsp;
 pub mod engine;
+pub mod evaluation;
 pub mod model;
 pub mod plugin;
 pub mod restore;

@@ -224,7 +224,7 @@ fn lsd_is_zero_for_identical_files_and_grows_with_damage() {
 
 #[test]
 fn every_subcommand_has_help() {
-    for sub in [&["--help"][..], &["degrade", "--help"], &["restore", "--help"], &["lsd", "--help"]] {
+    for sub in [&["--help"][..], &["degrade", "--help"], &["restore", "--help"], &["lsd", "--help"], &["eval", "--help"], &["experiment", "--help"]] {
         let o = dgg(sub);
         assert!(o.status.success());
         assert!(String::from_utf8_lossy(&o.stdout).contains("Usage"));

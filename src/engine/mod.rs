@@ -15,7 +15,7 @@ pub mod windows;
 use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
-use crate::audio::{resample, AudioClip, ResampleError};
+use crate::audio::{resample, resample_mono, AudioClip, ResampleError};
 use crate::restore::measurement::{Measurement, MeasurementError};
 use crate::restore::operators::{Degradation, Operator, OperatorError};
 use crate::restore::prior::LatentPrior;
@@ -95,10 +95,6 @@ impl From<candle_core::Error> for EngineError {
     }
 }
 
-fn resample_one(x: &[f32], from: u32, to: u32) -> Result<Vec<f32>, String> {
-    resample(&[x.to_vec()], from, to).map(|mut v| v.remove(0)).map_err(|e| e.to_string())
-}
-
 /// Restore `clip` as `request` says, reporting to `observer` (which may cancel).
 pub fn restore_clip<P: LatentPrior + ?Sized>(
     prior: &P,
@@ -152,7 +148,7 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
             let observed = Tensor::from_slice(&current[w.clone()], (1, w.len()), prior.device())?;
             let measurement = match &mut known {
                 Some(known) => Measurement::with_mask(known[w.clone()].to_vec(), &observed, model_rate)?,
-                None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_one)?,
+                None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_mono)?,
             };
             let settings = SamplerSettings { seed: request.sampler.seed.wrapping_add(k as u64), ..request.sampler.clone() };
             let wave = sample(prior, &measurement, w.len(), &settings, &mut |step| {
@@ -218,7 +214,7 @@ fn check_clip(clip: &AudioClip) -> Result<(), EngineError> {
 
 /// The inpainting mask of `degradation` for `len` samples at `rate` (1 known, 0 lost).
 fn mask_at(degradation: &Degradation, rate: u32, len: usize) -> Result<Vec<f32>, EngineError> {
-    match Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_one)? {
+    match Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_mono)? {
         Operator::Mask { mask } => Ok(mask.flatten_all()?.to_vec1()?),
         _ => unreachable!("an inpainting degradation gives a mask"),
     }
@@ -250,7 +246,7 @@ fn splice_for(degradation: &Degradation, rate: u32, len: usize, model_rate: u32)
                 return Err(EngineError::CutoffAboveModel { cutoff_hz: *cutoff_hz, limit_hz });
             }
             // Checks the cutoff against the clip's own Nyquist too.
-            Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_one)?;
+            Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_mono)?;
             Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate }
         }
         Degradation::Dereverb { .. } | Degradation::PhaseRetrieval => Splice::Replace,

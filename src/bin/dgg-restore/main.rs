@@ -2,7 +2,10 @@
 
 mod bench;
 mod degrade;
+mod eval;
+mod experiment;
 mod lsd;
+mod prior;
 mod progress;
 mod restore;
 mod task;
@@ -24,6 +27,8 @@ enum Command {
     /// Speed and memory figures (not a test): `bench model`.
     Bench(bench::BenchArgs),
     Lsd(lsd::LsdArgs),
+    Eval(eval::EvalArgs),
+    Experiment(experiment::ExperimentArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,8 @@ fn main() -> ExitCode {
         Command::Degrade(args) => degrade::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Lsd(args) => lsd::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Experiment(args) => experiment::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,9 +1,13 @@
 //! Progress of a restoration: a bar with step, loss and ETA on a terminal, plain log lines
-//! (every 5 %) when stderr is a file or a pipe.
+//! (every 5 %) when stderr is a file or a pipe; and Ctrl-C, which stops it.
 
+use anyhow::{Context, Result};
 use dgg_restore::engine::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const TICKS: u64 = 1000;
 
@@ -55,5 +59,24 @@ impl Reporter {
         if let Reporter::Bar(bar) = self {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// A flag Ctrl-C raises; the observers below turn it into a cancelled restoration.
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// Installs the process's Ctrl-C handler (once per process).
+    pub fn install() -> Result<Self> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let raised = flag.clone();
+        ctrlc::set_handler(move || raised.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+        Ok(Self(flag))
+    }
+
+    /// Shows `p` on `reporter` and says whether to go on.
+    pub fn observe(&self, reporter: &mut Reporter, p: &Progress) -> ControlFlow<()> {
+        reporter.update(p);
+        if self.0.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 }

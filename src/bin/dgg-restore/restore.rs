@@ -1,22 +1,16 @@
 //! `dgg-restore restore`: the offline renderer.
 
-use anyhow::{anyhow, bail, Context, Result};
-use candle_core::DType;
+use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dgg_restore::audio::{read_wav, write_wav};
 use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
-use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
-use dgg_restore::model::device::{parse_dtype, DeviceChoice};
-use dgg_restore::model::ModelSearch;
-use dgg_restore::restore::guidance::ditto::DittoSettings;
-use dgg_restore::restore::guidance::{Method, MethodKind};
-use dgg_restore::restore::sampler::{SampleError, SamplerSettings};
-use std::ops::ControlFlow;
+use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::prior::LatentPrior;
+use dgg_restore::restore::sampler::SampleError;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
-use crate::progress::Reporter;
+use crate::prior::{sampler_settings, PriorArgs};
+use crate::progress::{Interrupt, Reporter};
 use crate::task::TaskArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -65,21 +59,8 @@ pub struct RestoreArgs {
     /// Seed of the sampler: the same seed gives the same result on the same device.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Text prompt for the prior (the paper uses none).
-    #[arg(long, default_value = "")]
-    prompt: String,
-    /// Classifier-free guidance scale of the prompt (1 = off).
-    #[arg(long, default_value_t = 1.0)]
-    guidance_scale: f64,
-    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
-    device: DeviceChoice,
-    /// f32, f16 or bf16 for the UNet and vocoder.
-    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
-    dtype: DType,
-    /// The AudioLDM2 model directory (diffusers layout). Otherwise $DGG_MODEL_DIR, then
-    /// models/audioldm2-music/, then the plugin's model directory.
-    #[arg(long)]
-    model: Option<PathBuf>,
+    #[command(flatten)]
+    prior: PriorArgs,
     #[arg(long, value_enum, default_value = "splice")]
     output_mode: OutputArg,
     /// Length of the windows the model restores at a time, in seconds.
@@ -94,17 +75,6 @@ pub struct RestoreArgs {
     output: PathBuf,
 }
 
-fn missing_model(search: &ModelSearch) -> anyhow::Error {
-    let looked: Vec<String> = search.candidates().iter().map(|p| format!("  {}", p.display())).collect();
-    anyhow!(
-        "no AudioLDM2 model directory found; looked in:\n{}\n\
-         Download cvssp/audioldm2-music (weights licensed CC-BY-NC-SA 4.0, non-commercial) on a machine with internet:\n  \
-         huggingface-cli download cvssp/audioldm2-music --local-dir models/audioldm2-music\n\
-         then copy it here and pass --model DIR or set DGG_MODEL_DIR (see models/README.md)",
-        looked.join("\n")
-    )
-}
-
 pub fn run(args: RestoreArgs) -> Result<()> {
     if !(args.window > 0.5 && args.overlap >= 0.0 && args.overlap < args.window / 2.0) {
         bail!("--window must exceed 0.5 s and --overlap lie in [0, window/2)");
@@ -112,26 +82,10 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     let (clip, format) = read_wav(&args.input)?;
     let degradation = args.task.degradation(clip.sample_rate, args.room_seed)?;
 
-    let search = ModelSearch::for_cli(args.model.clone());
-    let dir = search.found().ok_or_else(|| missing_model(&search))?.to_path_buf();
-    let device = args.device.open().map_err(|e| anyhow!(e))?;
-    let on_gpu = device.is_cuda();
-    let options = LoadOptions { device, dtype: args.dtype };
-    eprintln!("loading {} on {}", dir.display(), if on_gpu { "CUDA" } else { "the CPU" });
-    let prior = AudioLdm2::load_for_prompt(&dir, &options, &args.prompt, args.guidance_scale)?;
-
-    let method = match args.method.with_strength(args.strength) {
-        Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: args.steps.unwrap_or(d.chain_steps), iterations: args.iterations, ..d }),
-        other => other,
-    };
-    if let Some(s) = args.strength.filter(|s| !s.is_finite() || *s < 0.0) {
-        bail!("--strength {s}: use a finite, non-negative value");
-    }
-    let steps = args.steps.unwrap_or(if on_gpu { 500 } else { 100 });
-    if steps == 0 {
-        bail!("--steps must be at least 1");
-    }
-    let mut request = RestoreRequest::new(degradation, SamplerSettings::new(method, steps, args.seed));
+    let prior = args.prior.load()?;
+    let on_gpu = prior.device().is_cuda();
+    let settings = sampler_settings(args.method, args.strength, args.steps, args.iterations, args.seed, on_gpu)?;
+    let mut request = RestoreRequest::new(degradation, settings);
     request.output = match args.output_mode {
         OutputArg::Splice => OutputMode::Splice,
         OutputArg::Model => OutputMode::Model,
@@ -139,14 +93,9 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     request.window_seconds = args.window;
     request.overlap_seconds = args.overlap;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    let interrupt = Interrupt::install()?;
     let mut reporter = Reporter::new();
-    let result = restore_clip(&prior, &clip, &request, &mut |p: &Progress| {
-        reporter.update(p);
-        if stop.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-    });
+    let result = restore_clip(&prior, &clip, &request, &mut |p: &Progress| interrupt.observe(&mut reporter, p));
     reporter.finish();
     match result {
         Ok(restored) => {

@@ -1,0 +1,72 @@
+//! What `restore` and `experiment` share: finding and loading the prior, and the sampler
+//! settings of a method.
+
+use anyhow::{anyhow, bail, Result};
+use candle_core::DType;
+use clap::Args;
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::model::device::{parse_dtype, DeviceChoice};
+use dgg_restore::model::ModelSearch;
+use dgg_restore::restore::guidance::ditto::DittoSettings;
+use dgg_restore::restore::guidance::{Method, MethodKind};
+use dgg_restore::restore::sampler::SamplerSettings;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct PriorArgs {
+    /// Text prompt for the prior (the paper uses none).
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    /// Classifier-free guidance scale of the prompt (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub guidance_scale: f64,
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
+    device: DeviceChoice,
+    /// f32, f16 or bf16 for the UNet and vocoder.
+    #[arg(long, default_value = "f32", value_parser = parse_dtype)]
+    dtype: DType,
+    /// The AudioLDM2 model directory (diffusers layout). Otherwise $DGG_MODEL_DIR, then
+    /// models/audioldm2-music/, then the plugin's model directory.
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+fn missing_model(search: &ModelSearch) -> anyhow::Error {
+    let looked: Vec<String> = search.candidates().iter().map(|p| format!("  {}", p.display())).collect();
+    anyhow!(
+        "no AudioLDM2 model directory found; looked in:\n{}\n\
+         Download cvssp/audioldm2-music (weights licensed CC-BY-NC-SA 4.0, non-commercial) on a machine with internet:\n  \
+         huggingface-cli download cvssp/audioldm2-music --local-dir models/audioldm2-music\n\
+         then copy it here and pass --model DIR or set DGG_MODEL_DIR (see models/README.md)",
+        looked.join("\n")
+    )
+}
+
+impl PriorArgs {
+    /// Finds the model, loads it on the chosen device and conditions it on the prompt.
+    pub fn load(&self) -> Result<AudioLdm2> {
+        let search = ModelSearch::for_cli(self.model.clone());
+        let dir = search.found().ok_or_else(|| missing_model(&search))?.to_path_buf();
+        let device = self.device.open().map_err(|e| anyhow!(e))?;
+        eprintln!("loading {} on {}", dir.display(), if device.is_cuda() { "CUDA" } else { "the CPU" });
+        let options = LoadOptions { device, dtype: self.dtype };
+        Ok(AudioLdm2::load_for_prompt(&dir, &options, &self.prompt, self.guidance_scale)?)
+    }
+}
+
+/// The sampler for `kind` at `strength` (the paper's if `None`) with `steps` steps (on CUDA
+/// the paper's 500, on the CPU 100, where a guided step of a 5 s window takes tens of
+/// seconds; for DITTO the steps of its chain, 20).
+pub fn sampler_settings(kind: MethodKind, strength: Option<f64>, steps: Option<usize>, iterations: usize, seed: u64, on_gpu: bool) -> Result<SamplerSettings> {
+    if let Some(s) = strength.filter(|s| !s.is_finite() || *s < 0.0) {
+        bail!("--strength {s}: use a finite, non-negative value");
+    }
+    if steps == Some(0) {
+        bail!("--steps must be at least 1");
+    }
+    let method = match kind.with_strength(strength) {
+        Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: steps.unwrap_or(d.chain_steps), iterations, ..d }),
+        other => other,
+    };
+    Ok(SamplerSettings::new(method, steps.unwrap_or(if on_gpu { 500 } else { 100 }), seed))
+}
