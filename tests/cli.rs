@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn dgg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dgg-restore")).args(args).output().expect("runs")
+    Command::new(env!("CARGO_BIN_EXE_dgg-restore")).env("HF_HUB_OFFLINE", "1").args(args).output().expect("runs")
 }
 
 fn arg(p: &Path) -> &str {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 fn dgg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dgg-restore")).env_remove("DGG_MODEL_DIR").args(args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_dgg-restore")).env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1").args(args).output().unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {

@@ -9,9 +9,11 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// The tool with no model configured and the hub switched off (`tests/cli_hub.rs` tests
+/// the download against a local stand-in).
 fn dgg() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
-    c.env_remove("DGG_MODEL_DIR");
+    c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
     c
 }
 
@@ -88,6 +90,8 @@ fn without_a_model_the_error_says_how_to_get_one() {
     gapped(&input);
     let o = dgg()
         .current_dir(dir.path())
+        .env("HF_HOME", dir.path().join("hf"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
         .args(["restore", "--task", "inpaint", "--gap", "0.5-0.8"])
         .arg(&input)
         .arg(dir.path().join("out.wav"))
@@ -95,7 +99,7 @@ fn without_a_model_the_error_says_how_to_get_one() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    for needle in ["models/audioldm2-music", "huggingface-cli download cvssp/audioldm2-music", "CC-BY-NC-SA 4.0", "--model DIR"] {
+    for needle in ["models/audioldm2-music", "HF_HUB_OFFLINE is set", "huggingface-cli download cvssp/audioldm2-music", "CC-BY-NC-SA 4.0", "--model DIR"] {
         assert!(stderr.contains(needle), "missing '{needle}' in: {stderr}");
     }
     assert!(!dir.path().join("out.wav").exists());

@@ -23,9 +23,9 @@ pub enum LoadError {
 }
 
 /// File names diffusers and transformers use, in the order we prefer them.
-const SINGLE_FILES: [&str; 4] =
+pub(crate) const SINGLE_FILES: [&str; 4] =
     ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"];
-const INDEX_FILES: [&str; 2] = ["diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json"];
+pub(crate) const INDEX_FILES: [&str; 2] = ["diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json"];
 
 /// The weight files found in a component directory.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,7 +64,7 @@ impl WeightFiles {
 }
 
 /// The distinct shard files named by a sharded checkpoint's index, in first-use order.
-fn shards(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
+pub(crate) fn shards(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let bad = |message: String| LoadError::BadIndex { path: index.to_path_buf(), message };
     let text = std::fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;

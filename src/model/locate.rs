@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::hub;
+
 /// Environment variable that names a model directory; it wins over the default places.
 pub const MODEL_DIR_ENV: &str = "DGG_MODEL_DIR";
 /// The model the restorations were designed for, as named on the Hugging Face hub.
@@ -20,18 +22,19 @@ impl ModelSearch {
     }
 
     /// Where the plugin looks: `$DGG_MODEL_DIR`, then the user's data directory
-    /// (`~/.local/share/dgg-restore/models/audioldm2-music` on Linux).
+    /// (`~/.local/share/dgg-restore/models/audioldm2-music` on Linux), then a completed
+    /// download in the Hugging Face hub cache.
     pub fn for_plugin() -> Self {
-        Self { candidates: env_dir().into_iter().chain(user_dir()).collect() }
+        Self { candidates: env_dir().into_iter().chain(user_dir()).chain(hub::cached()).collect() }
     }
 
     /// Where the command line looks: `--model` alone if given, else `$DGG_MODEL_DIR`,
-    /// `models/audioldm2-music/` under the working directory, then the plugin's place.
+    /// `models/audioldm2-music/` under the working directory, then the plugin's places.
     pub fn for_cli(explicit: Option<PathBuf>) -> Self {
         let local = PathBuf::from("models").join(DEFAULT_MODEL_NAME);
         let candidates = match explicit {
             Some(dir) => vec![dir],
-            None => env_dir().into_iter().chain(std::iter::once(local)).chain(user_dir()).collect(),
+            None => env_dir().into_iter().chain(std::iter::once(local)).chain(user_dir()).chain(hub::cached()).collect(),
         };
         Self { candidates }
     }

@@ -7,6 +7,7 @@
 pub mod audioldm2;
 pub mod config;
 pub mod device;
+pub mod hub;
 pub mod loader;
 pub mod nn;
 pub mod ops;

@@ -6,11 +6,14 @@ use candle_core::DType;
 use clap::Args;
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
+use dgg_restore::model::hub::{self, HubError, HUB_REPO, LICENCE};
 use dgg_restore::model::ModelSearch;
 use dgg_restore::restore::guidance::ditto::DittoSettings;
 use dgg_restore::restore::guidance::{Method, MethodKind};
 use dgg_restore::restore::sampler::SamplerSettings;
 use std::path::PathBuf;
+
+use crate::progress::DownloadReporter;
 
 #[derive(Args)]
 pub struct PriorArgs {
@@ -26,17 +29,20 @@ pub struct PriorArgs {
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     dtype: DType,
     /// The AudioLDM2 model directory (diffusers layout). Otherwise $DGG_MODEL_DIR, then
-    /// models/audioldm2-music/, then the plugin's model directory.
+    /// models/audioldm2-music/, the plugin's model directory, the Hugging Face hub cache,
+    /// and last a download from the hub (unless HF_HUB_OFFLINE=1).
     #[arg(long)]
     model: Option<PathBuf>,
 }
 
-fn missing_model(search: &ModelSearch) -> anyhow::Error {
+/// Where the model was looked for, why the hub did not help, and how to put it in place.
+fn missing_model(search: &ModelSearch, hub_failure: Option<HubError>) -> anyhow::Error {
     let looked: Vec<String> = search.candidates().iter().map(|p| format!("  {}", p.display())).collect();
+    let hub = hub_failure.map(|e| format!("{e}\n")).unwrap_or_default();
     anyhow!(
-        "no AudioLDM2 model directory found; looked in:\n{}\n\
-         Download cvssp/audioldm2-music (weights licensed CC-BY-NC-SA 4.0, non-commercial) on a machine with internet:\n  \
-         huggingface-cli download cvssp/audioldm2-music --local-dir models/audioldm2-music\n\
+        "no AudioLDM2 model directory found; looked in:\n{}\n{hub}\
+         Download {HUB_REPO} (weights licensed CC-BY-NC-SA 4.0, non-commercial) on a machine with internet:\n  \
+         huggingface-cli download {HUB_REPO} --local-dir models/audioldm2-music\n\
          then copy it here and pass --model DIR or set DGG_MODEL_DIR (see models/README.md)",
         looked.join("\n")
     )
@@ -46,7 +52,14 @@ impl PriorArgs {
     /// Finds the model, loads it on the chosen device and conditions it on the prompt.
     pub fn load(&self) -> Result<AudioLdm2> {
         let search = ModelSearch::for_cli(self.model.clone());
-        let dir = search.found().ok_or_else(|| missing_model(&search))?.to_path_buf();
+        let dir = match search.found() {
+            Some(dir) => dir.to_path_buf(),
+            None if self.model.is_some() => return Err(missing_model(&search, None)),
+            None => {
+                eprintln!("no local model: fetching {HUB_REPO} from the Hugging Face hub into {}\n{LICENCE}", hub::cache_dir().display());
+                hub::download(DownloadReporter::new).map_err(|e| missing_model(&search, Some(e)))?
+            }
+        };
         let device = self.device.open().map_err(|e| anyhow!(e))?;
         eprintln!("loading {} on {}", dir.display(), if device.is_cuda() { "CUDA" } else { "the CPU" });
         let options = LoadOptions { device, dtype: self.dtype };

@@ -1,8 +1,9 @@
-//! Progress of a restoration: a bar with step, loss and ETA on a terminal, plain log lines
-//! (every 5 %) when stderr is a file or a pipe; and Ctrl-C, which stops it.
+//! Progress of a restoration and of a model download: a bar on a terminal, plain log lines
+//! when stderr is a file or a pipe; and Ctrl-C, which stops a restoration.
 
 use anyhow::{Context, Result};
 use dgg_restore::engine::Progress;
+use dgg_restore::model::hub::DownloadProgress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
@@ -78,5 +79,66 @@ impl Interrupt {
     pub fn observe(&self, reporter: &mut Reporter, p: &Progress) -> ControlFlow<()> {
         reporter.update(p);
         if self.0.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    }
+}
+
+/// One file of a model download: a byte bar on a terminal, else a line per file (and per
+/// quarter of a large one).
+pub enum DownloadReporter {
+    Bar(ProgressBar),
+    Lines { file: String, size: usize, done: usize, next: usize },
+}
+
+impl DownloadReporter {
+    pub fn new() -> Self {
+        if std::io::stderr().is_terminal() {
+            DownloadReporter::Bar(ProgressBar::new(0))
+        } else {
+            DownloadReporter::Lines { file: String::new(), size: 0, done: 0, next: 0 }
+        }
+    }
+}
+
+impl DownloadProgress for DownloadReporter {
+    fn init(&mut self, size: usize, filename: &str) {
+        match self {
+            DownloadReporter::Bar(bar) => {
+                bar.set_length(size as u64);
+                bar.set_style(
+                    ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} · ETA {eta} · {msg}")
+                        .expect("a valid template")
+                        .progress_chars("█▉ "),
+                );
+                bar.set_message(filename.to_string());
+            }
+            // hf-hub announces a file again when it starts its transfer: say it once.
+            DownloadReporter::Lines { file, .. } if file == filename => {}
+            DownloadReporter::Lines { file, size: total, done, next } => {
+                eprintln!("downloading {filename} ({:.1} MB)", size as f64 / 1e6);
+                // Quarter lines only where a file takes a while.
+                let first = if size >= 10_000_000 { size / 4 } else { usize::MAX };
+                (*file, *total, *done, *next) = (filename.to_string(), size, 0, first);
+            }
+        }
+    }
+
+    fn update(&mut self, bytes: usize) {
+        match self {
+            DownloadReporter::Bar(bar) => bar.inc(bytes as u64),
+            DownloadReporter::Lines { file, size, done, next } => {
+                *done += bytes;
+                if *done >= *next && *done < *size {
+                    eprintln!("  {file}: {:.0} %", 100.0 * *done as f64 / *size as f64);
+                    *next += (*size / 4).max(1);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        match self {
+            DownloadReporter::Bar(bar) => bar.finish_and_clear(),
+            DownloadReporter::Lines { file, .. } => eprintln!("  {file}: done"),
+        }
     }
 }
