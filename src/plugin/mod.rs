@@ -1,21 +1,43 @@
 //! The DAW-facing plugin: audio layouts, ids, and the process callback.
 //!
-//! While nothing has been restored the plugin is an exact pass-through: the wrapper has
-//! already copied the input to the output, and `process` leaves it untouched.
+//! The audio thread records takes ([`capture`]) and plays clips at their place on the
+//! timeline ([`playback`]) through a [`clips::Deck`]; a background task files finished
+//! takes in the [`clips::Clips`] that are saved with the project. Outside a clip, or
+//! listening to the input, the plugin is an exact pass-through: the wrapper has already
+//! copied the input to the output.
 
+pub mod capture;
+pub mod clips;
 mod editor;
 mod params;
+pub mod playback;
 
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use std::sync::Arc;
 
 use crate::model::ModelSearch;
-use params::DggParams;
+use clips::Deck;
+use params::{DggParams, Listen};
+
+/// The longest take, reserved when the plugin is activated.
+const MAX_CAPTURE_SECONDS: f32 = 60.0;
+
+/// Work the audio thread hands to a background thread.
+pub enum Task {
+    /// A take ended: file it and lend the recorder a new buffer.
+    CollectTake,
+}
 
 pub struct DggRestore {
     params: Arc<DggParams>,
     editor_state: Arc<EguiEditorState>,
+    deck: Deck,
+    sample_rate: f32,
+    /// Edge crossfade of playback, in frames.
+    fade: usize,
+    /// The capture switch as the last block saw it: its edges arm and disarm.
+    capture_was_on: bool,
 }
 
 impl Default for DggRestore {
@@ -23,6 +45,10 @@ impl Default for DggRestore {
         Self {
             params: Arc::new(DggParams::default()),
             editor_state: editor::default_state(),
+            deck: Deck::new(0, 0, None),
+            sample_rate: 44_100.0,
+            fade: playback::edge_fade(44_100.0),
+            capture_was_on: false,
         }
     }
 }
@@ -49,22 +75,68 @@ impl Plugin for DggRestore {
 
     type Editor = nice_plug_egui::EguiEditor<editor::DggEditor>;
     type SysExMessage = ();
-    type BackgroundTask = ();
+    type BackgroundTask = Task;
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
+    }
+
+    fn task_executor(&mut self) -> TaskExecutor<Self> {
+        let params = self.params.clone();
+        Box::new(move |task| match task {
+            Task::CollectTake => {
+                params.clips.collect();
+            }
+        })
+    }
+
+    /// Reserves the record buffer and loads the saved clips into the deck, brought to the
+    /// host's rate. Also runs after a state load and on a sample-rate change, so neither
+    /// loses a clip: the store keeps them at their own rate.
+    fn activate(&mut self, layout: &AudioIOLayout, buffer_config: &BufferConfig, _context: &mut impl ActivateContext<Self>) -> bool {
+        let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
+        let rate = buffer_config.sample_rate;
+        let capacity = (MAX_CAPTURE_SECONDS * rate) as usize;
+        self.params.clips.set_deck_rate(rate);
+        self.deck = Deck::new(channels, capacity, self.params.clips.original_for_deck());
+        self.sample_rate = rate;
+        self.fade = playback::edge_fade(rate);
+        // A switch saved in the on position does not arm by itself: only a change does.
+        self.capture_was_on = self.params.capture.value();
+        true
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
         editor::create(self.editor_state.clone(), ModelSearch::for_plugin())
     }
 
-    fn process(
-        &mut self,
-        _buffer: &mut Buffer,
-        _aux: &mut AuxiliaryBuffers,
-        _context: &mut impl ProcessContext<Self>,
-    ) -> ProcessStatus {
+    fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
+        let transport = context.transport();
+        let (playing, pos) = (transport.playing, transport.pos_samples());
+        let mail = self.params.clips.mail();
+        self.deck.receive(mail);
+
+        let capture_on = self.params.capture.value();
+        if capture_on != self.capture_was_on {
+            if capture_on {
+                self.deck.arm();
+            } else {
+                self.deck.disarm(mail);
+            }
+            self.capture_was_on = capture_on;
+        }
+        let block = buffer.as_slice();
+        self.deck.record(mail, &*block, self.sample_rate, playing, pos);
+        if self.deck.take_posted() {
+            context.execute_background(Task::CollectTake);
+        }
+
+        if let (true, Some(pos)) = (playing, pos) {
+            match self.params.listen.value() {
+                Listen::Original => self.deck.play_original(self.fade, pos, block),
+                Listen::Restored | Listen::Input => {}
+            }
+        }
         ProcessStatus::Normal
     }
 }

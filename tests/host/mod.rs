@@ -32,10 +32,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use clack_extensions::audio_ports::{AudioPortInfoBuffer, PluginAudioPorts};
 use clack_extensions::audio_ports_config::{AudioPortsConfigBuffer, PluginAudioPortsConfig};
+use clack_extensions::params::{ParamInfoBuffer, PluginParams};
 use clack_extensions::render::{PluginRender, RenderMode};
 use clack_extensions::state::{HostState, HostStateImpl, PluginState};
-use clack_host::events::event_types::{TransportEvent, TransportFlags};
-use clack_host::events::{EventFlags, EventHeader};
+use clack_host::events::event_types::{ParamValueEvent, TransportEvent, TransportFlags};
+use clack_host::events::io::EventBuffer;
+use clack_host::events::{EventFlags, EventHeader, Pckn};
 use clack_host::prelude::*;
 use clack_host::utils::{BeatTime, SecondsTime};
 
@@ -284,6 +286,7 @@ impl Bundle {
         Ok(Plugin {
             instance,
             active: None,
+            pending_params: Vec::new(),
         })
     }
 }
@@ -448,6 +451,16 @@ struct Active {
 pub struct Plugin {
     instance: PluginInstance<TestHost>,
     active: Option<Active>,
+    /// Parameter changes sent with the next `process` call, at its first frame.
+    pending_params: Vec<(ClapId, f64)>,
+}
+
+/// A parameter as `clap.params` describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub id: ClapId,
+    pub min: f64,
+    pub max: f64,
 }
 
 impl Plugin {
@@ -551,6 +564,28 @@ impl Plugin {
             .map_err(|e| HostError::Other(format!("render mode: {e}")))
     }
 
+    /// The parameter named `name` (`clap.params`).
+    pub fn param(&mut self, name: &str) -> HostResult<Param> {
+        let ext: PluginParams = self
+            .instance
+            .plugin_handle()
+            .get_extension()
+            .ok_or(HostError::MissingExtension("clap.params"))?;
+        let handle = self.instance.plugin_handle();
+        let mut buf = ParamInfoBuffer::new();
+        (0..ext.count(&handle))
+            .filter_map(|i| ext.get_info(&handle, i, &mut buf).map(|info| (String::from_utf8_lossy(info.name).into_owned(), Param { id: info.id, min: info.min_value, max: info.max_value })))
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p)
+            .ok_or_else(|| HostError::Other(format!("no parameter named {name}")))
+    }
+
+    /// Sets a parameter (its plain value) at the start of the next processed block, as a
+    /// host's automation would.
+    pub fn set_param(&mut self, param: Param, value: f64) {
+        self.pending_params.push((param.id, value));
+    }
+
     // --- life cycle -----------------------------------------------------------------------
 
     /// Selects the `channels`-in/`channels`-out port config, then activates the plugin for
@@ -647,6 +682,10 @@ impl Plugin {
         }
         let transport_event = transport.map(Transport::to_event);
         let steady_time = active.steady_time;
+        let mut param_events = EventBuffer::new();
+        for (id, value) in self.pending_params.drain(..) {
+            param_events.push(&ParamValueEvent::new(0, id, Pckn::match_all(), value));
+        }
 
         let Active {
             processor,
@@ -679,7 +718,7 @@ impl Plugin {
                 let status = started.process(
                     &inputs,
                     &mut outputs,
-                    &InputEvents::empty(),
+                    &InputEvents::from_buffer(&param_events),
                     &mut OutputEvents::void(),
                     Some(steady_time),
                     transport_event.as_ref(),

@@ -1,0 +1,309 @@
+//! The clips the plugin holds — the captured take and, later, its restoration — and how
+//! they travel between the audio thread and the rest.
+//!
+//! The [`ClipStore`] is the plugin's record of them: what the editor and the worker read and
+//! what is saved with the project. The audio thread never touches it. It owns a [`Deck`]
+//! instead, and the two sides exchange clips through lock-free [`Mailboxes`]: finished
+//! takes go out, empty record buffers and clips to play come in, and clips the deck lets go
+//! of go back out to be freed, so the audio thread neither allocates, frees nor locks.
+
+use crossbeam::queue::ArrayQueue;
+use nice_plug::params::persist::PersistentField;
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::capture::{Recorder, Take, TakeEnd};
+use super::playback;
+use crate::audio::resample;
+
+/// `take` at the host's `rate`: the same clip if it was recorded at that rate, else a
+/// resampled copy whose start is moved to the same time. A take that cannot be resampled
+/// (a rate outside 8–384 kHz) is kept as it is rather than lost.
+pub fn at_rate(take: Arc<Take>, rate: f32) -> Arc<Take> {
+    if take.sample_rate == rate {
+        return take;
+    }
+    let (from, to) = (take.sample_rate.round() as u32, rate.round() as u32);
+    match resample(&take.channels, from, to) {
+        Ok(channels) => {
+            let start = (take.start as f64 * rate as f64 / take.sample_rate as f64).round() as i64;
+            Arc::new(Take { sample_rate: rate, start, channels })
+        }
+        Err(_) => take,
+    }
+}
+
+/// The clips as the rest of the plugin sees them; saved with the project.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClipStore {
+    /// The last take captured from the track.
+    pub original: Option<Arc<Take>>,
+}
+
+/// The non-realtime side of the clips: the [`ClipStore`] (a persistent field of the plugin
+/// state) and the mailboxes to the audio thread's [`Deck`].
+#[derive(Default)]
+pub struct Clips {
+    store: RwLock<ClipStore>,
+    mail: Mailboxes,
+    /// The host rate the deck plays at (f32 bits; 0 before the first activation).
+    deck_rate: AtomicU32,
+}
+
+impl Clips {
+    pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, ClipStore> {
+        self.store.read()
+    }
+
+    pub fn mail(&self) -> &Mailboxes {
+        &self.mail
+    }
+
+    /// Off the audio thread, when the plugin is activated: the deck plays at `rate` from now.
+    pub fn set_deck_rate(&self, rate: f32) {
+        self.deck_rate.store(rate.to_bits(), Ordering::Release);
+    }
+
+    /// The captured clip, brought to the deck's rate.
+    pub fn original_for_deck(&self) -> Option<Arc<Take>> {
+        let rate = f32::from_bits(self.deck_rate.load(Ordering::Acquire));
+        self.store.read().original.clone().map(|take| if rate > 0.0 { at_rate(take, rate) } else { take })
+    }
+
+    /// Off the audio thread: files the takes the deck finished (see [`Mailboxes::collect`]).
+    pub fn collect(&self) -> bool {
+        self.mail.collect(&mut self.store.write())
+    }
+}
+
+/// A state load replaces the store on the main thread without re-activating the plugin, so
+/// the new clips go straight to the deck from here.
+impl<'a> PersistentField<'a, ClipStore> for Clips {
+    fn set(&self, new_value: ClipStore) {
+        *self.store.write() = new_value;
+        self.mail.send_original(self.original_for_deck());
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&ClipStore) -> R,
+    {
+        f(&self.store.read())
+    }
+}
+
+/// The queues between the audio thread and the housekeeping side. Fixed capacity: pushing
+/// into a full queue fails rather than allocates.
+pub struct Mailboxes {
+    finished: ArrayQueue<Take>,
+    buffers: ArrayQueue<Take>,
+    originals: ArrayQueue<Option<Arc<Take>>>,
+    retired: ArrayQueue<Retired>,
+}
+
+/// Something the audio thread let go of, to be dropped elsewhere.
+enum Retired {
+    Clip(Arc<Take>),
+    Buffer(#[allow(dead_code, reason = "held only to be dropped off the audio thread")] Take),
+}
+
+impl Default for Mailboxes {
+    fn default() -> Self {
+        Self { finished: ArrayQueue::new(2), buffers: ArrayQueue::new(2), originals: ArrayQueue::new(4), retired: ArrayQueue::new(16) }
+    }
+}
+
+impl Mailboxes {
+    /// Off the audio thread: files a finished take in `store`, sends it to the deck to play
+    /// and lends the recorder a fresh buffer; frees what the deck let go of. Returns whether
+    /// a take was filed.
+    fn collect(&self, store: &mut ClipStore) -> bool {
+        let mut filed = false;
+        while let Some(take) = self.finished.pop() {
+            // The next buffer is shaped like the one the take used.
+            let capacity = take.channels.first().map_or(0, Vec::capacity);
+            let _ = self.buffers.push(Take::with_capacity(take.channels.len(), capacity, 0.0));
+            let take = Arc::new(take);
+            store.original = Some(take.clone());
+            self.send_original(Some(take));
+            filed = true;
+        }
+        while self.retired.pop().is_some() {}
+        filed
+    }
+
+    /// Off the audio thread: tells the deck to play `clip` as the original.
+    pub fn send_original(&self, clip: Option<Arc<Take>>) {
+        // The deck drains this queue every block; a full queue means it is not processing,
+        // and the deck is rebuilt from the store on the next activation anyway.
+        let _ = self.originals.force_push(clip);
+    }
+}
+
+/// The audio thread's side: the recorder and the clips it plays.
+pub struct Deck {
+    recorder: Recorder,
+    /// A finished take the mailbox had no room for yet.
+    unsent: Option<Take>,
+    /// Whether a take went into the mailbox since [`Deck::take_posted`] was last asked.
+    posted: bool,
+    original: Option<Arc<Take>>,
+}
+
+impl Deck {
+    /// Off the audio thread: a deck recording `channels` channels into buffers of
+    /// `capacity` frames, playing `original`.
+    pub fn new(channels: usize, capacity: usize, original: Option<Arc<Take>>) -> Self {
+        let mut recorder = Recorder::default();
+        recorder.lend(Take::with_capacity(channels, capacity, 0.0));
+        Self { recorder, unsent: None, posted: false, original }
+    }
+
+    /// Record the next playing stretch of the timeline.
+    pub fn arm(&mut self) {
+        self.recorder.arm();
+    }
+
+    /// Stop waiting, or end the take in progress (posted to `mail`).
+    pub fn disarm(&mut self, mail: &Mailboxes) -> Option<TakeEnd> {
+        let end = self.recorder.disarm();
+        self.post(mail);
+        end
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.recorder.is_armed()
+    }
+
+    pub fn is_recording(&self) -> bool {
+        self.recorder.is_recording()
+    }
+
+    /// Whether a finished take went into the mailbox since the last call: time to collect.
+    pub fn take_posted(&mut self) -> bool {
+        std::mem::take(&mut self.posted)
+    }
+
+    fn post(&mut self, mail: &Mailboxes) {
+        if let Some(take) = self.unsent.take().or_else(|| self.recorder.finished()) {
+            self.unsent = mail.finished.push(take).err();
+            self.posted |= self.unsent.is_none();
+        }
+    }
+
+    /// Takes in what the mailboxes hold for the audio thread.
+    pub fn receive(&mut self, mail: &Mailboxes) {
+        while let Some(buffer) = mail.buffers.pop() {
+            if let Some(spare) = self.recorder.lend(buffer) {
+                let _ = mail.retired.push(Retired::Buffer(spare));
+            }
+        }
+        while let Some(clip) = mail.originals.pop() {
+            if let Some(old) = std::mem::replace(&mut self.original, clip) {
+                // Should the queue be full, the clip is kept alive by the store anyway, but
+                // dropping the deck's last reference here would free on the audio thread.
+                if let Err(Retired::Clip(old)) = mail.retired.push(Retired::Clip(old)) {
+                    std::mem::forget(old);
+                }
+            }
+        }
+    }
+
+    /// Records a block (see [`Recorder::process`]); a take that ended is posted to `mail`.
+    pub fn record<S: AsRef<[f32]>>(&mut self, mail: &Mailboxes, block: &[S], sample_rate: f32, playing: bool, pos: Option<i64>) -> Option<TakeEnd> {
+        let end = self.recorder.process(block, sample_rate, playing, pos);
+        self.post(mail);
+        end
+    }
+
+    /// Plays the original at the block's timeline position `pos`.
+    pub fn play_original<S: AsMut<[f32]>>(&self, fade: usize, pos: i64, block: &mut [S]) {
+        if let Some(clip) = &self.original {
+            playback::play(clip, fade, pos, block);
+        }
+    }
+
+    pub fn original(&self) -> Option<&Take> {
+        self.original.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RATE: f32 = 48_000.0;
+
+    fn ramp(at: i64, n: usize) -> [Vec<f32>; 2] {
+        let left: Vec<f32> = (0..n).map(|k| (at + k as i64) as f32).collect();
+        let right = left.iter().map(|v| -v).collect();
+        [left, right]
+    }
+
+    #[test]
+    fn a_take_goes_out_is_filed_and_comes_back_to_play() {
+        let clips = Clips::default();
+        let mut deck = Deck::new(2, 1_000, None);
+        deck.arm();
+        for b in 0..3 {
+            let at = 200 + 100 * b;
+            deck.record(clips.mail(), &ramp(at, 100), RATE, true, Some(at));
+        }
+        assert!(!deck.take_posted());
+        deck.record(clips.mail(), &ramp(500, 100), RATE, false, Some(500));
+        assert!(deck.take_posted() && !deck.take_posted(), "posted once");
+
+        assert!(clips.collect());
+        let filed = clips.read().original.clone().unwrap();
+        assert_eq!((filed.start, filed.len(), filed.sample_rate), (200, 300, RATE));
+        assert!(deck.original().is_none(), "not received yet");
+        deck.receive(clips.mail());
+        assert_eq!(deck.original(), Some(&*filed));
+
+        // It plays at its place, and a new buffer was lent for the next take.
+        let mut block = [vec![0.0f32; 64], vec![0.0; 64]];
+        deck.play_original(1, 250, &mut block);
+        assert_eq!(block[0], ramp(250, 64)[0]);
+        deck.arm();
+        deck.record(clips.mail(), &ramp(0, 10), RATE, true, Some(0));
+        assert!(deck.is_recording(), "a buffer was there to record into");
+    }
+
+    #[test]
+    fn replaced_clips_are_freed_off_the_audio_thread() {
+        let clips = Clips::default();
+        let first = Arc::new(Take { sample_rate: RATE, start: 0, channels: vec![vec![1.0; 10]] });
+        let mut deck = Deck::new(1, 100, Some(first.clone()));
+        clips.mail().send_original(Some(Arc::new(Take { sample_rate: RATE, start: 5, channels: vec![vec![2.0; 10]] })));
+        deck.receive(clips.mail());
+        assert_eq!(deck.original().unwrap().start, 5);
+        assert_eq!(Arc::strong_count(&first), 2, "the deck's reference waits in the mailbox");
+        clips.collect();
+        assert_eq!(Arc::strong_count(&first), 1, "freed by housekeeping");
+    }
+
+    #[test]
+    fn a_loaded_state_reaches_the_deck_at_its_rate() {
+        let clips = Clips::default();
+        clips.set_deck_rate(48_000.0);
+        let mut deck = Deck::new(1, 100, None);
+        let saved = Take { sample_rate: 24_000.0, start: 100, channels: vec![vec![0.5; 2_400]] };
+        clips.set(ClipStore { original: Some(Arc::new(saved.clone())) });
+        assert_eq!(clips.map(|s| s.original.as_deref().cloned()), Some(saved), "stored as saved");
+        deck.receive(clips.mail());
+        let playing = deck.original().unwrap();
+        assert_eq!((playing.sample_rate, playing.start, playing.len()), (48_000.0, 200, 4_800));
+    }
+
+    #[test]
+    fn a_take_at_another_rate_is_resampled_to_the_same_time() {
+        let tone: Vec<f32> = (0..44_100).map(|n| (n as f32 * 0.01).sin()).collect();
+        let take = Arc::new(Take { sample_rate: 44_100.0, start: 44_100, channels: vec![tone] });
+        let same = at_rate(take.clone(), 44_100.0);
+        assert!(Arc::ptr_eq(&same, &take));
+        let moved = at_rate(take, 48_000.0);
+        assert_eq!((moved.start, moved.len(), moved.sample_rate), (48_000, 48_000, 48_000.0));
+    }
+}
