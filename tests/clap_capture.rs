@@ -4,14 +4,31 @@
 //! block sizes, seeks, loop jumps and `reset`; it survives a state save/load into a fresh
 //! instance and a sample-rate change.
 //!
-//! Needs the bundle: `cargo xtask bundle dgg_restore --release` (or `$DGG_CLAP_BUNDLE`).
+//! Every test runs twice: on the release bundle (`cargo xtask bundle dgg_restore --release`
+//! or `$DGG_CLAP_BUNDLE`), and on a debug build with nice-plug's `assert_process_allocs`,
+//! which aborts the process on any allocation or free inside `process`: build it with
+//! `cargo build --lib --features assert_process_allocs --target-dir target/alloc-check`
+//! (the README's test command does).
 
 mod host;
 
 use dgg_restore::audio::resample;
 use dgg_restore::plugin::playback::edge_fade;
 use host::{run_blocks, test_signal, Bundle, Param, Plugin, Transport, PLUGIN_ID};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The plugin library built with allocation checks on the audio thread.
+fn alloc_checked() -> Bundle {
+    let name = format!("{}dgg_restore{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/alloc-check/debug").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: cargo build --lib --features assert_process_allocs --target-dir target/alloc-check",
+        path.display()
+    );
+    Bundle::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
 
 const RATE: f64 = 48_000.0;
 const MAX_BLOCK: usize = 512;
@@ -109,8 +126,22 @@ fn assert_synced(rig: &mut Rig, take: &[Vec<f32>], start: i64, rate: f64, pos: i
 
 #[test]
 fn a_captured_take_plays_in_sync_through_seeks_loops_and_resets() {
-    let bundle = Bundle::load_default();
-    let mut rig = Rig::new(&bundle, RATE);
+    capture_and_play(&Bundle::load_default());
+}
+
+#[test]
+fn capture_and_playback_never_allocate_on_the_audio_thread() {
+    capture_and_play(&alloc_checked());
+    reload_and_rate_change(&alloc_checked());
+}
+
+#[test]
+fn the_take_survives_a_project_reload_and_a_sample_rate_change() {
+    reload_and_rate_change(&Bundle::load_default());
+}
+
+fn capture_and_play(bundle: &Bundle) {
+    let mut rig = Rig::new(bundle, RATE);
     let take = test_signal(2, TAKE, RATE, 7);
     rig.capture(&take);
 
@@ -132,16 +163,14 @@ fn a_captured_take_plays_in_sync_through_seeks_loops_and_resets() {
     }
 }
 
-#[test]
-fn the_take_survives_a_project_reload_and_a_sample_rate_change() {
-    let bundle = Bundle::load_default();
-    let mut rig = Rig::new(&bundle, RATE);
+fn reload_and_rate_change(bundle: &Bundle) {
+    let mut rig = Rig::new(bundle, RATE);
     let take = test_signal(2, TAKE, RATE, 11);
     rig.capture(&take);
     let state = rig.plugin.save_state().unwrap();
 
     // A fresh instance with the saved state plays the same take at once.
-    let mut reopened = Rig::new(&bundle, RATE);
+    let mut reopened = Rig::new(bundle, RATE);
     reopened.plugin.load_state(&state).unwrap();
     reopened.listen("Original");
     assert_synced(&mut reopened, &take, START, RATE, START - 1_000, 4_000, None, None);
