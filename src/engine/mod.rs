@@ -7,10 +7,12 @@
 //! invent different content in each ear, which smears the stereo image. Long input is cut
 //! into overlapping windows ([`windows`]); for inpainting each window treats what the
 //! previous one restored as known, so the fill continues across window borders. The result
-//! goes back into the original by [`splice`].
+//! goes back into the original by [`splice`]. The plugin runs restorations on a
+//! background [`worker`] that owns the prior.
 
 pub mod splice;
 pub mod windows;
+pub mod worker;
 
 use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};

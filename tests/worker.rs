@@ -1,0 +1,139 @@
+//! The background worker on the fixture's tiny model: it loads the prior only when a job
+//! needs it, keeps it warm, runs queued jobs in order with progress, gives the same result
+//! as restoring directly, cancels at once, survives a failed load, and releases the model
+//! on request.
+
+mod golden;
+
+use dgg_restore::audio::AudioClip;
+use dgg_restore::engine::worker::{Event, Job, JobId, LoadPrior, PromptSettings, Worker};
+use dgg_restore::engine::{restore_clip, RestoreRequest};
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::operators::{Degradation, Gap};
+use dgg_restore::restore::sampler::SamplerSettings;
+use golden::Golden;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A loader of the tiny model from `dir` that counts its loads.
+fn loader(dir: PathBuf, loads: Arc<AtomicUsize>) -> LoadPrior {
+    Box::new(move |p: &PromptSettings| {
+        loads.fetch_add(1, Ordering::SeqCst);
+        AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale)
+            .map(|m| Box::new(m) as _)
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn job(steps: usize) -> Job {
+    let n = 12_000;
+    let tone: Vec<f32> = (0..n).map(|k| if (4_000..6_000).contains(&k) { 0.0 } else { 0.3 * (k as f32 * 0.05).sin() }).collect();
+    let degradation = Degradation::Inpaint { gaps: vec![Gap { start: 0.25, end: 0.375 }] };
+    Job {
+        clip: AudioClip::new(16_000, vec![tone]),
+        request: RestoreRequest::new(degradation, SamplerSettings::new(MethodKind::Dgg.with_strength(None), steps, 3)),
+        prompt: PromptSettings::default(),
+    }
+}
+
+/// Events until `done` says stop (or a minute passes).
+fn until(worker: &Worker, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while let Some(e) = worker.next_event(deadline.saturating_duration_since(Instant::now())) {
+        let stop = done(&e);
+        seen.push(e);
+        if stop {
+            return seen;
+        }
+    }
+    panic!("no final event within {WAIT:?}; saw {seen:?}");
+}
+
+fn finished(events: &[Event], id: JobId) -> &AudioClip {
+    events.iter().find_map(|e| match e { Event::Finished { job, clip } if *job == id => Some(clip), _ => None }).unwrap_or_else(|| panic!("job {id} did not finish: {events:?}"))
+}
+
+#[test]
+fn jobs_run_in_order_on_a_warm_model_and_match_a_direct_restore() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let loads = Arc::new(AtomicUsize::new(0));
+    let mut worker = Worker::spawn(loader(dir.path().to_path_buf(), loads.clone())).unwrap();
+    assert_eq!(loads.load(Ordering::SeqCst), 0, "the model loads lazily");
+
+    let (a, b) = (worker.submit(job(3)), worker.submit(job(2)));
+    let events = until(&worker, |e| matches!(e, Event::Finished { job, .. } | Event::Failed { job, .. } if *job == b));
+    assert!(matches!(events[0], Event::LoadingModel), "{events:?}");
+    assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once, kept warm for the second job");
+    let progress: Vec<(JobId, usize, usize)> = events
+        .iter()
+        .filter_map(|e| match e { Event::Progress { job, progress, .. } => Some((*job, progress.step.step, progress.step.total)), _ => None })
+        .collect();
+    assert_eq!(progress, [(a, 1, 3), (a, 2, 3), (a, 3, 3), (b, 1, 2), (b, 2, 2)], "in order, every step");
+    assert!(events.iter().any(|e| matches!(e, Event::Progress { eta: Some(_), .. })));
+
+    // The worker's result is what restoring directly gives: same seed, same device.
+    let direct = {
+        let prior = AudioLdm2::load_for_prompt(dir.path(), &LoadOptions::default(), "", 1.0).unwrap();
+        let j = job(3);
+        restore_clip(&prior, &j.clip, &j.request, &mut |_| ControlFlow::Continue(())).unwrap()
+    };
+    assert_eq!(finished(&events, a), &direct);
+    assert_eq!(finished(&events, b).channels[0].len(), 12_000);
+
+    // Released on request; the next job loads it again.
+    worker.release_model();
+    let c = worker.submit(job(1));
+    let events = until(&worker, |e| matches!(e, Event::Finished { job, .. } if *job == c));
+    assert!(matches!(events[..2], [Event::ModelReleased, Event::LoadingModel]), "{events:?}");
+    assert_eq!(loads.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn cancelling_answers_at_once_and_the_worker_goes_on() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let mut worker = Worker::spawn(loader(dir.path().to_path_buf(), Arc::new(AtomicUsize::new(0)))).unwrap();
+    let long = worker.submit(job(100_000));
+    let queued = worker.submit(job(100_000));
+    until(&worker, |e| matches!(e, Event::Progress { job, .. } if *job == long));
+    worker.cancel(queued);
+    worker.cancel(long);
+    worker.cancel(long); // twice: reported once
+    let next = worker.submit(job(2));
+    let events = until(&worker, |e| matches!(e, Event::Finished { job, .. } if *job == next));
+    let cancelled: Vec<JobId> = events.iter().filter_map(|e| match e { Event::Cancelled { job } => Some(*job), _ => None }).collect();
+    assert_eq!(cancelled, [queued, long]);
+    let after_cancel = events.iter().position(|e| matches!(e, Event::Cancelled { job } if *job == long)).unwrap();
+    assert!(
+        !events[after_cancel..].iter().any(|e| matches!(e, Event::Progress { job, .. } | Event::Finished { job, .. } if *job == long || *job == queued)),
+        "nothing more from cancelled jobs: {events:?}"
+    );
+    // Dropping the handle with a long job running stops it and joins the thread.
+    worker.submit(job(100_000));
+    drop(worker);
+}
+
+#[test]
+fn a_failed_load_fails_the_job_with_its_message_and_the_next_job_tries_again() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counted = attempts.clone();
+    let mut worker = Worker::spawn(Box::new(move |_: &PromptSettings| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Err("no AudioLDM2 model directory found".to_string())
+    }))
+    .unwrap();
+    let a = worker.submit(job(2));
+    let b = worker.submit(job(2));
+    let events = until(&worker, |e| matches!(e, Event::Failed { job, .. } if *job == b));
+    let failures: Vec<(JobId, &str)> = events.iter().filter_map(|e| match e { Event::Failed { job, message } => Some((*job, message.as_str())), _ => None }).collect();
+    assert_eq!(failures, [(a, "no AudioLDM2 model directory found"), (b, "no AudioLDM2 model directory found")]);
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
