@@ -88,11 +88,34 @@ impl Rig {
     }
 }
 
-/// Plays `frames` of fresh input from `pos` (a loop over `looped`, if given) in odd blocks and
-/// checks every output frame against where it is on the timeline: the take exactly inside
-/// it (past the edge fades), the input exactly outside it, a mix of the two in the fades.
+/// A take as it should sound: its audio at the host `rate`, from timeline position `start`.
+struct Placed<'a> {
+    take: &'a [Vec<f32>],
+    start: i64,
+    rate: f64,
+}
+
+/// A stretch of playback: `frames` from `pos`, optionally looping and with resets.
+struct Play {
+    pos: i64,
+    frames: usize,
+    looped: Option<(i64, i64)>,
+    reset_every: Option<usize>,
+}
+
+impl Play {
+    fn at(pos: i64, frames: usize) -> Self {
+        Self { pos, frames, looped: None, reset_every: None }
+    }
+}
+
+/// Plays fresh input as `play` says, in odd blocks, and checks every output frame against
+/// where it is on the timeline: the take exactly inside it (past the edge fades), the input
+/// exactly outside it, a mix of the two in the fades.
 #[track_caller]
-fn assert_synced(rig: &mut Rig, take: &[Vec<f32>], start: i64, rate: f64, pos: i64, frames: usize, looped: Option<(i64, i64)>, reset_every: Option<usize>) {
+fn assert_synced(rig: &mut Rig, expected: &Placed, play: Play) {
+    let Placed { take, start, rate } = *expected;
+    let Play { pos, frames, looped, reset_every } = play;
     let input = test_signal(2, frames, rate, pos as u64);
     let mut transport = Transport::playing(rate, TEMPO).at(pos);
     transport.loop_samples = looped;
@@ -144,15 +167,16 @@ fn capture_and_play(bundle: &Bundle) {
     let mut rig = Rig::new(bundle, RATE);
     let take = test_signal(2, TAKE, RATE, 7);
     rig.capture(&take);
+    let placed = Placed { take: &take, start: START, rate: RATE };
 
     // Across the start edge, a seek into the middle, across the end edge.
-    assert_synced(&mut rig, &take, START, RATE, START - 3_000, 6_000, None, None);
-    assert_synced(&mut rig, &take, START, RATE, START + 10_000, 2_000, None, None);
-    assert_synced(&mut rig, &take, START, RATE, START + TAKE as i64 - 1_000, 3_000, None, None);
+    assert_synced(&mut rig, &placed, Play::at(START - 3_000, 6_000));
+    assert_synced(&mut rig, &placed, Play::at(START + 10_000, 2_000));
+    assert_synced(&mut rig, &placed, Play::at(START + TAKE as i64 - 1_000, 3_000));
     // A loop that wraps from after the take's end back to before its start, with resets
     // between blocks (some CLAP hosts reset around every start of processing).
     let looped = Some((START - 500, START + TAKE as i64 + 500));
-    assert_synced(&mut rig, &take, START, RATE, START + TAKE as i64 - 200, 3_000, looped, Some(3));
+    assert_synced(&mut rig, &placed, Play { looped, reset_every: Some(3), ..Play::at(START + TAKE as i64 - 200, 3_000) });
 
     // Listening to the input, or to a restoration that does not exist yet: pass-through.
     for mode in ["Input", "Restored"] {
@@ -168,12 +192,13 @@ fn reload_and_rate_change(bundle: &Bundle) {
     let take = test_signal(2, TAKE, RATE, 11);
     rig.capture(&take);
     let state = rig.plugin.save_state().unwrap();
+    let placed = Placed { take: &take, start: START, rate: RATE };
 
     // A fresh instance with the saved state plays the same take at once.
     let mut reopened = Rig::new(bundle, RATE);
     reopened.plugin.load_state(&state).unwrap();
     reopened.listen("Original");
-    assert_synced(&mut reopened, &take, START, RATE, START - 1_000, 4_000, None, None);
+    assert_synced(&mut reopened, &placed, Play::at(START - 1_000, 4_000));
     assert_eq!(reopened.plugin.save_state().unwrap(), state, "saving again changes nothing");
 
     // At another host rate the take is resampled to the same time on the timeline.
@@ -181,10 +206,10 @@ fn reload_and_rate_change(bundle: &Bundle) {
     reopened.plugin.activate(44_100.0, MAX_BLOCK, 2).unwrap();
     let resampled = resample(&take, 48_000, 44_100).unwrap();
     let start = START * 44_100 / 48_000;
-    assert_synced(&mut reopened, &resampled, start, 44_100.0, start + 2_000, 2_000, None, None);
+    assert_synced(&mut reopened, &Placed { take: &resampled, start, rate: 44_100.0 }, Play::at(start + 2_000, 2_000));
     // ...and kept at its own rate: back at 48 kHz it is the original again, bit for bit.
     reopened.plugin.deactivate();
     reopened.plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
-    assert_synced(&mut reopened, &take, START, RATE, START + 5_000, 2_000, None, None);
+    assert_synced(&mut reopened, &placed, Play::at(START + 5_000, 2_000));
     assert_eq!(reopened.plugin.save_state().unwrap(), state);
 }
