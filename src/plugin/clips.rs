@@ -35,11 +35,32 @@ pub fn at_rate(take: Arc<Take>, rate: f32) -> Arc<Take> {
     }
 }
 
+/// Which of the plugin's clips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The take captured from the track.
+    Original,
+    /// Its restoration, at the same place on the timeline.
+    Restored,
+}
+
 /// The clips as the rest of the plugin sees them; saved with the project.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClipStore {
     /// The last take captured from the track.
     pub original: Option<Arc<Take>>,
+    /// The restoration of `original` (a new capture clears it).
+    #[serde(default)]
+    pub restored: Option<Arc<Take>>,
+}
+
+impl ClipStore {
+    pub fn get(&self, role: Role) -> Option<&Arc<Take>> {
+        match role {
+            Role::Original => self.original.as_ref(),
+            Role::Restored => self.restored.as_ref(),
+        }
+    }
 }
 
 /// The non-realtime side of the clips: the [`ClipStore`] (a persistent field of the plugin
@@ -66,10 +87,17 @@ impl Clips {
         self.deck_rate.store(rate.to_bits(), Ordering::Release);
     }
 
-    /// The captured clip, brought to the deck's rate.
-    pub fn original_for_deck(&self) -> Option<Arc<Take>> {
+    /// A clip, brought to the deck's rate.
+    pub fn for_deck(&self, role: Role) -> Option<Arc<Take>> {
         let rate = f32::from_bits(self.deck_rate.load(Ordering::Acquire));
-        self.store.read().original.clone().map(|take| if rate > 0.0 { at_rate(take, rate) } else { take })
+        self.store.read().get(role).cloned().map(|take| if rate > 0.0 { at_rate(take, rate) } else { take })
+    }
+
+    /// Off the audio thread: files the restoration of the current original and sends it to
+    /// the deck.
+    pub fn file_restored(&self, take: Take) {
+        self.store.write().restored = Some(Arc::new(take));
+        self.mail.send(Role::Restored, self.for_deck(Role::Restored));
     }
 
     /// Off the audio thread: files the takes the deck finished (see [`Mailboxes::collect`]).
@@ -83,7 +111,9 @@ impl Clips {
 impl<'a> PersistentField<'a, ClipStore> for Clips {
     fn set(&self, new_value: ClipStore) {
         *self.store.write() = new_value;
-        self.mail.send_original(self.original_for_deck());
+        for role in [Role::Original, Role::Restored] {
+            self.mail.send(role, self.for_deck(role));
+        }
     }
 
     fn map<F, R>(&self, f: F) -> R
@@ -99,7 +129,7 @@ impl<'a> PersistentField<'a, ClipStore> for Clips {
 pub struct Mailboxes {
     finished: ArrayQueue<Take>,
     buffers: ArrayQueue<Take>,
-    originals: ArrayQueue<Option<Arc<Take>>>,
+    clips: ArrayQueue<(Role, Option<Arc<Take>>)>,
     retired: ArrayQueue<Retired>,
 }
 
@@ -111,7 +141,7 @@ enum Retired {
 
 impl Default for Mailboxes {
     fn default() -> Self {
-        Self { finished: ArrayQueue::new(2), buffers: ArrayQueue::new(2), originals: ArrayQueue::new(4), retired: ArrayQueue::new(16) }
+        Self { finished: ArrayQueue::new(2), buffers: ArrayQueue::new(2), clips: ArrayQueue::new(8), retired: ArrayQueue::new(16) }
     }
 }
 
@@ -127,18 +157,20 @@ impl Mailboxes {
             let _ = self.buffers.push(Take::with_capacity(take.channels.len(), capacity, 0.0));
             let take = Arc::new(take);
             store.original = Some(take.clone());
-            self.send_original(Some(take));
+            store.restored = None;
+            self.send(Role::Original, Some(take));
+            self.send(Role::Restored, None);
             filed = true;
         }
         while self.retired.pop().is_some() {}
         filed
     }
 
-    /// Off the audio thread: tells the deck to play `clip` as the original.
-    pub fn send_original(&self, clip: Option<Arc<Take>>) {
+    /// Off the audio thread: tells the deck to play `clip` in `role`.
+    pub fn send(&self, role: Role, clip: Option<Arc<Take>>) {
         // The deck drains this queue every block; a full queue means it is not processing,
         // and the deck is rebuilt from the store on the next activation anyway.
-        let _ = self.originals.force_push(clip);
+        let _ = self.clips.force_push((role, clip));
     }
 }
 
@@ -150,15 +182,16 @@ pub struct Deck {
     /// Whether a take went into the mailbox since [`Deck::take_posted`] was last asked.
     posted: bool,
     original: Option<Arc<Take>>,
+    restored: Option<Arc<Take>>,
 }
 
 impl Deck {
     /// Off the audio thread: a deck recording `channels` channels into buffers of
-    /// `capacity` frames, playing `original`.
-    pub fn new(channels: usize, capacity: usize, original: Option<Arc<Take>>) -> Self {
+    /// `capacity` frames, playing `original` and `restored`.
+    pub fn new(channels: usize, capacity: usize, original: Option<Arc<Take>>, restored: Option<Arc<Take>>) -> Self {
         let mut recorder = Recorder::default();
         recorder.lend(Take::with_capacity(channels, capacity, 0.0));
-        Self { recorder, unsent: None, posted: false, original }
+        Self { recorder, unsent: None, posted: false, original, restored }
     }
 
     /// Record the next playing stretch of the timeline.
@@ -200,8 +233,12 @@ impl Deck {
                 let _ = mail.retired.push(Retired::Buffer(spare));
             }
         }
-        while let Some(clip) = mail.originals.pop() {
-            if let Some(old) = std::mem::replace(&mut self.original, clip) {
+        while let Some((role, clip)) = mail.clips.pop() {
+            let slot = match role {
+                Role::Original => &mut self.original,
+                Role::Restored => &mut self.restored,
+            };
+            if let Some(old) = std::mem::replace(slot, clip) {
                 // Should the queue be full, the clip is kept alive by the store anyway, but
                 // dropping the deck's last reference here would free on the audio thread.
                 if let Err(Retired::Clip(old)) = mail.retired.push(Retired::Clip(old)) {
@@ -218,15 +255,18 @@ impl Deck {
         end
     }
 
-    /// Plays the original at the block's timeline position `pos`.
-    pub fn play_original<S: AsMut<[f32]>>(&self, fade: usize, pos: i64, block: &mut [S]) {
-        if let Some(clip) = &self.original {
+    /// Plays the clip in `role` (if there is one) at the block's timeline position `pos`.
+    pub fn play<S: AsMut<[f32]>>(&self, role: Role, fade: usize, pos: i64, block: &mut [S]) {
+        if let Some(clip) = self.clip(role) {
             playback::play(clip, fade, pos, block);
         }
     }
 
-    pub fn original(&self) -> Option<&Take> {
-        self.original.as_deref()
+    pub fn clip(&self, role: Role) -> Option<&Take> {
+        match role {
+            Role::Original => self.original.as_deref(),
+            Role::Restored => self.restored.as_deref(),
+        }
     }
 }
 
@@ -245,7 +285,7 @@ mod tests {
     #[test]
     fn a_take_goes_out_is_filed_and_comes_back_to_play() {
         let clips = Clips::default();
-        let mut deck = Deck::new(2, 1_000, None);
+        let mut deck = Deck::new(2, 1_000, None, None);
         deck.arm();
         for b in 0..3 {
             let at = 200 + 100 * b;
@@ -258,13 +298,13 @@ mod tests {
         assert!(clips.collect());
         let filed = clips.read().original.clone().unwrap();
         assert_eq!((filed.start, filed.len(), filed.sample_rate), (200, 300, RATE));
-        assert!(deck.original().is_none(), "not received yet");
+        assert!(deck.clip(Role::Original).is_none(), "not received yet");
         deck.receive(clips.mail());
-        assert_eq!(deck.original(), Some(&*filed));
+        assert_eq!(deck.clip(Role::Original), Some(&*filed));
 
         // It plays at its place, and a new buffer was lent for the next take.
         let mut block = [vec![0.0f32; 64], vec![0.0; 64]];
-        deck.play_original(1, 250, &mut block);
+        deck.play(Role::Original, 1, 250, &mut block);
         assert_eq!(block[0], ramp(250, 64)[0]);
         deck.arm();
         deck.record(clips.mail(), &ramp(0, 10), RATE, true, Some(0));
@@ -275,10 +315,10 @@ mod tests {
     fn replaced_clips_are_freed_off_the_audio_thread() {
         let clips = Clips::default();
         let first = Arc::new(Take { sample_rate: RATE, start: 0, channels: vec![vec![1.0; 10]] });
-        let mut deck = Deck::new(1, 100, Some(first.clone()));
-        clips.mail().send_original(Some(Arc::new(Take { sample_rate: RATE, start: 5, channels: vec![vec![2.0; 10]] })));
+        let mut deck = Deck::new(1, 100, Some(first.clone()), None);
+        clips.mail().send(Role::Original, Some(Arc::new(Take { sample_rate: RATE, start: 5, channels: vec![vec![2.0; 10]] })));
         deck.receive(clips.mail());
-        assert_eq!(deck.original().unwrap().start, 5);
+        assert_eq!(deck.clip(Role::Original).unwrap().start, 5);
         assert_eq!(Arc::strong_count(&first), 2, "the deck's reference waits in the mailbox");
         clips.collect();
         assert_eq!(Arc::strong_count(&first), 1, "freed by housekeeping");
@@ -288,13 +328,26 @@ mod tests {
     fn a_loaded_state_reaches_the_deck_at_its_rate() {
         let clips = Clips::default();
         clips.set_deck_rate(48_000.0);
-        let mut deck = Deck::new(1, 100, None);
+        let mut deck = Deck::new(1, 100, None, None);
         let saved = Take { sample_rate: 24_000.0, start: 100, channels: vec![vec![0.5; 2_400]] };
-        clips.set(ClipStore { original: Some(Arc::new(saved.clone())) });
+        let restored = Take { channels: vec![vec![0.25; 2_400]], ..saved.clone() };
+        clips.set(ClipStore { original: Some(Arc::new(saved.clone())), restored: Some(Arc::new(restored)) });
         assert_eq!(clips.map(|s| s.original.as_deref().cloned()), Some(saved), "stored as saved");
         deck.receive(clips.mail());
-        let playing = deck.original().unwrap();
-        assert_eq!((playing.sample_rate, playing.start, playing.len()), (48_000.0, 200, 4_800));
+        for (role, value) in [(Role::Original, 0.5), (Role::Restored, 0.25)] {
+            let playing = deck.clip(role).unwrap();
+            assert_eq!((playing.sample_rate, playing.start, playing.len()), (48_000.0, 200, 4_800));
+            assert!((playing.channels[0][2_400] - value).abs() < 1e-3);
+        }
+
+        // A new capture replaces the original and clears the restoration of the old one.
+        deck.arm();
+        deck.record(clips.mail(), &[vec![0.1f32; 10]], RATE, true, Some(0));
+        deck.disarm(clips.mail());
+        clips.collect();
+        deck.receive(clips.mail());
+        assert_eq!(deck.clip(Role::Original).unwrap().len(), 10);
+        assert!(deck.clip(Role::Restored).is_none() && clips.read().restored.is_none());
     }
 
     #[test]

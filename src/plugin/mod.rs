@@ -11,13 +11,14 @@ pub mod clips;
 mod editor;
 mod params;
 pub mod playback;
+pub mod restorer;
 
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use std::sync::Arc;
 
 use crate::model::ModelSearch;
-use clips::Deck;
+use clips::{Deck, Role};
 use params::{DggParams, Listen};
 
 /// The longest take, reserved when the plugin is activated.
@@ -45,7 +46,7 @@ impl Default for DggRestore {
         Self {
             params: Arc::new(DggParams::default()),
             editor_state: editor::default_state(),
-            deck: Deck::new(0, 0, None),
+            deck: Deck::new(0, 0, None, None),
             sample_rate: 44_100.0,
             fade: playback::edge_fade(44_100.0),
             capture_was_on: false,
@@ -98,7 +99,8 @@ impl Plugin for DggRestore {
         let rate = buffer_config.sample_rate;
         let capacity = (MAX_CAPTURE_SECONDS * rate) as usize;
         self.params.clips.set_deck_rate(rate);
-        self.deck = Deck::new(channels, capacity, self.params.clips.original_for_deck());
+        let clips = &self.params.clips;
+        self.deck = Deck::new(channels, capacity, clips.for_deck(Role::Original), clips.for_deck(Role::Restored));
         self.sample_rate = rate;
         self.fade = playback::edge_fade(rate);
         // A switch saved in the on position does not arm by itself: only a change does.
@@ -133,8 +135,9 @@ impl Plugin for DggRestore {
 
         if let (true, Some(pos)) = (playing, pos) {
             match self.params.listen.value() {
-                Listen::Original => self.deck.play_original(self.fade, pos, block),
-                Listen::Restored | Listen::Input => {}
+                Listen::Original => self.deck.play(Role::Original, self.fade, pos, block),
+                Listen::Restored => self.deck.play(Role::Restored, self.fade, pos, block),
+                Listen::Input => {}
             }
         }
         ProcessStatus::Normal

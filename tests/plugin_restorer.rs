@@ -1,0 +1,112 @@
+//! The plugin's restorer on the fixture's tiny model: it restores the captured take in the
+//! background, files the result with the clips (same place on the timeline, same rate, the
+//! engine's output exactly) and sends it to the deck; it refuses to start without a take,
+//! discards a result whose take was replaced, and cancels.
+
+mod golden;
+
+use dgg_restore::audio::AudioClip;
+use dgg_restore::engine::worker::{LoadPrior, PromptSettings};
+use dgg_restore::engine::{restore_clip, RestoreRequest};
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::plugin::capture::Take;
+use dgg_restore::plugin::clips::{ClipStore, Clips, Deck, Role};
+use dgg_restore::plugin::restorer::{Restorer, Status};
+use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::operators::{Degradation, Gap};
+use dgg_restore::restore::sampler::SamplerSettings;
+use golden::Golden;
+use nice_plug::params::persist::PersistentField;
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn loader(dir: PathBuf) -> impl Fn() -> LoadPrior + Send + 'static {
+    move || {
+        let dir = dir.clone();
+        Box::new(move |p: &PromptSettings| {
+            AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// 0.5 s of stereo tones at 48 kHz placed at 2 s on the timeline, 0.2–0.3 s silenced.
+fn take() -> Take {
+    let channel = |f: f32| -> Vec<f32> {
+        (0..24_000).map(|n| if (9_600..14_400).contains(&n) { 0.0 } else { 0.3 * (n as f32 * f).sin() }).collect()
+    };
+    Take { sample_rate: 48_000.0, start: 96_000, channels: vec![channel(0.05), channel(0.07)] }
+}
+
+fn request(steps: usize) -> RestoreRequest {
+    let gaps = Degradation::Inpaint { gaps: vec![Gap { start: 0.2, end: 0.3 }] };
+    RestoreRequest::new(gaps, SamplerSettings::new(MethodKind::Dgg.with_strength(None), steps, 5))
+}
+
+fn with_take(t: &Take) -> Clips {
+    let clips = Clips::default();
+    clips.set(ClipStore { original: Some(Arc::new(t.clone())), restored: None });
+    clips
+}
+
+/// Polls until the status is final (or a minute passes).
+fn settle(restorer: &mut Restorer, clips: &Clips) -> Status {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = restorer.poll(clips).clone();
+        if matches!(status, Status::Done | Status::Failed(_) | Status::Cancelled) {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "still {status:?}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let original = take();
+    let clips = with_take(&original);
+    let mut restorer = Restorer::new(loader(dir.path().to_path_buf()));
+    restorer.start(&clips, request(3), PromptSettings::default()).unwrap();
+    assert!(restorer.is_running());
+    assert_eq!(settle(&mut restorer, &clips), Status::Done);
+
+    let restored = clips.read().restored.clone().expect("filed");
+    assert_eq!((restored.sample_rate, restored.start, restored.len()), (48_000.0, 96_000, 24_000));
+    let prior = AudioLdm2::load_for_prompt(dir.path(), &LoadOptions::default(), "", 1.0).unwrap();
+    let direct = restore_clip(&prior, &AudioClip::new(48_000, original.channels.clone()), &request(3), &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(restored.channels, direct.channels, "the engine's result, unchanged");
+    assert_ne!(restored.channels, original.channels, "the gap was filled");
+
+    clips.set_deck_rate(48_000.0);
+    let mut deck = Deck::new(2, 100, None, None);
+    deck.receive(clips.mail());
+    assert_eq!(deck.clip(Role::Restored), Some(&*restored));
+}
+
+#[test]
+fn no_take_stale_results_and_cancel_are_handled() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let mut restorer = Restorer::new(loader(dir.path().to_path_buf()));
+    let err = restorer.start(&Clips::default(), request(2), PromptSettings::default()).unwrap_err();
+    assert!(err.contains("Capture"), "{err}");
+
+    // The take is replaced while its restoration runs: the result is not filed.
+    let clips = with_take(&take());
+    restorer.start(&clips, request(2), PromptSettings::default()).unwrap();
+    clips.set(ClipStore { original: Some(Arc::new(Take { start: 0, ..take() })), restored: None });
+    match settle(&mut restorer, &clips) {
+        Status::Failed(message) => assert!(message.contains("changed"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(clips.read().restored.is_none());
+
+    restorer.start(&clips, request(100_000), PromptSettings::default()).unwrap();
+    restorer.cancel();
+    assert_eq!(settle(&mut restorer, &clips), Status::Cancelled);
+    assert!(!restorer.is_running() && clips.read().restored.is_none());
+}
