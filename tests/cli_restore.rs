@@ -143,3 +143,35 @@ fn ctrl_c_stops_cleanly_and_writes_nothing() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(left, vec![std::ffi::OsString::from("in.wav")], "files left behind");
 }
+
+#[test]
+fn super_resolution_detects_the_cutoff_when_none_is_given() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, degraded, output) = (dir.path().join("clean.wav"), dir.path().join("lp.wav"), dir.path().join("out.wav"));
+    // 1 s of broadband noise at 32 kHz, low-passed at 3 kHz by `degrade`.
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let noise: Vec<f32> = (0..32_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    write_wav(&clean, 32_000, &[noise]);
+    let o = dgg().args(["degrade", "--task", "superres", "--cutoff", "3000"]).arg(&clean).arg(&degraded).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = dgg().args(["restore", "--task", "superres", "--steps", "1", "--model"]).arg(model.path()).arg(&degraded).arg(&output).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let hz: f64 = stderr
+        .split("detected the cutoff at ")
+        .nth(1)
+        .and_then(|rest| rest.split(" Hz").next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no detected cutoff in: {stderr}"));
+    assert!((hz - 3_000.0).abs() < 150.0, "detected {hz} Hz");
+    assert!(output.is_file());
+}

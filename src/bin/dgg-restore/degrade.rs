@@ -32,7 +32,7 @@ pub struct DegradeArgs {
 
 pub fn run(args: DegradeArgs) -> Result<()> {
     let (clip, format) = read_wav(&args.input)?;
-    let degradation = args.task.degradation(clip.sample_rate, args.seed)?;
+    let degradation = args.task.degradation(clip.sample_rate, args.seed, None)?;
     let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations };
     let degraded = degrade(&clip, &degradation, &options).with_context(|| args.input.display().to_string())?;
     write_wav(&args.output, &degraded, format)?;

@@ -80,7 +80,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         bail!("--window must exceed 0.5 s and --overlap lie in [0, window/2)");
     }
     let (clip, format) = read_wav(&args.input)?;
-    let degradation = args.task.degradation(clip.sample_rate, args.room_seed)?;
+    let degradation = args.task.degradation(clip.sample_rate, args.room_seed, Some(&clip))?;
 
     let prior = args.prior.load()?;
     let on_gpu = prior.device().is_cuda();

@@ -2,7 +2,8 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use dgg_restore::audio::read_wav;
+use dgg_restore::audio::{read_wav, AudioClip};
+use dgg_restore::dsp::bandwidth::detect_cutoff;
 use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
 use std::path::PathBuf;
 
@@ -25,7 +26,8 @@ pub struct TaskArgs {
     /// Inpainting: a gap START-END in seconds; repeat for several gaps.
     #[arg(long = "gap", value_name = "START-END")]
     pub gaps: Vec<Gap>,
-    /// Super-resolution: the band below this frequency (Hz) is intact.
+    /// Super-resolution: the band below this frequency (Hz) is intact. `restore` detects
+    /// it from the spectrum when neither this nor --factor is given.
     #[arg(long, conflicts_with = "factor")]
     pub cutoff: Option<f64>,
     /// Super-resolution: as if recorded at 1/FACTOR of the file's rate.
@@ -41,15 +43,23 @@ pub struct TaskArgs {
 
 impl TaskArgs {
     /// The degradation for a file at `sample_rate`; `room_seed` draws the synthetic room.
-    pub fn degradation(&self, sample_rate: u32, room_seed: u64) -> Result<Degradation> {
+    /// A super-resolution cutoff not given is detected in `degraded`, if given.
+    pub fn degradation(&self, sample_rate: u32, room_seed: u64, degraded: Option<&AudioClip>) -> Result<Degradation> {
         Ok(match self.task {
             Task::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
             Task::Superres => {
-                let cutoff_hz = match (self.cutoff, self.factor) {
-                    (Some(hz), _) => hz,
-                    (None, Some(f)) if f >= 2 => cutoff_for_factor(sample_rate, f),
-                    (None, Some(f)) => bail!("--factor {f}: use an integer of 2 or more"),
-                    (None, None) => bail!("super-resolution needs --cutoff HZ or --factor N"),
+                let cutoff_hz = match (self.cutoff, self.factor, degraded) {
+                    (Some(hz), _, _) => hz,
+                    (None, Some(f), _) if f >= 2 => cutoff_for_factor(sample_rate, f),
+                    (None, Some(f), _) => bail!("--factor {f}: use an integer of 2 or more"),
+                    (None, None, Some(clip)) => match detect_cutoff(&clip.channels, clip.sample_rate) {
+                        Some(hz) => {
+                            eprintln!("detected the cutoff at {hz:.0} Hz (set --cutoff to override)");
+                            hz
+                        }
+                        None => bail!("the spectrum reaches the Nyquist frequency: no cutoff to restore above was found; give --cutoff HZ"),
+                    },
+                    (None, None, None) => bail!("super-resolution needs --cutoff HZ or --factor N"),
                 };
                 Degradation::SuperResolution { cutoff_hz }
             }

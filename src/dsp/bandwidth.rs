@@ -1,0 +1,87 @@
+//! Where a recording's spectrum ends: the cutoff a super-resolution should restore above,
+//! detected from the long-term spectrum so the editor can propose it.
+
+use realfft::RealFftPlanner;
+
+use super::stft::hann_periodic;
+
+const FRAME: usize = 4096;
+/// Content this far below the spectrum's peak counts as absent.
+const FLOOR_DB: f64 = 50.0;
+/// Smoothing of the spectrum before the search, in bins either side.
+const SMOOTH: usize = 4;
+
+/// The frequency (Hz) above which `channels` hold nothing but noise floor, or `None` when
+/// the spectrum reaches (nearly) to the Nyquist frequency or the clip is silent or short.
+pub fn detect_cutoff(channels: &[Vec<f32>], sample_rate: u32) -> Option<f64> {
+    let len = channels.first()?.len();
+    if len < FRAME {
+        return None;
+    }
+    let window: Vec<f32> = hann_periodic(FRAME).into_iter().map(|w| w as f32).collect();
+    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FRAME);
+    let (mut input, mut spectrum) = (fft.make_input_vec(), fft.make_output_vec());
+    let mut power = vec![0f64; FRAME / 2 + 1];
+    for channel in channels {
+        for start in (0..=len - FRAME).step_by(FRAME / 2) {
+            for (x, (s, w)) in input.iter_mut().zip(channel[start..start + FRAME].iter().zip(&window)) {
+                *x = s * w;
+            }
+            fft.process(&mut input, &mut spectrum).ok()?;
+            for (p, c) in power.iter_mut().zip(&spectrum) {
+                *p += c.norm_sqr() as f64;
+            }
+        }
+    }
+    let db: Vec<f64> = power.iter().map(|p| 10.0 * (p + 1e-30).log10()).collect();
+    let smoothed: Vec<f64> = (0..db.len())
+        .map(|k| {
+            let (a, b) = (k.saturating_sub(SMOOTH), (k + SMOOTH + 1).min(db.len()));
+            db[a..b].iter().sum::<f64>() / (b - a) as f64
+        })
+        .collect();
+    let bin_hz = sample_rate as f64 / FRAME as f64;
+    let first = (50.0 / bin_hz).ceil() as usize;
+    let peak = smoothed[first..].iter().copied().fold(f64::MIN, f64::max);
+    if power[first..].iter().all(|&p| p <= 1e-20) {
+        return None;
+    }
+    let last_loud = (first..smoothed.len()).rev().find(|&k| smoothed[k] >= peak - FLOOR_DB)?;
+    let cutoff = (last_loud + 1) as f64 * bin_hz;
+    (cutoff < 0.95 * sample_rate as f64 / 2.0).then_some(cutoff)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::fir::lowpass;
+
+    fn noise(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_low_passed_recording_is_found_at_its_cutoff() {
+        for (rate, cutoff) in [(44_100, 4_000.0), (48_000, 11_025.0), (16_000, 3_000.0)] {
+            let x = lowpass(cutoff, rate).filter(&noise(rate as usize * 2, 1));
+            let found = detect_cutoff(&[x.clone(), x], rate).unwrap_or_else(|| panic!("{rate} Hz: no cutoff found"));
+            assert!((found - cutoff).abs() < 0.05 * cutoff, "{rate} Hz: found {found} for {cutoff}");
+        }
+    }
+
+    #[test]
+    fn full_band_silent_or_short_audio_has_no_cutoff() {
+        assert_eq!(detect_cutoff(&[noise(88_200, 2)], 44_100), None);
+        assert_eq!(detect_cutoff(&[vec![0.0; 88_200]], 44_100), None);
+        assert_eq!(detect_cutoff(&[noise(1_000, 3)], 44_100), None);
+        assert_eq!(detect_cutoff(&[], 44_100), None);
+    }
+}
