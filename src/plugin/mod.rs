@@ -9,9 +9,10 @@
 pub mod capture;
 pub mod clips;
 mod editor;
-mod params;
+pub mod params;
 pub mod playback;
 pub mod restorer;
+pub mod settings;
 
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;

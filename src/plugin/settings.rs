@@ -1,0 +1,116 @@
+//! What a restoration in the plugin is asked to do: the host parameters (task, method,
+//! strength, steps) plus what the user marked on the clip, turned into an engine request.
+
+use serde::{Deserialize, Serialize};
+
+use super::params::{MethodParam, TaskParam};
+use crate::engine::RestoreRequest;
+use crate::restore::guidance::ditto::DittoSettings;
+use crate::restore::guidance::{Method, MethodKind};
+use crate::restore::operators::{Degradation, Gap, ImpulseResponse};
+use crate::restore::sampler::SamplerSettings;
+
+/// What the user marked on the captured clip and the settings that are not automatable;
+/// saved with the project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Marks {
+    /// Inpainting: gaps as (start, end) in seconds from the clip's start.
+    pub gaps: Vec<(f64, f64)>,
+    /// Super-resolution: the band below this is intact (proposed from the spectrum).
+    pub cutoff_hz: Option<f64>,
+    /// Dereverberation: reverberation time of the room to remove.
+    pub rt60: f64,
+    pub seed: u64,
+    /// Text prompt for the prior (empty: none, as the paper).
+    pub prompt: String,
+}
+
+impl Default for Marks {
+    fn default() -> Self {
+        Self { gaps: Vec::new(), cutoff_hz: None, rt60: 0.8, seed: 0, prompt: String::new() }
+    }
+}
+
+/// The host-parameter side of a request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Choices {
+    pub task: TaskParam,
+    pub method: MethodParam,
+    /// A multiple of the method's paper strength (1 = the paper's).
+    pub strength: f64,
+    pub steps: usize,
+}
+
+impl From<MethodParam> for MethodKind {
+    fn from(m: MethodParam) -> Self {
+        match m {
+            MethodParam::Dgg => MethodKind::Dgg,
+            MethodParam::Dps => MethodKind::Dps,
+            MethodParam::Mpgd => MethodKind::Mpgd,
+            MethodParam::Dsg => MethodKind::Dsg,
+            MethodParam::Ditto => MethodKind::Ditto,
+            MethodParam::Ddim => MethodKind::Ddim,
+        }
+    }
+}
+
+impl Marks {
+    /// The engine request for `choices`, or what the user still has to mark.
+    pub fn request(&self, choices: Choices) -> Result<RestoreRequest, String> {
+        let degradation = match choices.task {
+            TaskParam::Inpaint if self.gaps.is_empty() => return Err("drag over the gaps to fill first".into()),
+            TaskParam::Inpaint => Degradation::Inpaint { gaps: self.gaps.iter().map(|&(start, end)| Gap { start, end }).collect() },
+            TaskParam::SuperResolution => match self.cutoff_hz {
+                Some(cutoff_hz) => Degradation::SuperResolution { cutoff_hz },
+                None => return Err("set the cutoff line where the highs end first".into()),
+            },
+            TaskParam::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
+            TaskParam::Phase => Degradation::PhaseRetrieval,
+        };
+        let kind = MethodKind::from(choices.method);
+        let method = match kind.with_strength(Some(kind.default_strength() * choices.strength)) {
+            Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: choices.steps.min(d.chain_steps), ..d }),
+            other => other,
+        };
+        Ok(RestoreRequest::new(degradation, SamplerSettings::new(method, choices.steps.max(1), self.seed)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choices(task: TaskParam, method: MethodParam, strength: f64) -> Choices {
+        Choices { task, method, strength, steps: 50 }
+    }
+
+    #[test]
+    fn marks_and_choices_make_the_engine_request() {
+        let marks = Marks { gaps: vec![(1.0, 1.5)], cutoff_hz: Some(4_000.0), seed: 9, ..Marks::default() };
+        let r = marks.request(choices(TaskParam::Inpaint, MethodParam::Dgg, 2.0)).unwrap();
+        assert_eq!(r.degradation, Degradation::Inpaint { gaps: vec![Gap { start: 1.0, end: 1.5 }] });
+        assert_eq!(r.sampler.method, Method::Dgg { strength: 0.16 });
+        assert_eq!((r.sampler.steps, r.sampler.seed), (50, 9));
+        let r = marks.request(choices(TaskParam::SuperResolution, MethodParam::Dps, 1.0)).unwrap();
+        assert_eq!(r.degradation, Degradation::SuperResolution { cutoff_hz: 4_000.0 });
+        assert_eq!(r.sampler.method, MethodKind::Dps.with_strength(None));
+        let r = marks.request(choices(TaskParam::Dereverb, MethodParam::Ditto, 1.0)).unwrap();
+        assert_eq!(r.degradation, Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.8, seed: 9 } });
+        assert!(matches!(r.sampler.method, Method::Ditto(d) if d.chain_steps == 20));
+    }
+
+    #[test]
+    fn missing_marks_say_what_to_do() {
+        let none = Marks::default();
+        assert!(none.request(choices(TaskParam::Inpaint, MethodParam::Dgg, 1.0)).unwrap_err().contains("drag over the gaps"));
+        assert!(none.request(choices(TaskParam::SuperResolution, MethodParam::Dgg, 1.0)).unwrap_err().contains("cutoff"));
+        assert!(none.request(choices(TaskParam::Phase, MethodParam::Dgg, 1.0)).is_ok());
+    }
+
+    #[test]
+    fn older_saved_marks_load_with_defaults() {
+        let marks: Marks = serde_json::from_str(r#"{"gaps":[[0.5,0.75]]}"#).unwrap();
+        assert_eq!(marks, Marks { gaps: vec![(0.5, 0.75)], ..Marks::default() });
+    }
+}
