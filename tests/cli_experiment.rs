@@ -3,8 +3,10 @@
 //! the written files, and a stopped or extended run continues instead of starting over.
 
 mod golden;
+mod wav;
 
 use golden::Golden;
+use wav::{read_wav, write_wav};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -16,24 +18,7 @@ fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
-fn write_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec { channels: channels.len() as u16, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for n in 0..channels[0].len() {
-        for ch in channels {
-            w.write_sample(ch[n]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
 
-fn read_wav(path: &Path) -> (u32, Vec<Vec<f32>>) {
-    let mut r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let spec = r.spec();
-    let flat: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
-    let ch = spec.channels as usize;
-    (spec.sample_rate, (0..ch).map(|c| flat.iter().skip(c).step_by(ch).copied().collect()).collect())
-}
 
 /// The mean LSD `eval` prints for a directory.
 fn eval_mean(reference: &Path, restored: &Path) -> f64 {

@@ -3,8 +3,10 @@
 //! leaves nothing behind.
 
 mod golden;
+mod wav;
 
 use golden::Golden;
+use wav::{read_wav, write_wav};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -17,24 +19,7 @@ fn dgg() -> Command {
     c
 }
 
-fn write_wav(path: &Path, rate: u32, channels: &[Vec<f32>]) {
-    let spec = hound::WavSpec { channels: channels.len() as u16, sample_rate: rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for n in 0..channels[0].len() {
-        for ch in channels {
-            w.write_sample(ch[n]).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
 
-fn read_wav(path: &Path) -> (u32, Vec<Vec<f32>>) {
-    let mut r = hound::WavReader::open(path).unwrap();
-    let spec = r.spec();
-    let flat: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
-    let ch = spec.channels as usize;
-    (spec.sample_rate, (0..ch).map(|c| flat.iter().skip(c).step_by(ch).copied().collect()).collect())
-}
 
 /// 1.5 s of stereo tones at 44.1 kHz with 0.5–0.8 s silenced.
 fn gapped(path: &Path) -> Vec<Vec<f32>> {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::eval::wav_names;
-use crate::prior::{sampler_settings, PriorArgs};
+use crate::prior::{PriorArgs, SamplingArgs};
 use crate::progress::{Interrupt, Reporter};
 
 /// Run the paper's protocol: cut every clip into mono 16 kHz segments, degrade each with
@@ -35,7 +35,7 @@ already in --out are scored, not redone; --out must not hold a run with other se
 
 The paper's tasks: inpainting fills the middle fifth of each segment (1 s of 5 s),
 super-resolution restores above 4 kHz (16 kHz audio downsampled by 2), dereverberation
-removes a synthetic room (--rt60, seeded by --seed), phase retrieval starts from |STFT|.
+removes a synthetic room (--rt60, seeded by --seed too), phase retrieval starts from |STFT|.
 DITTO is left out of the default methods: on a CPU it takes hours per segment.")]
 pub struct ExperimentArgs {
     /// Directory of clean music WAVs (any rate; stereo is downmixed).
@@ -54,15 +54,8 @@ pub struct ExperimentArgs {
     /// Take at most this many segments from each clip (default: all).
     #[arg(long)]
     segments_per_clip: Option<usize>,
-    /// Sampling steps (DITTO: its chain). Default: 500 on CUDA, 100 on the CPU; DITTO 20.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// DITTO: optimisation iterations.
-    #[arg(long, default_value_t = 100)]
-    iterations: usize,
-    /// Seed of the sampler and of the synthetic room.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Dereverberation: reverberation time of the synthetic room, in seconds.
     #[arg(long, default_value_t = 0.8)]
     rt60: f64,
@@ -146,13 +139,13 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let prior = args.prior.load()?;
     let on_gpu = prior.device().is_cuda();
-    let resolved_steps = sampler_settings(MethodKind::Ddim, None, args.steps, args.iterations, args.seed, on_gpu)?.steps;
+    let resolved_steps = args.sampling.settings(MethodKind::Ddim, None, on_gpu)?.steps;
     RunSettings {
         segment: args.segment,
         segments_per_clip: args.segments_per_clip,
         steps: resolved_steps,
-        iterations: args.iterations,
-        seed: args.seed,
+        iterations: args.sampling.iterations,
+        seed: args.sampling.seed,
         rt60: args.rt60,
         prompt: args.prior.prompt.clone(),
         guidance_scale: args.prior.guidance_scale,
@@ -167,7 +160,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     let header = format!(
         "# DGG Restore experiment\n\n{} segments of {} s from `{}`; {} steps, seed {}. Log-spectral distance at 16 kHz, lower is better. \
          FAD: run an external tool on `clean/` against each `<task>/<method>/`.\n",
-        segments.len(), args.segment, args.clips.display(), resolved_steps, args.seed
+        segments.len(), args.segment, args.clips.display(), resolved_steps, args.sampling.seed
     );
     let rows = std::iter::once(DEGRADED_ROW.to_string()).chain(args.methods.iter().map(|m| m.name().to_string())).collect();
     let mut results = Results::new(rows, args.tasks.clone());
@@ -175,12 +168,12 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     let jobs = args.tasks.len() * segments.len() * args.methods.len();
     let mut job = 0;
     for &task in &args.tasks {
-        let degradation = task.degradation(args.segment, args.rt60, args.seed);
+        let degradation = task.degradation(args.segment, args.rt60, args.sampling.seed);
         let task_dir = args.out.join(task.name());
         for segment in &segments {
             let clean = segment.clip();
             let file = format!("{}.wav", segment.name);
-            let degraded = degrade(&clean, &degradation, &DegradeOptions { seed: args.seed, ..Default::default() })
+            let degraded = degrade(&clean, &degradation, &DegradeOptions { seed: args.sampling.seed, ..Default::default() })
                 .with_context(|| format!("degrading {} for {}", segment.name, task.name()))?;
             std::fs::create_dir_all(task_dir.join(DEGRADED_ROW))?;
             write_wav(&task_dir.join(DEGRADED_ROW).join(&file), &degraded, WavFormat::FLOAT32)?;
@@ -203,7 +196,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
                     read_wav(&path)?.0
                 } else {
                     eprintln!("{label}");
-                    let settings = sampler_settings(kind, None, args.steps, args.iterations, args.seed, on_gpu)?;
+                    let settings = args.sampling.settings(kind, None, on_gpu)?;
                     let request = RestoreRequest { output: OutputMode::Model, ..RestoreRequest::new(degradation.clone(), settings) };
                     let mut reporter = Reporter::new();
                     let result = restore_clip(&prior, observed, &request, &mut |p: &Progress| interrupt.observe(&mut reporter, p));

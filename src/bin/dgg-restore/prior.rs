@@ -67,19 +67,34 @@ impl PriorArgs {
     }
 }
 
-/// The sampler for `kind` at `strength` (the paper's if `None`) with `steps` steps (on CUDA
-/// the paper's 500, on the CPU 100, where a guided step of a 5 s window takes tens of
-/// seconds; for DITTO the steps of its chain, 20).
-pub fn sampler_settings(kind: MethodKind, strength: Option<f64>, steps: Option<usize>, iterations: usize, seed: u64, on_gpu: bool) -> Result<SamplerSettings> {
-    if let Some(s) = strength.filter(|s| !s.is_finite() || *s < 0.0) {
-        bail!("--strength {s}: use a finite, non-negative value");
+/// How long and from which seed to sample; `restore` and `experiment` share these.
+#[derive(Args)]
+pub struct SamplingArgs {
+    /// Sampling steps (DITTO: steps of its chain). Default: 500 (the paper) on CUDA,
+    /// 100 on the CPU, where a guided step of a 5 s window takes tens of seconds; DITTO 20.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// DITTO: optimisation iterations.
+    #[arg(long, default_value_t = 100)]
+    pub iterations: usize,
+    /// Seed of the sampler: the same seed gives the same result on the same device.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampler for `kind` at `strength` (the paper's if `None`).
+    pub fn settings(&self, kind: MethodKind, strength: Option<f64>, on_gpu: bool) -> Result<SamplerSettings> {
+        if let Some(s) = strength.filter(|s| !s.is_finite() || *s < 0.0) {
+            bail!("--strength {s}: use a finite, non-negative value");
+        }
+        if self.steps == Some(0) {
+            bail!("--steps must be at least 1");
+        }
+        let method = match kind.with_strength(strength) {
+            Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: self.steps.unwrap_or(d.chain_steps), iterations: self.iterations, ..d }),
+            other => other,
+        };
+        Ok(SamplerSettings::new(method, self.steps.unwrap_or(if on_gpu { 500 } else { 100 }), self.seed))
     }
-    if steps == Some(0) {
-        bail!("--steps must be at least 1");
-    }
-    let method = match kind.with_strength(strength) {
-        Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: steps.unwrap_or(d.chain_steps), iterations, ..d }),
-        other => other,
-    };
-    Ok(SamplerSettings::new(method, steps.unwrap_or(if on_gpu { 500 } else { 100 }), seed))
 }

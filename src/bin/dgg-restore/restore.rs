@@ -9,7 +9,7 @@ use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SampleError;
 use std::path::PathBuf;
 
-use crate::prior::{sampler_settings, PriorArgs};
+use crate::prior::{PriorArgs, SamplingArgs};
 use crate::progress::{Interrupt, Reporter};
 use crate::task::TaskArgs;
 
@@ -49,16 +49,8 @@ pub struct RestoreArgs {
     /// Guidance strength of the method (see below); the paper's value if not given.
     #[arg(long)]
     strength: Option<f64>,
-    /// Sampling steps (DITTO: steps of its chain). Default: 500 (the paper) on CUDA,
-    /// 100 on the CPU, where a guided step of a 5 s window takes tens of seconds; DITTO 20.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// DITTO: optimisation iterations.
-    #[arg(long, default_value_t = 100)]
-    iterations: usize,
-    /// Seed of the sampler: the same seed gives the same result on the same device.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     #[command(flatten)]
     prior: PriorArgs,
     #[arg(long, value_enum, default_value = "splice")]
@@ -84,7 +76,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
 
     let prior = args.prior.load()?;
     let on_gpu = prior.device().is_cuda();
-    let settings = sampler_settings(args.method, args.strength, args.steps, args.iterations, args.seed, on_gpu)?;
+    let settings = args.sampling.settings(args.method, args.strength, on_gpu)?;
     let mut request = RestoreRequest::new(degradation, settings);
     request.output = match args.output_mode {
         OutputArg::Splice => OutputMode::Splice,
