@@ -187,6 +187,20 @@ fn capture_and_play(bundle: &Bundle) {
     }
 }
 
+#[test]
+fn a_take_cut_short_by_deactivation_is_kept() {
+    let bundle = Bundle::load_default();
+    let mut rig = Rig::new(&bundle, RATE);
+    let take = test_signal(2, 6_000, RATE, 13);
+    rig.plugin.set_param(rig.capture, rig.capture.max);
+    run_blocks(&mut rig.plugin, &take, BLOCKS, &mut Transport::playing(RATE, TEMPO).at(START), |_, _| {});
+    // No stop: the host deactivates while the transport plays.
+    rig.plugin.deactivate();
+    rig.plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
+    rig.listen("Original");
+    assert_synced(&mut rig, &Placed { take: &take, start: START, rate: RATE }, Play::at(START - 500, 7_000));
+}
+
 fn reload_and_rate_change(bundle: &Bundle) {
     let mut rig = Rig::new(bundle, RATE);
     let take = test_signal(2, TAKE, RATE, 11);

@@ -96,6 +96,7 @@ impl Plugin for DggRestore {
     /// host's rate. Also runs after a state load and on a sample-rate change, so neither
     /// loses a clip: the store keeps them at their own rate.
     fn activate(&mut self, layout: &AudioIOLayout, buffer_config: &BufferConfig, _context: &mut impl ActivateContext<Self>) -> bool {
+        self.keep_take_in_progress();
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let rate = buffer_config.sample_rate;
         let capacity = (MAX_CAPTURE_SECONDS * rate) as usize;
@@ -107,6 +108,10 @@ impl Plugin for DggRestore {
         // A switch saved in the on position does not arm by itself: only a change does.
         self.capture_was_on = self.params.capture.value();
         true
+    }
+
+    fn deactivate(&mut self) {
+        self.keep_take_in_progress();
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
@@ -142,6 +147,18 @@ impl Plugin for DggRestore {
             }
         }
         ProcessStatus::Normal
+    }
+}
+
+impl DggRestore {
+    /// Off the audio thread, before the deck is replaced or left: a take being recorded
+    /// ends here and is filed, so deactivation or a rate change never loses it.
+    fn keep_take_in_progress(&mut self) {
+        let clips = &self.params.clips;
+        clips.collect();
+        if self.deck.disarm(clips.mail()).is_some() {
+            clips.collect();
+        }
     }
 }
 
