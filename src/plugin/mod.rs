@@ -93,8 +93,9 @@ impl Plugin for DggRestore {
     }
 
     /// Reserves the record buffer and loads the saved clips into the deck, brought to the
-    /// host's rate. Also runs after a state load and on a sample-rate change, so neither
-    /// loses a clip: the store keeps them at their own rate.
+    /// host's rate; runs again on a sample-rate change, which loses nothing: the store keeps
+    /// the clips at their own rate. (A state load reaches the deck through [`clips::Clips`],
+    /// since nice-plug does not re-activate after one.)
     fn activate(&mut self, layout: &AudioIOLayout, buffer_config: &BufferConfig, _context: &mut impl ActivateContext<Self>) -> bool {
         self.keep_take_in_progress();
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
