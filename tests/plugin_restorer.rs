@@ -1,7 +1,8 @@
 //! The plugin's restorer on the fixture's tiny model: it restores the captured take in the
-//! background, files the result with the clips (same place on the timeline, same rate, the
-//! engine's output exactly) and sends it to the deck; it refuses to start without a take,
-//! discards a result whose take was replaced, and cancels.
+//! background, files the result with the clips by itself (same place on the timeline, same
+//! rate, the engine's output exactly) and sends it to the deck; it refuses to start without
+//! a take or with marks missing (and says so in its status), discards a result whose take
+//! was replaced, and cancels.
 
 mod golden;
 
@@ -22,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn loader(dir: PathBuf) -> impl Fn() -> LoadPrior + Send + 'static {
+fn loader(dir: PathBuf) -> impl Fn() -> LoadPrior + Send + Sync + 'static {
     move || {
         let dir = dir.clone();
         Box::new(move |p: &PromptSettings| {
@@ -44,17 +45,17 @@ fn request(steps: usize) -> RestoreRequest {
     RestoreRequest::new(gaps, SamplerSettings::new(MethodKind::Dgg.with_strength(None), steps, 5))
 }
 
-fn with_take(t: &Take) -> Clips {
-    let clips = Clips::default();
+fn with_take(t: &Take) -> Arc<Clips> {
+    let clips = Arc::new(Clips::default());
     clips.set(ClipStore { original: Some(Arc::new(t.clone())), restored: None });
     clips
 }
 
-/// Polls until the status is final (or a minute passes).
-fn settle(restorer: &mut Restorer, clips: &Clips) -> Status {
+/// Waits until the status is final (or a minute passes).
+fn settle(restorer: &Restorer) -> Status {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let status = restorer.poll(clips).clone();
+        let status = restorer.status();
         if matches!(status, Status::Done | Status::Failed(_) | Status::Cancelled) {
             return status;
         }
@@ -69,10 +70,11 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
     let dir = g.copy_dir();
     let original = take();
     let clips = with_take(&original);
-    let mut restorer = Restorer::new(loader(dir.path().to_path_buf()));
-    restorer.start(&clips, request(3), PromptSettings::default()).unwrap();
-    assert!(restorer.is_running());
-    assert_eq!(settle(&mut restorer, &clips), Status::Done);
+    let restorer = Restorer::new(clips.clone(), loader(dir.path().to_path_buf()));
+    restorer.start(Ok(request(3)), PromptSettings::default()).unwrap();
+    assert!(restorer.is_running() && clips.mail().is_restoring());
+    assert_eq!(settle(&restorer), Status::Done);
+    assert!(!clips.mail().is_restoring());
 
     let restored = clips.read().restored.clone().expect("filed");
     assert_eq!((restored.sample_rate, restored.start, restored.len()), (48_000.0, 96_000, 24_000));
@@ -82,7 +84,7 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
     assert_ne!(restored.channels, original.channels, "the gap was filled");
 
     clips.set_deck_rate(48_000.0);
-    let mut deck = Deck::new(2, 100, None, None);
+    let mut deck = Deck::new(clips.reserve_capture(2, 100), None, None);
     deck.receive(clips.mail());
     assert_eq!(deck.clip(Role::Restored), Some(&*restored));
 }
@@ -91,22 +93,28 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
 fn no_take_stale_results_and_cancel_are_handled() {
     let g = Golden::load();
     let dir = g.copy_dir();
-    let mut restorer = Restorer::new(loader(dir.path().to_path_buf()));
-    let err = restorer.start(&Clips::default(), request(2), PromptSettings::default()).unwrap_err();
+    let empty = Restorer::new(Arc::new(Clips::default()), loader(dir.path().to_path_buf()));
+    let err = empty.start(Ok(request(2)), PromptSettings::default()).unwrap_err();
     assert!(err.contains("Capture"), "{err}");
+    assert_eq!(empty.status(), Status::Failed(err), "the editor shows why");
+
+    let clips = with_take(&take());
+    let restorer = Restorer::new(clips.clone(), loader(dir.path().to_path_buf()));
+    let err = restorer.start(Err("drag over the gaps to fill first".into()), PromptSettings::default()).unwrap_err();
+    assert!(matches!(restorer.status(), Status::Failed(m) if m == err));
+    assert!(!clips.mail().is_restoring());
 
     // The take is replaced while its restoration runs: the result is not filed.
-    let clips = with_take(&take());
-    restorer.start(&clips, request(2), PromptSettings::default()).unwrap();
+    restorer.start(Ok(request(2)), PromptSettings::default()).unwrap();
     clips.set(ClipStore { original: Some(Arc::new(Take { start: 0, ..take() })), restored: None });
-    match settle(&mut restorer, &clips) {
+    match settle(&restorer) {
         Status::Failed(message) => assert!(message.contains("changed"), "{message}"),
         other => panic!("{other:?}"),
     }
     assert!(clips.read().restored.is_none());
 
-    restorer.start(&clips, request(100_000), PromptSettings::default()).unwrap();
+    restorer.start(Ok(request(100_000)), PromptSettings::default()).unwrap();
     restorer.cancel();
-    assert_eq!(settle(&mut restorer, &clips), Status::Cancelled);
-    assert!(!restorer.is_running() && clips.read().restored.is_none());
+    assert_eq!(settle(&restorer), Status::Cancelled);
+    assert!(!restorer.is_running() && clips.read().restored.is_none() && !clips.mail().is_restoring());
 }

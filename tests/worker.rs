@@ -65,7 +65,7 @@ fn jobs_run_in_order_on_a_warm_model_and_match_a_direct_restore() {
     let g = Golden::load();
     let dir = g.copy_dir();
     let loads = Arc::new(AtomicUsize::new(0));
-    let mut worker = Worker::spawn(loader(dir.path().to_path_buf(), loads.clone())).unwrap();
+    let worker = Worker::spawn(loader(dir.path().to_path_buf(), loads.clone())).unwrap();
     assert_eq!(loads.load(Ordering::SeqCst), 0, "the model loads lazily");
 
     let (a, b) = (worker.submit(job(3)), worker.submit(job(2)));
@@ -100,7 +100,7 @@ fn jobs_run_in_order_on_a_warm_model_and_match_a_direct_restore() {
 fn cancelling_answers_at_once_and_the_worker_goes_on() {
     let g = Golden::load();
     let dir = g.copy_dir();
-    let mut worker = Worker::spawn(loader(dir.path().to_path_buf(), Arc::new(AtomicUsize::new(0)))).unwrap();
+    let worker = Worker::spawn(loader(dir.path().to_path_buf(), Arc::new(AtomicUsize::new(0)))).unwrap();
     let long = worker.submit(job(100_000));
     let queued = worker.submit(job(100_000));
     until(&worker, |e| matches!(e, Event::Progress { job, .. } if *job == long));
@@ -125,7 +125,7 @@ fn cancelling_answers_at_once_and_the_worker_goes_on() {
 fn a_failed_load_fails_the_job_with_its_message_and_the_next_job_tries_again() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
-    let mut worker = Worker::spawn(Box::new(move |_: &PromptSettings| {
+    let worker = Worker::spawn(Box::new(move |_: &PromptSettings| {
         counted.fetch_add(1, Ordering::SeqCst);
         Err("no AudioLDM2 model directory found".to_string())
     }))

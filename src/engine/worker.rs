@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -81,13 +81,15 @@ impl Stops {
     }
 }
 
-/// Handle to the worker thread; dropping it cancels what runs and joins the thread.
+/// Handle to the worker thread; dropping it cancels what runs and joins the thread. Every
+/// method takes `&self`, so one handle can be shared by the thread that submits jobs and
+/// the one that reads the events.
 pub struct Worker {
     commands: Option<Sender<Command>>,
     events_out: Sender<Event>,
     events: Receiver<Event>,
     stops: Arc<Stops>,
-    next_job: JobId,
+    last_job: AtomicU64,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -101,14 +103,14 @@ impl Worker {
             let (events_out, stops) = (events_out.clone(), stops.clone());
             std::thread::Builder::new().name("dgg-restore worker".into()).spawn(move || run(load, &queue, &events_out, &stops))?
         };
-        Ok(Self { commands: Some(commands), events_out, events, stops, next_job: 0, thread: Some(thread) })
+        Ok(Self { commands: Some(commands), events_out, events, stops, last_job: AtomicU64::new(0), thread: Some(thread) })
     }
 
     /// Queues `job` behind the others; returns its id.
-    pub fn submit(&mut self, job: Job) -> JobId {
-        self.next_job += 1;
-        self.send(Command::Run(self.next_job, Box::new(job)));
-        self.next_job
+    pub fn submit(&self, job: Job) -> JobId {
+        let id = self.last_job.fetch_add(1, Ordering::Relaxed) + 1;
+        self.send(Command::Run(id, Box::new(job)));
+        id
     }
 
     /// Cancels `job`, queued or running: reported at once, dropped at its next step.

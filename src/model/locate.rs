@@ -21,11 +21,11 @@ impl ModelSearch {
         Self { candidates }
     }
 
-    /// Where the plugin looks: `$DGG_MODEL_DIR`, then the user's data directory
-    /// (`~/.local/share/dgg-restore/models/audioldm2-music` on Linux), then a completed
-    /// download in the Hugging Face hub cache.
-    pub fn for_plugin() -> Self {
-        Self { candidates: env_dir().into_iter().chain(user_dir()).chain(hub::cached()).collect() }
+    /// Where the plugin looks: the directory the user chose in the editor, `$DGG_MODEL_DIR`,
+    /// the user's data directory (`~/.local/share/dgg-restore/models/audioldm2-music` on
+    /// Linux), then a completed download in the Hugging Face hub cache.
+    pub fn for_plugin(chosen: Option<PathBuf>) -> Self {
+        Self { candidates: chosen.into_iter().chain(env_dir()).chain(user_dir()).chain(hub::cached()).collect() }
     }
 
     /// Where the command line looks: `--model` alone if given, else `$DGG_MODEL_DIR`,

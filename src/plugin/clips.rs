@@ -11,7 +11,7 @@ use crossbeam::queue::ArrayQueue;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::capture::{Recorder, Take, TakeEnd};
@@ -64,16 +64,23 @@ impl ClipStore {
 }
 
 /// The non-realtime side of the clips: the [`ClipStore`] (a persistent field of the plugin
-/// state) and the mailboxes to the audio thread's [`Deck`].
+/// state, shared as `Arc<Clips>` with the restorer) and the mailboxes to the audio thread's
+/// [`Deck`].
 #[derive(Default)]
 pub struct Clips {
     store: RwLock<ClipStore>,
     mail: Mailboxes,
     /// The host rate the deck plays at (f32 bits; 0 before the first activation).
     deck_rate: AtomicU32,
+    /// The shape of the record buffers: channels and frames (the longest take).
+    buffer_shape: (AtomicUsize, AtomicUsize),
 }
 
 impl Clips {
+    pub fn with_store(store: ClipStore) -> Self {
+        Self { store: RwLock::new(store), ..Self::default() }
+    }
+
     pub fn read(&self) -> parking_lot::RwLockReadGuard<'_, ClipStore> {
         self.store.read()
     }
@@ -85,6 +92,27 @@ impl Clips {
     /// Off the audio thread, when the plugin is activated: the deck plays at `rate` from now.
     pub fn set_deck_rate(&self, rate: f32) {
         self.deck_rate.store(rate.to_bits(), Ordering::Release);
+    }
+
+    /// Off the audio thread: a new empty record buffer of `channels` × `frames`, and the
+    /// shape of those lent after each take. Sent to the deck, which swaps it in unless it is
+    /// recording (then the next take gets it).
+    pub fn reserve_capture(&self, channels: usize, frames: usize) -> Take {
+        self.buffer_shape.0.store(channels, Ordering::Release);
+        self.buffer_shape.1.store(frames, Ordering::Release);
+        Take::with_capacity(channels, frames, 0.0)
+    }
+
+    /// Off the audio thread, when the longest take is changed to `seconds`: lends the deck
+    /// a buffer of that length for the next take (once the plugin was activated).
+    pub fn resize_capture(&self, seconds: f32) {
+        let channels = self.buffer_shape.0.load(Ordering::Acquire);
+        let rate = f32::from_bits(self.deck_rate.load(Ordering::Acquire));
+        if channels > 0 && rate > 0.0 {
+            let buffer = self.reserve_capture(channels, (seconds * rate) as usize);
+            // A full queue holds a buffer already: the next collect lends one of the new shape.
+            let _ = self.mail.buffers.force_push(buffer);
+        }
     }
 
     /// A clip, brought to the deck's rate.
@@ -102,7 +130,8 @@ impl Clips {
 
     /// Off the audio thread: files the takes the deck finished (see [`Mailboxes::collect`]).
     pub fn collect(&self) -> bool {
-        self.mail.collect(&mut self.store.write())
+        let shape = (self.buffer_shape.0.load(Ordering::Acquire), self.buffer_shape.1.load(Ordering::Acquire));
+        self.mail.collect(&mut self.store.write(), shape)
     }
 }
 
@@ -114,6 +143,7 @@ impl<'a> PersistentField<'a, ClipStore> for Clips {
         for role in [Role::Original, Role::Restored] {
             self.mail.send(role, self.for_deck(role));
         }
+        self.mail.reloaded.store(true, Ordering::Release);
     }
 
     fn map<F, R>(&self, f: F) -> R
@@ -124,6 +154,19 @@ impl<'a> PersistentField<'a, ClipStore> for Clips {
     }
 }
 
+impl<'a> PersistentField<'a, ClipStore> for Arc<Clips> {
+    fn set(&self, new_value: ClipStore) {
+        self.as_ref().set(new_value);
+    }
+
+    fn map<F, R>(&self, f: F) -> R
+    where
+        F: Fn(&ClipStore) -> R,
+    {
+        self.as_ref().map(f)
+    }
+}
+
 /// The queues between the audio thread and the housekeeping side. Fixed capacity: pushing
 /// into a full queue fails rather than allocates.
 pub struct Mailboxes {
@@ -131,6 +174,10 @@ pub struct Mailboxes {
     buffers: ArrayQueue<Take>,
     clips: ArrayQueue<(Role, Option<Arc<Take>>)>,
     retired: ArrayQueue<Retired>,
+    /// A restoration of the current original is being made: an offline bounce waits for it.
+    restoring: AtomicBool,
+    /// A state was loaded since the audio thread last asked.
+    reloaded: AtomicBool,
 }
 
 /// Something the audio thread let go of, to be dropped elsewhere.
@@ -141,20 +188,29 @@ enum Retired {
 
 impl Default for Mailboxes {
     fn default() -> Self {
-        Self { finished: ArrayQueue::new(2), buffers: ArrayQueue::new(2), clips: ArrayQueue::new(8), retired: ArrayQueue::new(16) }
+        Self {
+            finished: ArrayQueue::new(2),
+            buffers: ArrayQueue::new(2),
+            clips: ArrayQueue::new(8),
+            retired: ArrayQueue::new(16),
+            restoring: AtomicBool::new(false),
+            reloaded: AtomicBool::new(false),
+        }
     }
 }
 
 impl Mailboxes {
     /// Off the audio thread: files a finished take in `store`, sends it to the deck to play
-    /// and lends the recorder a fresh buffer; frees what the deck let go of. Returns whether
-    /// a take was filed.
-    fn collect(&self, store: &mut ClipStore) -> bool {
+    /// and lends the recorder a fresh buffer of `(channels, frames)` (the take's own shape
+    /// if none was reserved); frees what the deck let go of. Returns whether a take was filed.
+    fn collect(&self, store: &mut ClipStore, (channels, frames): (usize, usize)) -> bool {
         let mut filed = false;
         while let Some(take) = self.finished.pop() {
-            // The next buffer is shaped like the one the take used.
-            let capacity = take.channels.first().map_or(0, Vec::capacity);
-            let _ = self.buffers.push(Take::with_capacity(take.channels.len(), capacity, 0.0));
+            let shape = match channels {
+                0 => (take.channels.len(), take.channels.first().map_or(0, Vec::capacity)),
+                _ => (channels, frames),
+            };
+            let _ = self.buffers.push(Take::with_capacity(shape.0, shape.1, 0.0));
             let take = Arc::new(take);
             store.original = Some(take.clone());
             store.restored = None;
@@ -172,6 +228,22 @@ impl Mailboxes {
         // and the deck is rebuilt from the store on the next activation anyway.
         let _ = self.clips.force_push((role, clip));
     }
+
+    /// Whether a restoration of the current original is under way (set by the restorer,
+    /// cleared after its result was sent).
+    pub fn is_restoring(&self) -> bool {
+        self.restoring.load(Ordering::Acquire)
+    }
+
+    pub fn set_restoring(&self, restoring: bool) {
+        self.restoring.store(restoring, Ordering::Release);
+    }
+
+    /// Whether a state was loaded since the last call: the switches it holds were saved,
+    /// not switched, and start nothing.
+    pub fn take_reloaded(&self) -> bool {
+        self.reloaded.swap(false, Ordering::AcqRel)
+    }
 }
 
 /// The audio thread's side: the recorder and the clips it plays.
@@ -186,11 +258,11 @@ pub struct Deck {
 }
 
 impl Deck {
-    /// Off the audio thread: a deck recording `channels` channels into buffers of
-    /// `capacity` frames, playing `original` and `restored`.
-    pub fn new(channels: usize, capacity: usize, original: Option<Arc<Take>>, restored: Option<Arc<Take>>) -> Self {
+    /// Off the audio thread: a deck recording into `buffer` (its capacity is the longest
+    /// take; see [`Clips::reserve_capture`]), playing `original` and `restored`.
+    pub fn new(buffer: Take, original: Option<Arc<Take>>, restored: Option<Arc<Take>>) -> Self {
         let mut recorder = Recorder::default();
-        recorder.lend(Take::with_capacity(channels, capacity, 0.0));
+        recorder.lend(buffer);
         Self { recorder, unsent: None, posted: false, original, restored }
     }
 
@@ -255,10 +327,11 @@ impl Deck {
         end
     }
 
-    /// Plays the clip in `role` (if there is one) at the block's timeline position `pos`.
-    pub fn play<S: AsMut<[f32]>>(&self, role: Role, fade: usize, pos: i64, block: &mut [S]) {
+    /// Plays the clip in `role` (if there is one) at the block's timeline position `pos`,
+    /// mixed into the input as `mix` says frame by frame (see [`playback::play`]).
+    pub fn play<S: AsMut<[f32]>>(&self, role: Role, fade: usize, pos: i64, block: &mut [S], mix: &[f32]) {
         if let Some(clip) = self.clip(role) {
-            playback::play(clip, fade, pos, block);
+            playback::play(clip, fade, pos, block, mix);
         }
     }
 
@@ -285,7 +358,7 @@ mod tests {
     #[test]
     fn a_take_goes_out_is_filed_and_comes_back_to_play() {
         let clips = Clips::default();
-        let mut deck = Deck::new(2, 1_000, None, None);
+        let mut deck = Deck::new(clips.reserve_capture(2, 1_000), None, None);
         deck.arm();
         for b in 0..3 {
             let at = 200 + 100 * b;
@@ -304,7 +377,7 @@ mod tests {
 
         // It plays at its place, and a new buffer was lent for the next take.
         let mut block = [vec![0.0f32; 64], vec![0.0; 64]];
-        deck.play(Role::Original, 1, 250, &mut block);
+        deck.play(Role::Original, 1, 250, &mut block, &[1.0; 64]);
         assert_eq!(block[0], ramp(250, 64)[0]);
         deck.arm();
         deck.record(clips.mail(), &ramp(0, 10), RATE, true, Some(0));
@@ -315,7 +388,7 @@ mod tests {
     fn replaced_clips_are_freed_off_the_audio_thread() {
         let clips = Clips::default();
         let first = Arc::new(Take { sample_rate: RATE, start: 0, channels: vec![vec![1.0; 10]] });
-        let mut deck = Deck::new(1, 100, Some(first.clone()), None);
+        let mut deck = Deck::new(clips.reserve_capture(1, 100), Some(first.clone()), None);
         clips.mail().send(Role::Original, Some(Arc::new(Take { sample_rate: RATE, start: 5, channels: vec![vec![2.0; 10]] })));
         deck.receive(clips.mail());
         assert_eq!(deck.clip(Role::Original).unwrap().start, 5);
@@ -328,7 +401,7 @@ mod tests {
     fn a_loaded_state_reaches_the_deck_at_its_rate() {
         let clips = Clips::default();
         clips.set_deck_rate(48_000.0);
-        let mut deck = Deck::new(1, 100, None, None);
+        let mut deck = Deck::new(clips.reserve_capture(1, 100), None, None);
         let saved = Take { sample_rate: 24_000.0, start: 100, channels: vec![vec![0.5; 2_400]] };
         let restored = Take { channels: vec![vec![0.25; 2_400]], ..saved.clone() };
         clips.set(ClipStore { original: Some(Arc::new(saved.clone())), restored: Some(Arc::new(restored)) });

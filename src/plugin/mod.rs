@@ -1,56 +1,72 @@
 //! The DAW-facing plugin: audio layouts, ids, and the process callback.
 //!
 //! The audio thread records takes ([`capture`]) and plays clips at their place on the
-//! timeline ([`playback`]) through a [`clips::Deck`]; a background task files finished
-//! takes in the [`clips::Clips`] that are saved with the project. Outside a clip, or
-//! listening to the input, the plugin is an exact pass-through: the wrapper has already
-//! copied the input to the output.
+//! timeline ([`playback`]) through a [`clips::Deck`]; the [`housekeeping`] thread files
+//! finished takes in the [`clips::Clips`] that are saved with the project. The [`restorer`]
+//! restores the take on a worker thread, asked by the editor or the *Restore* switch. Outside a
+//! clip, or listening to the input, the plugin is an exact pass-through: the wrapper has
+//! already copied the input to the output.
 
 pub mod capture;
 pub mod clips;
 mod editor;
+mod housekeeping;
 pub mod params;
 pub mod playback;
 pub mod restorer;
+pub mod session;
 pub mod settings;
 
 use nice_plug::prelude::*;
 use nice_plug_egui::EguiEditorState;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::model::ModelSearch;
+use capture::Take;
 use clips::{Deck, Role};
+use housekeeping::Housekeeper;
 use params::{DggParams, Listen};
-
-/// The longest take, reserved when the plugin is activated.
-const MAX_CAPTURE_SECONDS: f32 = 60.0;
-
-/// Work the audio thread hands to a background thread.
-pub enum Task {
-    /// A take ended: file it and lend the recorder a new buffer.
-    CollectTake,
-}
+use restorer::{plugin_loader, Restorer};
 
 pub struct DggRestore {
     params: Arc<DggParams>,
+    restorer: Arc<Restorer>,
+    housekeeper: Housekeeper,
     editor_state: Arc<EguiEditorState>,
     deck: Deck,
     sample_rate: f32,
     /// Edge crossfade of playback, in frames.
     fade: usize,
-    /// The capture switch as the last block saw it: its edges arm and disarm.
+    /// The switches as the last block saw them: their edges start and stop things.
     capture_was_on: bool,
+    restore_was_on: bool,
+    /// An offline render (a bounce): blocks in the region wait for a restoration under way.
+    offline: bool,
+    /// The mix of each frame of the block (reserved on activation).
+    mix: Vec<f32>,
 }
 
 impl Default for DggRestore {
     fn default() -> Self {
+        let params = Arc::new(DggParams::default());
+        let preferences = params.preferences.clone();
+        let restorer = Restorer::new(params.clips.clone(), move || {
+            let preferences = preferences.clone();
+            plugin_loader(move || preferences.read().ok().and_then(|p| p.model_dir.clone()))
+        });
+        let restorer = Arc::new(restorer);
         Self {
-            params: Arc::new(DggParams::default()),
+            housekeeper: Housekeeper::spawn(params.clone(), restorer.clone()),
+            params,
+            restorer,
             editor_state: editor::default_state(),
-            deck: Deck::new(0, 0, None, None),
+            deck: Deck::new(Take::with_capacity(0, 0, 0.0), None, None),
             sample_rate: 44_100.0,
             fade: playback::edge_fade(44_100.0),
             capture_was_on: false,
+            restore_was_on: false,
+            offline: false,
+            mix: Vec::new(),
         }
     }
 }
@@ -77,19 +93,10 @@ impl Plugin for DggRestore {
 
     type Editor = nice_plug_egui::EguiEditor<editor::DggEditor>;
     type SysExMessage = ();
-    type BackgroundTask = Task;
+    type BackgroundTask = ();
 
     fn params(&self) -> Arc<dyn Params> {
         self.params.clone()
-    }
-
-    fn task_executor(&mut self) -> TaskExecutor<Self> {
-        let params = self.params.clone();
-        Box::new(move |task| match task {
-            Task::CollectTake => {
-                params.clips.collect();
-            }
-        })
     }
 
     /// Reserves the record buffer and loads the saved clips into the deck, brought to the
@@ -100,14 +107,18 @@ impl Plugin for DggRestore {
         self.keep_take_in_progress();
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let rate = buffer_config.sample_rate;
-        let capacity = (MAX_CAPTURE_SECONDS * rate) as usize;
-        self.params.clips.set_deck_rate(rate);
+        let seconds = self.params.preferences.read().map_or(60.0, |p| p.max_capture_seconds);
         let clips = &self.params.clips;
-        self.deck = Deck::new(channels, capacity, clips.for_deck(Role::Original), clips.for_deck(Role::Restored));
+        clips.set_deck_rate(rate);
+        let buffer = clips.reserve_capture(channels, (seconds * rate) as usize);
+        self.deck = Deck::new(buffer, clips.for_deck(Role::Original), clips.for_deck(Role::Restored));
         self.sample_rate = rate;
         self.fade = playback::edge_fade(rate);
-        // A switch saved in the on position does not arm by itself: only a change does.
+        self.offline = buffer_config.process_mode == ProcessMode::Offline;
+        self.mix = vec![1.0; buffer_config.max_buffer_size as usize];
+        // A switch saved in the on position does nothing by itself: only a change does.
         self.capture_was_on = self.params.capture.value();
+        self.restore_was_on = self.params.restore.value();
         true
     }
 
@@ -116,7 +127,7 @@ impl Plugin for DggRestore {
     }
 
     fn editor(&mut self, _async_executor: AsyncExecutor<Self>) -> Option<Self::Editor> {
-        editor::create(self.editor_state.clone(), ModelSearch::for_plugin())
+        editor::create(self.editor_state.clone(), self.params.clone(), self.restorer.clone())
     }
 
     fn process(&mut self, buffer: &mut Buffer, _aux: &mut AuxiliaryBuffers, context: &mut impl ProcessContext<Self>) -> ProcessStatus {
@@ -125,6 +136,10 @@ impl Plugin for DggRestore {
         let mail = self.params.clips.mail();
         self.deck.receive(mail);
 
+        if mail.take_reloaded() {
+            self.capture_was_on = self.params.capture.value();
+            self.restore_was_on = self.params.restore.value();
+        }
         let capture_on = self.params.capture.value();
         if capture_on != self.capture_was_on {
             if capture_on {
@@ -134,16 +149,37 @@ impl Plugin for DggRestore {
             }
             self.capture_was_on = capture_on;
         }
+        let restore_on = self.params.restore.value();
+        if restore_on != self.restore_was_on {
+            let requests = self.housekeeper.requests();
+            if restore_on {
+                // An offline bounce waits from this block on, before the job has started.
+                mail.set_restoring(true);
+                requests.restore();
+            } else {
+                requests.cancel();
+            }
+            self.restore_was_on = restore_on;
+        }
+
+        let frames = buffer.samples().min(self.mix.len());
+        let mix = &mut self.mix[..frames];
+        self.params.mix.smoothed.next_block(mix, frames);
         let block = buffer.as_slice();
         self.deck.record(mail, &*block, self.sample_rate, playing, pos);
         if self.deck.take_posted() {
-            context.execute_background(Task::CollectTake);
+            self.housekeeper.requests().collect_take();
         }
 
         if let (true, Some(pos)) = (playing, pos) {
-            match self.params.listen.value() {
-                Listen::Original => self.deck.play(Role::Original, self.fade, pos, block),
-                Listen::Restored => self.deck.play(Role::Restored, self.fade, pos, block),
+            let listen = self.params.listen.value();
+            if self.offline && listen == Listen::Restored {
+                self.wait_for_restoration(pos, frames);
+            }
+            let mix = &self.mix[..frames];
+            match listen {
+                Listen::Original => self.deck.play(Role::Original, self.fade, pos, block, mix),
+                Listen::Restored => self.deck.play(Role::Restored, self.fade, pos, block, mix),
                 Listen::Input => {}
             }
         }
@@ -152,6 +188,21 @@ impl Plugin for DggRestore {
 }
 
 impl DggRestore {
+    /// In an offline bounce, a block that touches the captured region waits while its
+    /// restoration is being made, so the bounce never holds the unrestored input. (Only
+    /// offline: in real time the audio thread never waits.)
+    fn wait_for_restoration(&mut self, pos: i64, frames: usize) {
+        let mail = self.params.clips.mail();
+        let block = pos..pos + frames as i64;
+        let touches = self.deck.clip(Role::Original).is_some_and(|c| c.span().start < block.end && block.start < c.span().end);
+        if touches && mail.is_restoring() {
+            while mail.is_restoring() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.deck.receive(mail);
+        }
+    }
+
     /// Off the audio thread, before the deck is replaced or left: a take being recorded
     /// ends here and is filed, so deactivation or a rate change never loses it.
     fn keep_take_in_progress(&mut self) {

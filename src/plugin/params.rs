@@ -1,10 +1,12 @@
 //! Host-visible parameters and the state saved with the project.
 
 use nice_plug::prelude::*;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use super::clips::Clips;
-use super::settings::Marks;
+use super::settings::{Choices, Marks, Preferences};
+use crate::engine::worker::PromptSettings;
+use crate::engine::RestoreRequest;
 
 /// What to restore.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,11 +56,15 @@ pub enum Listen {
 pub struct DggParams {
     /// The captured and restored clips: large, so not parameters, but saved with the project.
     #[persist = "clips"]
-    pub clips: Clips,
+    pub clips: Arc<Clips>,
 
     /// The gaps, cutoff and other marks on the clip.
     #[persist = "marks"]
     pub marks: RwLock<Marks>,
+
+    /// The longest take and the model directory.
+    #[persist = "preferences"]
+    pub preferences: Arc<RwLock<Preferences>>,
 
     #[id = "task"]
     pub task: EnumParam<TaskParam>,
@@ -78,15 +84,27 @@ pub struct DggParams {
     #[id = "capture"]
     pub capture: BoolParam,
 
+    /// Switching it on restores the captured clip with the current settings, as the
+    /// editor's Restore button does (for controllers, and hosts without the editor);
+    /// switching it off cancels a restoration under way.
+    #[id = "restore"]
+    pub restore: BoolParam,
+
     #[id = "listen"]
     pub listen: EnumParam<Listen>,
+
+    /// How much of the clip Listen chose replaces the input inside the region (1: all of it).
+    #[id = "mix"]
+    pub mix: FloatParam,
 }
 
 impl Default for DggParams {
     fn default() -> Self {
+        let (clips, marks) = super::session::opening().cloned().unwrap_or_default();
         Self {
-            clips: Clips::default(),
-            marks: RwLock::new(Marks::default()),
+            clips: Arc::new(Clips::with_store(clips)),
+            marks: RwLock::new(marks),
+            preferences: Arc::default(),
             task: EnumParam::new("Task", TaskParam::Inpaint),
             method: EnumParam::new("Method", MethodParam::Dgg),
             strength: FloatParam::new("Guidance strength", 1.0, FloatRange::Skewed { min: 0.0, max: 4.0, factor: FloatRange::skew_factor(-1.0) })
@@ -95,7 +113,31 @@ impl Default for DggParams {
             // 500 is the paper's, on a GPU; a guided step on a CPU takes tens of seconds.
             steps: IntParam::new("Steps", 100, IntRange::Linear { min: 1, max: 1000 }),
             capture: BoolParam::new("Capture", false),
+            restore: BoolParam::new("Restore", false),
             listen: EnumParam::new("Listen", Listen::Restored),
+            mix: FloatParam::new("Mix", 1.0, FloatRange::Linear { min: 0.0, max: 1.0 })
+                .with_smoother(SmoothingStyle::Linear(20.0))
+                .with_unit("%")
+                .with_value_to_string(formatters::v2s_f32_percentage(0))
+                .with_string_to_value(formatters::s2v_f32_percentage()),
         }
+    }
+}
+
+impl DggParams {
+    /// The host-parameter side of a restoration.
+    pub fn choices(&self) -> Choices {
+        Choices { task: self.task.value(), method: self.method.value(), strength: self.strength.value() as f64, steps: self.steps.value() as usize }
+    }
+
+    /// The restoration the current settings ask for, or what the user still has to mark.
+    pub fn restore_request(&self) -> Result<RestoreRequest, String> {
+        self.marks.read().map_err(|_| "the settings are damaged: reopen the plugin".to_string())?.request(self.choices())
+    }
+
+    /// The prompt the prior is conditioned on.
+    pub fn prompt(&self) -> PromptSettings {
+        let prompt = self.marks.read().map(|m| m.prompt.clone()).unwrap_or_default();
+        PromptSettings { prompt, ..PromptSettings::default() }
     }
 }

@@ -2,8 +2,9 @@
 //!
 //! Stateless per block: the output of a block depends only on the block's timeline position,
 //! so playback stays sample-accurate through any block size, seek or loop jump. Inside the
-//! clip's span the clip replaces the input; over `fade` frames at each edge of the span the
-//! two are crossfaded, so entering and leaving the region does not click.
+//! clip's span the clip replaces the input (as much as the mix says); over `fade` frames at
+//! each edge of the span the two are crossfaded, so entering and leaving the region does not
+//! click.
 
 use super::capture::Take;
 
@@ -27,9 +28,10 @@ fn gain(k: usize, len: usize, fade: usize) -> f32 {
 }
 
 /// Writes `clip` over `block` (which holds the input) for the frames whose timeline
-/// positions, starting at `pos`, fall inside the clip. A clip with fewer channels than the
+/// positions, starting at `pos`, fall inside the clip; `mix` holds, per frame, how much of
+/// the clip replaces the input (at 1 the clip exactly). A clip with fewer channels than the
 /// block feeds its last channel to the rest. Never allocates.
-pub fn play<S: AsMut<[f32]>>(clip: &Take, fade: usize, pos: i64, block: &mut [S]) {
+pub fn play<S: AsMut<[f32]>>(clip: &Take, fade: usize, pos: i64, block: &mut [S], mix: &[f32]) {
     let len = clip.len();
     if len == 0 {
         return;
@@ -41,7 +43,7 @@ pub fn play<S: AsMut<[f32]>>(clip: &Take, fade: usize, pos: i64, block: &mut [S]
         let channel = channel.as_mut();
         for n in from..to {
             let k = (pos + n - clip.start) as usize;
-            let g = gain(k, len, fade);
+            let g = gain(k, len, fade) * mix.get(n as usize).or(mix.last()).copied().unwrap_or(1.0);
             let out = &mut channel[n as usize];
             // At full gain the clip itself, bit for bit (x + (s − x) need not round to s).
             *out = if g >= 1.0 { source[k] } else { *out + g * (source[k] - *out) };
@@ -68,7 +70,7 @@ mod tests {
             }
             let n = size.min(total - done);
             let mut block = vec![vec![0.0f32; n]; 2];
-            play(clip, fade, pos, &mut block);
+            play(clip, fade, pos, &mut block, &vec![1.0; n]);
             for (o, b) in out.iter_mut().zip(block) {
                 o.extend(b);
             }
@@ -98,11 +100,11 @@ mod tests {
         let c = clip(0, 1_000);
         // A block straddling the end, then a jump back into the middle.
         let mut block = vec![vec![0.0f32; 64]; 2];
-        play(&c, 1, 960, &mut block);
+        play(&c, 1, 960, &mut block, &[1.0; 64]);
         assert_eq!(&block[0][..40], &c.channels[0][960..]);
         assert!(block[0][40..].iter().all(|&v| v == 0.0));
         let mut block = vec![vec![0.0f32; 64]; 2];
-        play(&c, 1, 123, &mut block);
+        play(&c, 1, 123, &mut block, &[1.0; 64]);
         assert_eq!(&block[0][..], &c.channels[0][123..187]);
     }
 
@@ -110,7 +112,7 @@ mod tests {
     fn edges_crossfade_with_the_input() {
         let c = clip(100, 50);
         let mut block = vec![vec![10.0f32; 300]; 2];
-        play(&c, 10, 0, &mut block);
+        play(&c, 10, 0, &mut block, &[1.0; 300]);
         let out = &block[0];
         assert_eq!(out[99], 10.0, "before the clip: the input");
         assert_eq!(out[100], 10.0 + 0.1 * (1.0 - 10.0), "first frame: a tenth of the clip");
@@ -124,7 +126,16 @@ mod tests {
     fn a_mono_clip_feeds_every_channel() {
         let c = Take { sample_rate: 44_100.0, start: 0, channels: vec![vec![0.5; 10]] };
         let mut block = vec![vec![0.0f32; 10]; 2];
-        play(&c, 1, 0, &mut block);
+        play(&c, 1, 0, &mut block, &[1.0; 10]);
         assert!(block.iter().all(|ch| ch.iter().all(|&v| v == 0.5)));
+    }
+
+    #[test]
+    fn the_mix_blends_clip_and_input_frame_by_frame() {
+        let c = Take { sample_rate: 48_000.0, start: 0, channels: vec![vec![1.0; 8]] };
+        let mut block = vec![vec![-1.0f32; 8]];
+        let mix = [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.0];
+        play(&c, 1, 0, &mut block, &mix);
+        assert_eq!(block[0], [-1.0, -0.5, 0.0, 0.5, 1.0, 1.0, 0.0, -1.0]);
     }
 }

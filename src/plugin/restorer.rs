@@ -1,10 +1,18 @@
-//! Restoring the captured clip: the plugin's side of the engine's background [`Worker`].
+//! Restoring the captured clip in the background: the plugin's side of the engine's
+//! [`Worker`].
 //!
-//! The editor starts and cancels jobs and calls [`Restorer::poll`] every frame; a finished
-//! restoration is filed with the clips (so it is saved with the project) and sent to the
-//! audio thread's deck. A result for a clip that was replaced meanwhile is discarded.
+//! One [`Restorer`] per plugin instance, shared (`Arc`) by the editor (Restore, Cancel, the
+//! status line) and the plugin's background tasks (the *Restore* host parameter). A pump
+//! thread takes in what the worker reports, so a finished restoration is filed with the
+//! clips (saved with the project) and sent to the audio thread's deck whether the editor is
+//! open or not — and while an offline bounce waits for it. A result for a clip that was
+//! replaced meanwhile is discarded.
 
+use parking_lot::Mutex;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::capture::Take;
@@ -27,11 +35,18 @@ pub enum Status {
     Failed(String),
 }
 
-/// The plugin's loader: the model the plugin finds ([`ModelSearch::for_plugin`]), on CUDA
-/// when there is a GPU.
-pub fn plugin_loader() -> LoadPrior {
-    Box::new(|p: &PromptSettings| {
-        let search = ModelSearch::for_plugin();
+impl Status {
+    /// Whether a job is under way.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Status::LoadingModel | Status::Running { .. })
+    }
+}
+
+/// The plugin's loader: the model in `chosen` (the directory the user picked), else the
+/// first the plugin finds ([`ModelSearch::for_plugin`]); on CUDA when there is a GPU.
+pub fn plugin_loader(chosen: impl Fn() -> Option<PathBuf> + Send + 'static) -> LoadPrior {
+    Box::new(move |p: &PromptSettings| {
+        let search = ModelSearch::for_plugin(chosen());
         let dir = search.found().ok_or_else(|| search.status_line())?.to_path_buf();
         let device = DeviceChoice::Auto.open().map_err(|e| e.to_string())?;
         let options = LoadOptions { device, ..LoadOptions::default() };
@@ -40,87 +55,160 @@ pub fn plugin_loader() -> LoadPrior {
     })
 }
 
-pub struct Restorer {
-    make_loader: Box<dyn Fn() -> LoadPrior + Send>,
-    worker: Option<Worker>,
+/// What the pump and the callers share.
+struct Shared {
+    clips: Arc<Clips>,
+    state: Mutex<State>,
+}
+
+struct State {
     /// The running job and the original it restores.
     job: Option<(JobId, Arc<Take>)>,
     status: Status,
 }
 
+/// The worker and the thread that pumps its events, started with the first job.
+struct Running {
+    worker: Arc<Worker>,
+    pump: Option<JoinHandle<()>>,
+    closing: Arc<AtomicBool>,
+}
+
+pub struct Restorer {
+    shared: Arc<Shared>,
+    make_loader: Box<dyn Fn() -> LoadPrior + Send + Sync>,
+    running: Mutex<Option<Running>>,
+}
+
+/// How often the pump looks whether the restorer is closing.
+const PUMP_TICK: Duration = Duration::from_millis(50);
+
 impl Restorer {
-    /// A restorer whose worker (started with the first job) loads the prior with a loader
-    /// from `make_loader`.
-    pub fn new(make_loader: impl Fn() -> LoadPrior + Send + 'static) -> Self {
-        Self { make_loader: Box::new(make_loader), worker: None, job: None, status: Status::Idle }
+    /// A restorer of the original in `clips`; its worker (started with the first job) loads
+    /// the prior with a loader from `make_loader`.
+    pub fn new(clips: Arc<Clips>, make_loader: impl Fn() -> LoadPrior + Send + Sync + 'static) -> Self {
+        let state = Mutex::new(State { job: None, status: Status::Idle });
+        Self { shared: Arc::new(Shared { clips, state }), make_loader: Box::new(make_loader), running: Mutex::new(None) }
     }
 
-    pub fn status(&self) -> &Status {
-        &self.status
+    pub fn status(&self) -> Status {
+        self.shared.state.lock().status.clone()
     }
 
     pub fn is_running(&self) -> bool {
-        self.job.is_some()
+        self.shared.state.lock().job.is_some()
     }
 
     /// Restores the captured clip as `request` says (a job already running is cancelled).
-    pub fn start(&mut self, clips: &Clips, request: RestoreRequest, prompt: PromptSettings) -> Result<(), String> {
-        let original = clips.read().original.clone().ok_or("nothing captured yet: switch Capture on and play the region first")?;
-        self.cancel();
-        if self.worker.is_none() {
-            let worker = Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?;
-            self.worker = Some(worker);
+    /// An error is also the new status, so the editor shows it whoever asked.
+    pub fn start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
+        let result = self.try_start(request, prompt);
+        if let Err(message) = &result {
+            let mut state = self.shared.state.lock();
+            state.status = Status::Failed(message.clone());
+            self.shared.clips.mail().set_restoring(state.job.is_some());
         }
-        let worker = self.worker.as_mut().expect("started above");
+        result
+    }
+
+    fn try_start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
+        let original = self.shared.clips.read().original.clone().ok_or("nothing captured yet: switch Capture on and play the region first")?;
+        let request = request?;
+        let mut running = self.running.lock();
+        let worker = match &*running {
+            Some(r) => r.worker.clone(),
+            None => running.insert(self.spawn()?).worker.clone(),
+        };
+        let mut state = self.shared.state.lock();
+        if let Some((id, _)) = state.job.take() {
+            worker.cancel(id);
+        }
         let clip = AudioClip::new(original.sample_rate.round() as u32, original.channels.clone());
         let id = worker.submit(Job { clip, request, prompt });
-        self.job = Some((id, original));
-        self.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
+        state.job = Some((id, original));
+        state.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
+        self.shared.clips.mail().set_restoring(true);
         Ok(())
     }
 
+    fn spawn(&self) -> Result<Running, String> {
+        let worker = Arc::new(Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?);
+        let closing = Arc::new(AtomicBool::new(false));
+        let pump = {
+            let (worker, shared, closing) = (worker.clone(), self.shared.clone(), closing.clone());
+            std::thread::Builder::new()
+                .name("dgg-restore events".into())
+                .spawn(move || {
+                    while !closing.load(Ordering::Acquire) {
+                        if let Some(event) = worker.next_event(PUMP_TICK) {
+                            shared.take_in(event);
+                        }
+                    }
+                })
+                .map_err(|e| format!("could not start the worker thread: {e}"))?
+        };
+        Ok(Running { worker, pump: Some(pump), closing })
+    }
+
     /// Cancels the running job, if any.
-    pub fn cancel(&mut self) {
-        if let (Some(worker), Some((id, _))) = (&self.worker, self.job.take()) {
-            worker.cancel(id);
-            self.status = Status::Cancelled;
+    pub fn cancel(&self) {
+        let running = self.running.lock();
+        let mut state = self.shared.state.lock();
+        if let (Some(r), Some((id, _))) = (&*running, state.job.take()) {
+            r.worker.cancel(id);
+            state.status = Status::Cancelled;
+            self.shared.clips.mail().set_restoring(false);
         }
     }
 
     /// Frees the model's memory (it loads again with the next job).
-    pub fn release_model(&mut self) {
-        if let Some(worker) = &self.worker {
-            worker.release_model();
+    pub fn release_model(&self) {
+        if let Some(r) = &*self.running.lock() {
+            r.worker.release_model();
         }
     }
+}
 
-    /// Takes in what the worker reported; files a finished restoration with `clips`.
-    pub fn poll(&mut self, clips: &Clips) -> &Status {
-        let Some(worker) = &self.worker else { return &self.status };
-        for event in worker.events() {
-            let current = self.job.as_ref().map(|(id, _)| *id);
-            match event {
-                Event::LoadingModel if current.is_some() => self.status = Status::LoadingModel,
-                Event::Progress { job, progress, eta } if Some(job) == current => {
-                    self.status = Status::Running { fraction: progress.fraction(), step: progress.step.step, steps: progress.step.total, loss: progress.step.loss, eta };
-                }
-                Event::Finished { job, clip } if Some(job) == current => {
-                    let (_, original) = self.job.take().expect("current");
-                    let still_current = clips.read().original.as_ref().is_some_and(|o| Arc::ptr_eq(o, &original));
-                    self.status = if still_current {
-                        clips.file_restored(Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels });
-                        Status::Done
-                    } else {
-                        Status::Failed("the captured clip changed while it was being restored: press Restore again".into())
-                    };
-                }
-                Event::Failed { job, message } if Some(job) == current => {
-                    self.job = None;
-                    self.status = Status::Failed(message);
-                }
-                _ => {}
+impl Shared {
+    /// Takes in one event of the worker; files a finished restoration with the clips.
+    fn take_in(&self, event: Event) {
+        let mut state = self.state.lock();
+        let current = state.job.as_ref().map(|(id, _)| *id);
+        match event {
+            Event::LoadingModel if current.is_some() => state.status = Status::LoadingModel,
+            Event::Progress { job, progress, eta } if Some(job) == current => {
+                let step = progress.step;
+                state.status = Status::Running { fraction: progress.fraction(), step: step.step, steps: step.total, loss: step.loss, eta };
+            }
+            Event::Finished { job, clip } if Some(job) == current => {
+                let (_, original) = state.job.take().expect("current");
+                let still_current = self.clips.read().original.as_ref().is_some_and(|o| Arc::ptr_eq(o, &original));
+                state.status = if still_current {
+                    self.clips.file_restored(Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels });
+                    Status::Done
+                } else {
+                    Status::Failed("the captured clip changed while it was being restored: press Restore again".into())
+                };
+                self.clips.mail().set_restoring(false);
+            }
+            Event::Failed { job, message } if Some(job) == current => {
+                state.job = None;
+                state.status = Status::Failed(message);
+                self.clips.mail().set_restoring(false);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Drop for Restorer {
+    /// Stops the pump; the worker then drops the job at its next step and ends.
+    fn drop(&mut self) {
+        if let Some(mut r) = self.running.get_mut().take() {
+            r.closing.store(true, Ordering::Release);
+            if let Some(pump) = r.pump.take() {
+                let _ = pump.join();
             }
         }
-        &self.status
     }
 }

@@ -2,6 +2,7 @@
 //! strength, steps) plus what the user marked on the clip, turned into an engine request.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 use super::params::{MethodParam, TaskParam};
 use crate::engine::RestoreRequest;
@@ -32,6 +33,26 @@ impl Default for Marks {
     }
 }
 
+/// Settings of the plugin itself rather than of a restoration; saved with the project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Preferences {
+    /// The longest take; its buffer is reserved off the audio thread.
+    pub max_capture_seconds: f32,
+    /// The model directory the user chose (looked at before the default places).
+    pub model_dir: Option<PathBuf>,
+}
+
+impl Preferences {
+    pub const MAX_CAPTURE_RANGE: std::ops::RangeInclusive<f32> = 1.0..=600.0;
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Self { max_capture_seconds: 60.0, model_dir: None }
+    }
+}
+
 /// The host-parameter side of a request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choices {
@@ -56,6 +77,28 @@ impl From<MethodParam> for MethodKind {
 }
 
 impl Marks {
+    /// Marks the gap between `a` and `b` (seconds, either order), merged with the gaps it
+    /// overlaps or touches; the gaps stay sorted.
+    pub fn add_gap(&mut self, a: f64, b: f64) {
+        let (mut start, mut end) = (a.min(b), a.max(b));
+        self.gaps.retain(|&(s, e)| {
+            let apart = e < start || s > end;
+            if !apart {
+                (start, end) = (start.min(s), end.max(e));
+            }
+            apart
+        });
+        let at = self.gaps.partition_point(|&(s, _)| s < start);
+        self.gaps.insert(at, (start, end));
+    }
+
+    /// Removes the gap that holds time `t`; returns whether there was one.
+    pub fn remove_gap_at(&mut self, t: f64) -> bool {
+        let before = self.gaps.len();
+        self.gaps.retain(|&(s, e)| !(s..=e).contains(&t));
+        self.gaps.len() != before
+    }
+
     /// The engine request for `choices`, or what the user still has to mark.
     pub fn request(&self, choices: Choices) -> Result<RestoreRequest, String> {
         let degradation = match choices.task {
@@ -106,6 +149,22 @@ mod tests {
         assert!(none.request(choices(TaskParam::Inpaint, MethodParam::Dgg, 1.0)).unwrap_err().contains("drag over the gaps"));
         assert!(none.request(choices(TaskParam::SuperResolution, MethodParam::Dgg, 1.0)).unwrap_err().contains("cutoff"));
         assert!(none.request(choices(TaskParam::Phase, MethodParam::Dgg, 1.0)).is_ok());
+    }
+
+    #[test]
+    fn gaps_merge_stay_sorted_and_are_removed_by_a_time_inside() {
+        let mut marks = Marks::default();
+        marks.add_gap(3.0, 2.0);
+        marks.add_gap(0.5, 1.0);
+        marks.add_gap(4.0, 4.5);
+        assert_eq!(marks.gaps, [(0.5, 1.0), (2.0, 3.0), (4.0, 4.5)]);
+        marks.add_gap(2.5, 4.2);
+        assert_eq!(marks.gaps, [(0.5, 1.0), (2.0, 4.5)], "overlapping gaps merge");
+        marks.add_gap(1.0, 1.25);
+        assert_eq!(marks.gaps, [(0.5, 1.25), (2.0, 4.5)], "touching gaps merge");
+        assert!(marks.remove_gap_at(3.0));
+        assert!(!marks.remove_gap_at(1.5));
+        assert_eq!(marks.gaps, [(0.5, 1.25)]);
     }
 
     #[test]

@@ -23,6 +23,8 @@
 
 #![allow(dead_code)]
 
+pub mod sync;
+
 use std::cell::Cell;
 use std::ffi::CString;
 use std::fmt;
@@ -878,8 +880,9 @@ pub fn assert_bit_exact(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) 
     }
 }
 
-/// Runs `signal` through `plugin` in blocks whose sizes cycle through `block_sizes`, with a
-/// playing transport that advances with every block; returns the concatenated output.
+/// Runs `signal` through `plugin` in blocks whose sizes cycle through `block_sizes` (a block
+/// that would cross the loop's end is cut there, as hosts do), with a playing transport that
+/// advances with every block; returns the concatenated output.
 /// Calls `between(block_index, plugin)` after each block (e.g. to `reset`).
 pub fn run_blocks(
     plugin: &mut Plugin,
@@ -893,7 +896,13 @@ pub fn run_blocks(
     let mut pos = 0;
     let mut block = 0;
     while pos < total {
-        let n = block_sizes[block % block_sizes.len()].min(total - pos);
+        let mut n = block_sizes[block % block_sizes.len()].min(total - pos);
+        // Hosts split a block at the loop's end, so that one block's frames are contiguous.
+        if let (true, Some((_, end))) = (transport.playing, transport.loop_samples) {
+            if transport.pos_samples < end {
+                n = n.min((end - transport.pos_samples) as usize);
+            }
+        }
         let input: Vec<&[f32]> = signal.iter().map(|c| &c[pos..pos + n]).collect();
         let processed = plugin
             .process(&input, Some(transport))

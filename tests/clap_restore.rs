@@ -1,0 +1,173 @@
+//! Restoring inside the plugin, through the bundled `.clap` in a real CLAP host, on the
+//! fixture's tiny model. After a take is captured and a gap marked, switching *Restore* on
+//! runs the job in the background; the restoration (exactly what the engine makes of the
+//! take) then plays with Listen on Restored, in sync through seeks, loop jumps, resets and
+//! odd blocks; *Mix* blends it with the input; an offline bounce waits for a job still
+//! running instead of bouncing the unrestored track; and the restoration survives a reload
+//! into a fresh instance without being made again.
+//!
+//! The marks and the model folder are what the editor edits; here they reach the plugin
+//! the way a host's project does, through the saved state.
+
+mod golden;
+mod host;
+
+use dgg_restore::audio::AudioClip;
+use dgg_restore::engine::restore_clip;
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::plugin::params::{MethodParam, TaskParam};
+use dgg_restore::plugin::settings::{Choices, Marks, Preferences};
+use golden::Golden;
+use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO};
+use host::{run_blocks, test_signal, Bundle, Plugin, Transport, PLUGIN_ID};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const STEPS: usize = 2;
+/// The gap marked in the take, in seconds from its start.
+const GAP: (f64, f64) = (0.2, 0.3);
+
+/// Edits the persistent fields in the plugin's state, as the editor would. (nice-plug's
+/// CLAP state is the JSON's length as a little-endian u64, then the JSON.)
+fn set_fields(plugin: &mut Plugin, marks: &Marks, preferences: &Preferences) {
+    let saved = plugin.save_state().unwrap();
+    let mut state: serde_json::Value = serde_json::from_slice(&saved[8..]).unwrap();
+    let fields = state["fields"].as_object_mut().expect("nice-plug's state has persistent fields");
+    fields.insert("marks".into(), serde_json::to_string(marks).unwrap().into());
+    fields.insert("preferences".into(), serde_json::to_string(preferences).unwrap().into());
+    let json = serde_json::to_vec(&state).unwrap();
+    plugin.load_state(&[&(json.len() as u64).to_le_bytes()[..], &json].concat()).unwrap();
+}
+
+fn marks() -> Marks {
+    Marks { gaps: vec![GAP], seed: 5, ..Marks::default() }
+}
+
+/// What the engine makes of `take` with the settings the plugin is given.
+fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize) -> Vec<Vec<f32>> {
+    let choices = Choices { task: TaskParam::Inpaint, method: MethodParam::Dgg, strength: 1.0, steps };
+    let request = marks().request(choices).unwrap();
+    let prior = AudioLdm2::load_for_prompt(model, &LoadOptions::default(), "", 1.0).unwrap();
+    restore_clip(&prior, &AudioClip::new(RATE as u32, take.to_vec()), &request, &mut |_| ControlFlow::Continue(())).unwrap().channels
+}
+
+/// Captures `take`, marks the gap, points the plugin at the tiny model and sets the steps.
+fn prepared(bundle: &Bundle, model: &Path, take: &[Vec<f32>], steps: usize, offline: bool) -> Rig {
+    let mut plugin = bundle.instantiate(PLUGIN_ID);
+    if offline {
+        plugin.set_render_mode(true).unwrap();
+    }
+    plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
+    let capture = plugin.param("Capture").unwrap();
+    let listen = plugin.param("Listen").unwrap();
+    let restore = plugin.param("Restore").unwrap();
+    let mut rig = Rig { plugin, capture, listen, restore };
+    rig.capture(take);
+    set_fields(&mut rig.plugin, &marks(), &Preferences { model_dir: Some(model.to_path_buf()), ..Preferences::default() });
+    // nice-plug shows a stepped parameter to CLAP hosts as 0..=its step count: 1 step is 0.
+    let steps_param = rig.plugin.param("Steps").unwrap();
+    rig.plugin.set_param(steps_param, (steps - 1) as f64);
+    rig.tick(0, false, 64);
+    rig
+}
+
+/// Switches Restore on (with the transport stopped, away from the take).
+fn press_restore(rig: &mut Rig) {
+    rig.plugin.set_param(rig.restore, rig.restore.max);
+    rig.tick(0, false, 64);
+}
+
+#[test]
+fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() {
+    let (g, bundle) = (Golden::load(), Bundle::load_default());
+    let model = g.copy_dir();
+    let take = test_signal(2, TAKE, RATE, 21);
+    let expected = engine_restoration(model.path(), &take, STEPS);
+    assert_ne!(expected, take, "the gap is filled");
+
+    let mut rig = prepared(&bundle, model.path(), &take, STEPS, false);
+    press_restore(&mut rig);
+    rig.listen("Restored");
+    let probe = START + 11_000; // inside the gap (0.2–0.3 s = frames 9 600–14 400)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rig.tick(probe, true, 64)[0] != expected[0][11_000..11_064] {
+        assert!(Instant::now() < deadline, "the restoration never came back to play");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let placed = Placed { take: &expected, start: START, rate: RATE };
+    assert_synced(&mut rig, &placed, Play::at(START - 2_000, 5_000));
+    assert_synced(&mut rig, &placed, Play::at(START + 9_000, 3_000));
+    let looped = Some((START + TAKE as i64 - 3_000, START + TAKE as i64 + 1_000));
+    assert_synced(&mut rig, &placed, Play { looped, reset_every: Some(4), ..Play::at(START + TAKE as i64 - 2_000, 6_000) });
+
+    // Half the mix: halfway between the input and the restoration, once the smoother settled.
+    let mix = rig.plugin.param("Mix").unwrap();
+    rig.plugin.set_param(mix, 0.5);
+    let input = test_signal(2, 4_000, RATE, 3);
+    let out = run_blocks(&mut rig.plugin, &input, &[256], &mut Transport::playing(RATE, TEMPO).at(START + 5_000), |_, _| {});
+    for n in 2_000..4_000 {
+        let want = input[0][n] + 0.5 * (expected[0][5_000 + n] - input[0][n]);
+        assert!((out[0][n] - want).abs() < 1e-5, "frame {n}: {} for {want}", out[0][n]);
+    }
+    rig.plugin.set_param(mix, 1.0);
+    for _ in 0..4 {
+        rig.tick(0, false, MAX_BLOCK);
+    }
+
+    // A fresh instance with the saved project plays the restoration at once.
+    let state = rig.plugin.save_state().unwrap();
+    let mut reopened = Rig::new(&bundle, RATE);
+    reopened.plugin.load_state(&state).unwrap();
+    reopened.listen("Restored");
+    assert_synced(&mut reopened, &placed, Play::at(START + 8_000, 4_000));
+    reopened.listen("Original");
+    assert_synced(&mut reopened, &Placed { take: &take, start: START, rate: RATE }, Play::at(START + 8_000, 4_000));
+}
+
+#[test]
+fn an_offline_bounce_waits_for_the_restoration_and_real_time_does_not() {
+    let (g, bundle) = (Golden::load(), Bundle::load_default());
+    let model = g.copy_dir();
+    let take = test_signal(2, TAKE, RATE, 22);
+    let steps = 6;
+    let expected = engine_restoration(model.path(), &take, steps);
+
+    // Offline: the first pass over the region already holds the restoration.
+    let mut offline = prepared(&bundle, model.path(), &take, steps, true);
+    offline.listen("Restored");
+    press_restore(&mut offline);
+    assert_synced(&mut offline, &Placed { take: &expected, start: START, rate: RATE }, Play::at(START - 1_000, TAKE + 2_000));
+
+    // In real time the audio thread never waits: right after Restore it plays the input.
+    let mut live = prepared(&bundle, model.path(), &take, 200, false);
+    live.listen("Restored");
+    press_restore(&mut live);
+    let input = test_signal(2, 2_000, RATE, 4);
+    let out = run_blocks(&mut live.plugin, &input, &[512], &mut Transport::playing(RATE, TEMPO).at(START + 10_000), |_, _| {});
+    assert_eq!(out, input, "no restoration yet: the input passes");
+    live.plugin.set_param(live.restore, live.restore.min);
+    live.tick(0, false, 64);
+}
+
+/// The audio-thread side of restoring — the Restore switch, an offline block waiting, the
+/// smoothed mix — never allocates. (The job fails at once, for want of a gap: the model
+/// itself runs on the worker thread, not the audio thread.)
+#[test]
+fn restoring_never_allocates_on_the_audio_thread() {
+    let bundle = alloc_checked();
+    let take = test_signal(2, 4_800, RATE, 23);
+    let mut plugin = bundle.instantiate(PLUGIN_ID);
+    plugin.set_render_mode(true).unwrap();
+    plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
+    let (capture, listen, restore) = (plugin.param("Capture").unwrap(), plugin.param("Listen").unwrap(), plugin.param("Restore").unwrap());
+    let mut rig = Rig { plugin, capture, listen, restore };
+    rig.capture(&take);
+    rig.listen("Restored");
+    let mix = rig.plugin.param("Mix").unwrap();
+    rig.plugin.set_param(mix, 0.25);
+    press_restore(&mut rig);
+    let input = test_signal(2, 8_000, RATE, 5);
+    let out = run_blocks(&mut rig.plugin, &input, &[1, 333, 512], &mut Transport::playing(RATE, TEMPO).at(START - 1_000), |_, _| {});
+    assert_eq!(out, input, "the job failed: nothing restored, the input passes");
+}
