@@ -1,4 +1,4 @@
-//! The clip view: the captured clip's waveform with its restoration drawn over it, and a
+//! The clip view: the captured clip's waveform, its restoration's below it for A/B, and a
 //! spectrogram, on one time axis. It is also where the user marks what to restore: dragging
 //! over the waveform marks a gap (a right-click on a gap removes it), and for
 //! super-resolution dragging on the spectrogram moves the cutoff line.
@@ -12,8 +12,8 @@ use crate::plugin::clips::Role;
 use crate::plugin::params::TaskParam;
 use crate::plugin::settings::Marks;
 
-const WAVE_HEIGHT: f32 = 120.0;
-const SPECTRUM_HEIGHT: f32 = 150.0;
+const WAVE_HEIGHT: f32 = 150.0;
+const SPECTRUM_HEIGHT: f32 = 170.0;
 const RULER_HEIGHT: f32 = 16.0;
 /// Resolution the peaks and the spectrogram are computed at (the view scales them).
 const COLUMNS: usize = 1_024;
@@ -21,9 +21,10 @@ const SPECTRUM_ROWS: usize = 256;
 /// A drag shorter than this is a click, not a gap.
 const MIN_GAP_SECONDS: f64 = 0.01;
 
-pub const ORIGINAL_COLOUR: Color32 = Color32::from_rgb(150, 156, 168);
-pub const RESTORED_COLOUR: Color32 = Color32::from_rgb(64, 200, 180);
-const GAP_COLOUR: Color32 = Color32::from_rgba_premultiplied(110, 30, 30, 110);
+const ORIGINAL_COLOUR: Color32 = Color32::from_rgb(150, 156, 168);
+const RESTORED_COLOUR: Color32 = Color32::from_rgb(64, 200, 180);
+const GAP_COLOUR: Color32 = Color32::from_rgba_premultiplied(90, 24, 24, 90);
+const GAP_EDGE: Color32 = Color32::from_rgb(230, 90, 80);
 const CUTOFF_COLOUR: Color32 = Color32::from_rgb(255, 200, 60);
 
 /// A clip as drawn: the clip it was computed from, its peaks and its spectrogram.
@@ -124,11 +125,12 @@ impl ClipView {
             Role::Restored => self.restored.as_ref().or(self.original.as_ref()),
             Role::Original => self.original.as_ref(),
         };
+        let freq = FrequencyAxis { bottom: spec_rect.bottom(), height: spec_rect.height(), nyquist: original.sample_rate as f64 / 2.0 };
         if let Some(d) = shown {
             ui.painter().image(d.spectrogram.id(), spec_rect, Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
+            paint_frequencies(ui, spec_rect, freq);
         }
         if task == TaskParam::SuperResolution {
-            let freq = FrequencyAxis { bottom: spec_rect.bottom(), height: spec_rect.height(), nyquist: original.sample_rate as f64 / 2.0 };
             if let Some(pos) = spec.interact_pointer_pos().filter(|_| spec.dragged() || spec.clicked()) {
                 marks.cutoff_hz = Some(freq.hz(pos.y));
                 changed = true;
@@ -141,19 +143,21 @@ impl ClipView {
         changed
     }
 
+    /// The captured clip's waveform, and below it the restoration's once there is one.
     fn paint_waveforms(&self, ui: &Ui, rect: Rect) {
         let painter = ui.painter_at(rect);
         painter.rect_filled(rect, 2.0, Color32::from_gray(24));
-        painter.hline(rect.x_range(), rect.center().y, Stroke::new(1.0, Color32::from_gray(50)));
-        let layers = [(self.original.as_ref(), ORIGINAL_COLOUR), (self.restored.as_ref(), RESTORED_COLOUR.gamma_multiply(0.8))];
-        for (drawn, colour) in layers {
-            let Some(peaks) = drawn.map(|d| &d.peaks).filter(|p| !p.is_empty()) else { continue };
-            let half = rect.height() / 2.0 - 2.0;
-            for px in 0..rect.width() as usize {
-                let c = (px * peaks.len() / rect.width().max(1.0) as usize).min(peaks.len() - 1);
-                let x = rect.left() + px as f32 + 0.5;
-                let (top, bottom) = (rect.center().y - peaks.max[c].clamp(-1.0, 1.0) * half, rect.center().y - peaks.min[c].clamp(-1.0, 1.0) * half);
-                painter.vline(x, top..=bottom.max(top + 1.0), Stroke::new(1.0, colour));
+        let lanes: Vec<(&Drawn, Color32, &str)> = [(self.original.as_ref(), ORIGINAL_COLOUR, "captured"), (self.restored.as_ref(), RESTORED_COLOUR, "restored")]
+            .into_iter()
+            .filter_map(|(d, colour, name)| d.map(|d| (d, colour, name)))
+            .collect();
+        let height = rect.height() / lanes.len().max(1) as f32;
+        for (k, (drawn, colour, name)) in lanes.iter().enumerate() {
+            let lane = Rect::from_x_y_ranges(rect.x_range(), rect.top() + k as f32 * height..=rect.top() + (k + 1) as f32 * height);
+            paint_peaks(&painter, lane, &drawn.peaks, *colour);
+            painter.text(lane.left_top() + vec2(4.0, 2.0), Align2::LEFT_TOP, *name, FontId::proportional(11.0), colour.gamma_multiply(0.9));
+            if k > 0 {
+                painter.hline(rect.x_range(), lane.top(), Stroke::new(1.0, Color32::from_gray(60)));
             }
         }
     }
@@ -186,11 +190,42 @@ impl ClipView {
     }
 }
 
+/// A waveform from its peaks, one vertical line per point of width.
+fn paint_peaks(painter: &egui::Painter, rect: Rect, peaks: &Peaks, colour: Color32) {
+    painter.hline(rect.x_range(), rect.center().y, Stroke::new(1.0, Color32::from_gray(45)));
+    if peaks.is_empty() {
+        return;
+    }
+    let half = rect.height() / 2.0 - 2.0;
+    for px in 0..rect.width() as usize {
+        let c = (px * peaks.len() / rect.width().max(1.0) as usize).min(peaks.len() - 1);
+        let y = |v: f32| rect.center().y - v.clamp(-1.0, 1.0) * half;
+        let (top, bottom) = (y(peaks.max[c]), y(peaks.min[c]));
+        painter.vline(rect.left() + px as f32 + 0.5, top..=bottom.max(top + 1.0), Stroke::new(1.0, colour));
+    }
+}
+
 fn paint_gaps(ui: &Ui, rect: Rect, axis: TimeAxis, gaps: &[(f64, f64)], dragging: Option<(f64, f64)>) {
     let painter = ui.painter_at(rect);
     for &(start, end) in gaps.iter().chain(&dragging) {
-        let x = axis.x(start)..=axis.x(end).max(axis.x(start) + 1.0);
-        painter.rect_filled(Rect::from_x_y_ranges(x, rect.y_range()), 0.0, GAP_COLOUR);
+        let (left, right) = (axis.x(start), axis.x(end).max(axis.x(start) + 1.0));
+        painter.rect_filled(Rect::from_x_y_ranges(left..=right, rect.y_range()), 0.0, GAP_COLOUR);
+        for x in [left, right] {
+            painter.vline(x, rect.y_range(), Stroke::new(1.0, GAP_EDGE));
+        }
+    }
+}
+
+/// Frequency labels along the spectrogram's right edge, every few kHz.
+fn paint_frequencies(ui: &Ui, rect: Rect, freq: FrequencyAxis) {
+    let painter = ui.painter_at(rect);
+    let step_khz = [1.0, 2.0, 4.0, 5.0, 10.0, 20.0, 50.0].into_iter().find(|&s| freq.nyquist / 1_000.0 / s <= 6.0).unwrap_or(100.0);
+    let colour = Color32::from_white_alpha(150);
+    for k in 1..=(freq.nyquist / 1_000.0 / step_khz) as usize {
+        let hz = k as f64 * step_khz * 1_000.0;
+        let y = freq.y(hz);
+        painter.hline(rect.left()..=rect.left() + 5.0, y, Stroke::new(1.0, colour));
+        painter.text(pos2(rect.left() + 7.0, y), Align2::LEFT_CENTER, format!("{} kHz", k as f64 * step_khz), FontId::proportional(10.0), colour);
     }
 }
 

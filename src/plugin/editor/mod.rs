@@ -31,11 +31,12 @@ use crate::restore::guidance::MethodKind;
 use clip_view::ClipView;
 
 const WIDTH: u32 = 960;
-const HEIGHT: u32 = 700;
+const HEIGHT: u32 = 720;
 /// How often the window refreshes while something changes without user input (a job
 /// running, a take being recorded).
 const LIVE_REFRESH: Duration = Duration::from_millis(200);
 const ERROR_COLOUR: Color32 = Color32::from_rgb(255, 110, 100);
+const CAPTURE_COLOUR: Color32 = Color32::from_rgb(255, 120, 120);
 
 pub fn default_state() -> Arc<EguiEditorState> {
     EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(WIDTH as f64, HEIGHT as f64), 1.0)
@@ -174,9 +175,7 @@ impl DggEditor {
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 ui.selectable_value(&mut self.spectrum, Role::Restored, "Restored").on_hover_text("Spectrogram of the restoration (once there is one)");
                 ui.selectable_value(&mut self.spectrum, Role::Original, "Original");
-                ui.label(RichText::new("Spectrogram:").weak());
-                legend(ui, clip_view::RESTORED_COLOUR, "restored");
-                legend(ui, clip_view::ORIGINAL_COLOUR, "captured");
+                ui.label(RichText::new("Spectrogram of").weak());
             });
         });
     }
@@ -214,7 +213,7 @@ impl DggEditor {
                 ui.add(ParamSlider::for_param(&params.strength, setter));
                 let kind = MethodKind::from(params.method.value());
                 let value = kind.default_strength() * params.strength.value() as f64;
-                ui.label(RichText::new(format!("{kind} strength {value:.3}")).weak())
+                ui.label(RichText::new(format!("{} strength {value:.4}", kind.name().to_uppercase())).weak())
                     .on_hover_text("A multiple of the method's value in the paper (DGG: γ = 0.08). Stronger follows the recording more closely; weaker leans on the prior.");
             });
             ui.label("Steps");
@@ -271,7 +270,7 @@ impl DggEditor {
         let status = self.restorer.status();
         ui.horizontal(|ui| {
             let capturing = self.params.capture.value();
-            let label = if capturing { "■ Stop capture" } else { "● Capture" };
+            let label = if capturing { RichText::new("Stop capture").color(CAPTURE_COLOUR) } else { RichText::new("Capture") };
             let capture = ui.add(egui::Button::new(label).min_size(egui::vec2(110.0, 28.0)).selected(capturing));
             if capture.clicked() {
                 match (capturing, has_clip) {
@@ -280,7 +279,7 @@ impl DggEditor {
                 }
             }
             if capturing {
-                ui.label(RichText::new("Capturing: play the region; stop or loop the transport to finish").color(Color32::from_rgb(255, 120, 120)));
+                ui.label(RichText::new("Capturing: play the region; stop or loop the transport to finish").color(CAPTURE_COLOUR));
             }
             ui.separator();
             if status.is_busy() {
@@ -408,11 +407,6 @@ fn plural(n: usize, word: &str) -> String {
     } else {
         format!("{n} {word}s")
     }
-}
-
-fn legend(ui: &mut Ui, colour: Color32, what: &str) {
-    ui.label(RichText::new(what).small());
-    ui.label(RichText::new("■").color(colour));
 }
 
 /// Flips a host switch as one gesture.
