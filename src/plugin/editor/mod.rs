@@ -110,6 +110,18 @@ impl NiceEguiApp for DggEditor {
     }
 
     fn ui(&mut self, ui: &mut Ui, _frame: &mut Frame) {
+        self.draw(ui);
+    }
+
+    fn editor_closed(&mut self) {
+        self.model_status = None;
+        self.gui = None;
+    }
+}
+
+impl DggEditor {
+    /// One frame of the whole editor.
+    fn draw(&mut self, ui: &mut Ui) {
         let Some(gui) = self.gui.clone() else { return };
         let setter = gui.param_setter();
         let status = self.restorer.status();
@@ -133,13 +145,6 @@ impl NiceEguiApp for DggEditor {
         });
     }
 
-    fn editor_closed(&mut self) {
-        self.model_status = None;
-        self.gui = None;
-    }
-}
-
-impl DggEditor {
     fn header(&mut self, ui: &mut Ui) {
         let chosen = self.preferences().model_dir;
         let model = self.model_status.get_or_insert_with(|| ModelSearch::for_plugin(chosen).status_line());
@@ -444,4 +449,106 @@ fn enum_combo<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamS
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::read_wav;
+    use crate::dsp::fir::lowpass;
+    use crate::plugin::clips::ClipStore;
+    use nice_plug::context::gui::GuiContextInner;
+    use nice_plug::context::PluginApi;
+    use nice_plug::params::internals::ParamPtr;
+    use nice_plug::params::persist::PersistentField;
+    use nice_plug::plugin::PluginState;
+
+    /// A host that applies what the editor sets straight to the parameters.
+    struct Host;
+
+    impl GuiContextInner for Host {
+        fn plugin_api(&self) -> PluginApi {
+            PluginApi::Clap
+        }
+        unsafe fn raw_begin_set_parameter(&self, _: ParamPtr) {}
+        unsafe fn raw_set_parameter_normalized(&self, param: ParamPtr, normalized: f32) {
+            unsafe { param._internal_set_normalized_value(normalized) };
+        }
+        unsafe fn raw_end_set_parameter(&self, _: ParamPtr) {}
+        fn get_state(&self) -> PluginState {
+            PluginState { version: String::new(), params: Default::default(), fields: Default::default() }
+        }
+        fn set_state(&self, _: PluginState) {}
+        fn request_restart(&self) {}
+    }
+
+    fn noise(len: usize) -> Vec<f32> {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            })
+            .collect()
+    }
+
+    /// An editor on a take of noise low-passed at 4 kHz (48 kHz, stereo) and a restoration.
+    fn editor() -> DggEditor {
+        let band_limited = lowpass(4_000.0, 48_000).filter(&noise(96_000));
+        let take = Take { sample_rate: 48_000.0, start: 4_800, channels: vec![band_limited.clone(), band_limited] };
+        let restored = Take { channels: vec![noise(96_000), noise(96_000)], ..take.clone() };
+        let params = Arc::new(DggParams::default());
+        params.clips.set(ClipStore { original: Some(Arc::new(take)), restored: Some(Arc::new(restored)) });
+        let restorer = Arc::new(Restorer::new(params.clips.clone(), || Box::new(|_: &_| Err("no model in this test".to_string()))));
+        let mut editor = DggEditor::new(params, restorer);
+        editor.gui = Some(GuiContext::new(Arc::new(Host)));
+        editor
+    }
+
+    fn frame(ctx: &egui::Context, editor: &mut DggEditor) {
+        let input = egui::RawInput { screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(WIDTH as f32, HEIGHT as f32))), ..Default::default() };
+        let _ = ctx.run_ui(input, |ui| editor.draw(ui));
+    }
+
+    #[test]
+    fn every_task_renders_and_super_resolution_proposes_the_cutoff() {
+        let (ctx, mut editor) = (egui::Context::default(), editor());
+        let gui = editor.gui.clone().unwrap();
+        for task in [TaskParam::Inpaint, TaskParam::Dereverb, TaskParam::Phase, TaskParam::SuperResolution] {
+            set_enum(&gui.param_setter(), &editor.params.task, task);
+            assert_eq!(editor.params.task.value(), task);
+            frame(&ctx, &mut editor);
+            frame(&ctx, &mut editor);
+        }
+        let cutoff = editor.marks().cutoff_hz.expect("proposed from the spectrum");
+        assert!((cutoff - 4_000.0).abs() < 200.0, "{cutoff}");
+        // The settings now make a request the engine accepts.
+        assert!(editor.params.restore_request().is_ok());
+    }
+
+    #[test]
+    fn the_model_folder_must_hold_a_model_and_the_export_is_the_restoration() {
+        let mut editor = editor();
+        let dir = tempfile::tempdir().unwrap();
+        editor.model_dir_text = dir.path().display().to_string();
+        editor.choose_model_dir();
+        assert!(matches!(&editor.notice, Some(Notice::Error(e)) if e.contains("model_index.json")), "refused");
+        assert_eq!(editor.preferences().model_dir, None);
+        std::fs::write(dir.path().join("model_index.json"), "{}").unwrap();
+        editor.choose_model_dir();
+        assert_eq!(editor.preferences().model_dir.as_deref(), Some(dir.path()));
+
+        let path = dir.path().join("restored.wav");
+        editor.export_path = path.display().to_string();
+        let restored = editor.params.clips.read().restored.clone().unwrap();
+        editor.export(&restored);
+        assert!(matches!(&editor.notice, Some(Notice::Info(_))));
+        let (clip, _) = read_wav(&path).unwrap();
+        assert_eq!((clip.sample_rate, &clip.channels), (48_000, &restored.channels), "bit-exact, at the take's rate");
+        editor.export_path = dir.path().join("missing/dir/x.wav").display().to_string();
+        editor.export(&restored);
+        assert!(matches!(&editor.notice, Some(Notice::Error(e)) if e.contains("Could not export")));
+    }
 }
