@@ -2,7 +2,7 @@
 //! fixture's tiny model. After a take is captured and a gap marked, switching *Restore* on
 //! runs the job in the background; the restoration (exactly what the engine makes of the
 //! take) then plays with Listen on Restored, in sync through seeks, loop jumps, resets and
-//! odd blocks; *Mix* blends it with the input; an offline bounce waits for a job still
+//! odd blocks; the *Guidance strength* control reaches it; *Mix* blends it with the input; an offline bounce waits for a job still
 //! running instead of bouncing the unrestored track; and the restoration survives a reload
 //! into a fresh instance without being made again.
 //!
@@ -15,7 +15,8 @@ mod host;
 use dgg_restore::audio::AudioClip;
 use dgg_restore::engine::restore_clip;
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
-use dgg_restore::plugin::params::{MethodParam, TaskParam};
+use dgg_restore::plugin::params::{DggParams, MethodParam, TaskParam};
+use nice_plug::prelude::Param;
 use dgg_restore::plugin::settings::{Choices, Marks, Preferences};
 use golden::Golden;
 use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO};
@@ -45,8 +46,8 @@ fn marks() -> Marks {
 }
 
 /// What the engine makes of `take` with the settings the plugin is given.
-fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize) -> Vec<Vec<f32>> {
-    let choices = Choices { task: TaskParam::Inpaint, method: MethodParam::Dgg, strength: 1.0, steps };
+fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize, strength: f64) -> Vec<Vec<f32>> {
+    let choices = Choices { task: TaskParam::Inpaint, method: MethodParam::Dgg, strength, steps };
     let request = marks().request(choices).unwrap();
     let prior = AudioLdm2::load_for_prompt(model, &LoadOptions::default(), "", 1.0).unwrap();
     restore_clip(&prior, &AudioClip::new(RATE as u32, take.to_vec()), &request, &mut |_| ControlFlow::Continue(())).unwrap().channels
@@ -78,23 +79,28 @@ fn press_restore(rig: &mut Rig) {
     rig.tick(0, false, 64);
 }
 
+/// Plays the region until the restoration comes back (or two minutes pass); returns it.
+fn wait_for_restoration(rig: &mut Rig, expected: &[Vec<f32>]) {
+    rig.listen("Restored");
+    let probe = 11_000; // inside the gap (0.2–0.3 s = frames 9 600–14 400)
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while rig.tick(START + probe as i64, true, 64)[0] != expected[0][probe..probe + 64] {
+        assert!(Instant::now() < deadline, "the restoration never came back to play");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() {
     let (g, bundle) = (Golden::load(), Bundle::load_default());
     let model = g.copy_dir();
     let take = test_signal(2, TAKE, RATE, 21);
-    let expected = engine_restoration(model.path(), &take, STEPS);
+    let expected = engine_restoration(model.path(), &take, STEPS, 1.0);
     assert_ne!(expected, take, "the gap is filled");
 
     let mut rig = prepared(&bundle, model.path(), &take, STEPS, false);
     press_restore(&mut rig);
-    rig.listen("Restored");
-    let probe = START + 11_000; // inside the gap (0.2–0.3 s = frames 9 600–14 400)
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while rig.tick(probe, true, 64)[0] != expected[0][11_000..11_064] {
-        assert!(Instant::now() < deadline, "the restoration never came back to play");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_restoration(&mut rig, &expected);
     let placed = Placed { take: &expected, start: START, rate: RATE };
     assert_synced(&mut rig, &placed, Play::at(START - 2_000, 5_000));
     assert_synced(&mut rig, &placed, Play::at(START + 9_000, 3_000));
@@ -126,12 +132,30 @@ fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() 
 }
 
 #[test]
+fn the_guidance_strength_control_reaches_the_restoration() {
+    let (g, bundle) = (Golden::load(), Bundle::load_default());
+    let model = g.copy_dir();
+    let take = test_signal(2, TAKE, RATE, 24);
+    let stronger = engine_restoration(model.path(), &take, STEPS, 3.0);
+    assert_ne!(stronger, engine_restoration(model.path(), &take, STEPS, 1.0), "the strength matters");
+
+    let mut rig = prepared(&bundle, model.path(), &take, STEPS, false);
+    // A continuous parameter reaches a CLAP host normalised (0..=1).
+    let strength = rig.plugin.param("Guidance strength").unwrap();
+    rig.plugin.set_param(strength, DggParams::default().strength.preview_normalized(3.0) as f64);
+    rig.tick(0, false, 64);
+    press_restore(&mut rig);
+    wait_for_restoration(&mut rig, &stronger);
+    assert_synced(&mut rig, &Placed { take: &stronger, start: START, rate: RATE }, Play::at(START + 8_000, 8_000));
+}
+
+#[test]
 fn an_offline_bounce_waits_for_the_restoration_and_real_time_does_not() {
     let (g, bundle) = (Golden::load(), Bundle::load_default());
     let model = g.copy_dir();
     let take = test_signal(2, TAKE, RATE, 22);
     let steps = 6;
-    let expected = engine_restoration(model.path(), &take, steps);
+    let expected = engine_restoration(model.path(), &take, steps, 1.0);
 
     // Offline: the first pass over the region already holds the restoration.
     let mut offline = prepared(&bundle, model.path(), &take, steps, true);
