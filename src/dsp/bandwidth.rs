@@ -55,18 +55,7 @@ pub fn detect_cutoff(channels: &[Vec<f32>], sample_rate: u32) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::dsp::fir::lowpass;
-
-    fn noise(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
+    use crate::dsp::test_noise as noise;
 
     #[test]
     fn a_low_passed_recording_is_found_at_its_cutoff() {

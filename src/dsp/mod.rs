@@ -13,3 +13,17 @@ pub mod stft;
 
 /// The prior's sample rate (AudioLDM2 works on 16 kHz audio).
 pub const MODEL_SAMPLE_RATE: u32 = 16_000;
+
+/// Deterministic white noise in [−0.5, 0.5) (xorshift64), for the unit tests.
+#[cfg(test)]
+pub(crate) fn test_noise(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}

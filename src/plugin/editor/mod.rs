@@ -456,6 +456,7 @@ mod tests {
     use super::*;
     use crate::audio::read_wav;
     use crate::dsp::fir::lowpass;
+    use crate::dsp::test_noise;
     use crate::plugin::clips::ClipStore;
     use nice_plug::context::gui::GuiContextInner;
     use nice_plug::context::PluginApi;
@@ -482,23 +483,11 @@ mod tests {
         fn request_restart(&self) {}
     }
 
-    fn noise(len: usize) -> Vec<f32> {
-        let mut state = 0x2545_F491_4F6C_DD1Du64;
-        (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            })
-            .collect()
-    }
-
     /// An editor on a take of noise low-passed at 4 kHz (48 kHz, stereo) and a restoration.
     fn editor() -> DggEditor {
-        let band_limited = lowpass(4_000.0, 48_000).filter(&noise(96_000));
+        let band_limited = lowpass(4_000.0, 48_000).filter(&test_noise(96_000, 1));
         let take = Take { sample_rate: 48_000.0, start: 4_800, channels: vec![band_limited.clone(), band_limited] };
-        let restored = Take { channels: vec![noise(96_000), noise(96_000)], ..take.clone() };
+        let restored = Take { channels: vec![test_noise(96_000, 2), test_noise(96_000, 3)], ..take.clone() };
         let params = Arc::new(DggParams::default());
         params.clips.set(ClipStore { original: Some(Arc::new(take)), restored: Some(Arc::new(restored)) });
         let restorer = Arc::new(Restorer::new(params.clips.clone(), || Box::new(|_: &_| Err("no model in this test".to_string()))));
