@@ -11,7 +11,7 @@ use crossbeam::queue::ArrayQueue;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::capture::{Recorder, Take, TakeEnd};
@@ -33,6 +33,15 @@ pub fn at_rate(take: Arc<Take>, rate: f32) -> Arc<Take> {
         }
         Err(_) => take,
     }
+}
+
+/// What the recorder is doing, for the editor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecorderState {
+    Idle,
+    /// Waiting for the transport to play.
+    Armed,
+    Recording,
 }
 
 /// Which of the plugin's clips.
@@ -178,6 +187,8 @@ pub struct Mailboxes {
     restoring: AtomicBool,
     /// A state was loaded since the audio thread last asked.
     reloaded: AtomicBool,
+    /// The recorder's [`RecorderState`] after the last block.
+    recorder: AtomicU8,
 }
 
 /// Something the audio thread let go of, to be dropped elsewhere.
@@ -195,6 +206,7 @@ impl Default for Mailboxes {
             retired: ArrayQueue::new(16),
             restoring: AtomicBool::new(false),
             reloaded: AtomicBool::new(false),
+            recorder: AtomicU8::new(0),
         }
     }
 }
@@ -237,6 +249,15 @@ impl Mailboxes {
 
     pub fn set_restoring(&self, restoring: bool) {
         self.restoring.store(restoring, Ordering::Release);
+    }
+
+    /// What the recorder was doing after the last block.
+    pub fn recorder_state(&self) -> RecorderState {
+        match self.recorder.load(Ordering::Acquire) {
+            1 => RecorderState::Armed,
+            2 => RecorderState::Recording,
+            _ => RecorderState::Idle,
+        }
     }
 
     /// Whether a state was loaded since the last call: the switches it holds were saved,
@@ -291,11 +312,18 @@ impl Deck {
         std::mem::take(&mut self.posted)
     }
 
+    /// Posts a finished take to `mail`, and what the recorder is doing now.
     fn post(&mut self, mail: &Mailboxes) {
         if let Some(take) = self.unsent.take().or_else(|| self.recorder.finished()) {
             self.unsent = mail.finished.push(take).err();
             self.posted |= self.unsent.is_none();
         }
+        let state = match (self.recorder.is_armed(), self.recorder.is_recording()) {
+            (true, _) => RecorderState::Armed,
+            (_, true) => RecorderState::Recording,
+            _ => RecorderState::Idle,
+        };
+        mail.recorder.store(state as u8, Ordering::Release);
     }
 
     /// Takes in what the mailboxes hold for the audio thread.
@@ -365,8 +393,10 @@ mod tests {
             deck.record(clips.mail(), &ramp(at, 100), RATE, true, Some(at));
         }
         assert!(!deck.take_posted());
+        assert_eq!(clips.mail().recorder_state(), RecorderState::Recording);
         deck.record(clips.mail(), &ramp(500, 100), RATE, false, Some(500));
         assert!(deck.take_posted() && !deck.take_posted(), "posted once");
+        assert_eq!(clips.mail().recorder_state(), RecorderState::Idle);
 
         assert!(clips.collect());
         let filed = clips.read().original.clone().unwrap();

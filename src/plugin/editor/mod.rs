@@ -20,7 +20,7 @@ use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use super::capture::Take;
-use super::clips::Role;
+use super::clips::{RecorderState, Role};
 use super::params::{DggParams, TaskParam};
 use super::restorer::Restorer;
 use super::settings::{Marks, Preferences};
@@ -68,6 +68,9 @@ pub struct DggEditor {
     notice: Option<Notice>,
     /// Capture was pressed while a clip exists: ask before replacing it.
     confirm_recapture: bool,
+    /// The recorder armed or recorded since the Capture switch went on: once it is idle
+    /// again, the take is done and the switch goes back off.
+    capture_engaged: bool,
     /// The clip a cutoff was last proposed for.
     proposed_for: Option<Arc<Take>>,
 }
@@ -86,6 +89,7 @@ impl DggEditor {
             export_path: export.display().to_string(),
             notice: None,
             confirm_recapture: false,
+            capture_engaged: false,
             proposed_for: None,
         }
     }
@@ -273,8 +277,8 @@ impl DggEditor {
 
     fn actions(&mut self, ui: &mut Ui, setter: &ParamSetter, has_clip: bool) {
         let status = self.restorer.status();
+        let capturing = self.follow_capture(setter);
         ui.horizontal(|ui| {
-            let capturing = self.params.capture.value();
             let label = if capturing { RichText::new("Stop capture").color(CAPTURE_COLOUR) } else { RichText::new("Capture") };
             let capture = ui.add(egui::Button::new(label).min_size(egui::vec2(110.0, 28.0)).selected(capturing));
             if capture.clicked() {
@@ -284,7 +288,12 @@ impl DggEditor {
                 }
             }
             if capturing {
-                ui.label(RichText::new("Capturing: play the region; stop or loop the transport to finish").color(CAPTURE_COLOUR));
+                let what = match self.params.clips.mail().recorder_state() {
+                    RecorderState::Armed => "Armed: play the region to record it",
+                    RecorderState::Recording => "Recording: stop or loop the transport to finish the take",
+                    RecorderState::Idle => "Arming…",
+                };
+                ui.label(RichText::new(what).color(CAPTURE_COLOUR));
             }
             ui.separator();
             if status.is_busy() {
@@ -313,6 +322,22 @@ impl DggEditor {
         if self.confirm_recapture {
             self.recapture_dialog(ui, setter);
         }
+    }
+
+    /// The Capture switch as it should be now: switched back off once its take is done.
+    fn follow_capture(&mut self, setter: &ParamSetter) -> bool {
+        let on = self.params.capture.value();
+        let idle = self.params.clips.mail().recorder_state() == RecorderState::Idle;
+        if !on {
+            self.capture_engaged = false;
+        } else if !idle {
+            self.capture_engaged = true;
+        } else if self.capture_engaged {
+            set_switch(setter, &self.params.capture, false);
+            self.capture_engaged = false;
+            return false;
+        }
+        on
     }
 
     fn recapture_dialog(&mut self, ui: &mut Ui, setter: &ParamSetter) {
@@ -515,6 +540,25 @@ mod tests {
         assert!((cutoff - 4_000.0).abs() < 200.0, "{cutoff}");
         // The settings now make a request the engine accepts.
         assert!(editor.params.restore_request().is_ok());
+    }
+
+    #[test]
+    fn the_capture_switch_goes_back_off_when_its_take_is_done() {
+        let editor = &mut editor();
+        let gui = editor.gui.clone().unwrap();
+        let setter = gui.param_setter();
+        let clips = editor.params.clips.clone();
+        let mut deck = crate::plugin::clips::Deck::new(clips.reserve_capture(1, 1_000), None, None);
+        set_switch(&setter, &editor.params.capture, true);
+        assert!(editor.follow_capture(&setter), "on, before the audio thread saw it");
+        deck.arm();
+        deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(0));
+        assert!(editor.follow_capture(&setter), "armed, waiting for the transport");
+        deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, true, Some(0));
+        assert!(editor.follow_capture(&setter), "recording");
+        deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(64));
+        assert!(!editor.follow_capture(&setter), "the transport stopped: the take is done");
+        assert!(!editor.params.capture.value(), "and the switch is off again");
     }
 
     #[test]
