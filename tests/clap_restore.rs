@@ -17,28 +17,42 @@ use dgg_restore::engine::restore_clip;
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::plugin::params::{DggParams, MethodParam, TaskParam};
 use nice_plug::prelude::Param;
+use dgg_restore::plugin::capture::Take;
+use dgg_restore::plugin::clips::ClipStore;
 use dgg_restore::plugin::settings::{Choices, Marks, Preferences};
 use golden::Golden;
 use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO};
 use host::{run_blocks, test_signal, Bundle, Plugin, Transport, PLUGIN_ID};
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const STEPS: usize = 2;
 /// The gap marked in the take, in seconds from its start.
 const GAP: (f64, f64) = (0.2, 0.3);
 
-/// Edits the persistent fields in the plugin's state, as the editor would. (nice-plug's
-/// CLAP state is the JSON's length as a little-endian u64, then the JSON.)
-fn set_fields(plugin: &mut Plugin, marks: &Marks, preferences: &Preferences) {
-    let saved = plugin.save_state().unwrap();
+/// A saved state with some of its persistent fields replaced by `fields` (name, value).
+/// (nice-plug's CLAP state is the JSON's length as a little-endian u64, then the JSON, whose
+/// persistent fields are JSON strings.)
+fn with_fields(saved: &[u8], fields: &[(&str, String)]) -> Vec<u8> {
     let mut state: serde_json::Value = serde_json::from_slice(&saved[8..]).unwrap();
-    let fields = state["fields"].as_object_mut().expect("nice-plug's state has persistent fields");
-    fields.insert("marks".into(), serde_json::to_string(marks).unwrap().into());
-    fields.insert("preferences".into(), serde_json::to_string(preferences).unwrap().into());
+    let saved_fields = state["fields"].as_object_mut().expect("nice-plug's state has persistent fields");
+    for (name, value) in fields {
+        saved_fields.insert(name.to_string(), value.clone().into());
+    }
     let json = serde_json::to_vec(&state).unwrap();
-    plugin.load_state(&[&(json.len() as u64).to_le_bytes()[..], &json].concat()).unwrap();
+    [&(json.len() as u64).to_le_bytes()[..], &json].concat()
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+/// Sets the marks and preferences, as the editor would.
+fn set_fields(plugin: &mut Plugin, marks: &Marks, preferences: &Preferences) {
+    let state = with_fields(&plugin.save_state().unwrap(), &[("marks", json(marks)), ("preferences", json(preferences))]);
+    plugin.load_state(&state).unwrap();
 }
 
 fn marks() -> Marks {
@@ -99,6 +113,7 @@ fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() 
     assert_ne!(expected, take, "the gap is filled");
 
     let mut rig = prepared(&bundle, model.path(), &take, STEPS, false);
+    let started = Instant::now();
     press_restore(&mut rig);
     wait_for_restoration(&mut rig, &expected);
     let placed = Placed { take: &expected, start: START, rate: RATE };
@@ -121,11 +136,19 @@ fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() 
         rig.tick(0, false, MAX_BLOCK);
     }
 
-    // A fresh instance with the saved project plays the restoration at once.
-    let state = rig.plugin.save_state().unwrap();
+    // A fresh instance with the saved project (Restore on) plays the restoration at once
+    // and does not make it again: with another seed in its marks, a new job would change it.
+    let state = with_fields(&rig.plugin.save_state().unwrap(), &[("marks", json(&Marks { seed: 6, ..marks() }))]);
     let mut reopened = Rig::new(&bundle, RATE);
     reopened.plugin.load_state(&state).unwrap();
     reopened.listen("Restored");
+    assert_synced(&mut reopened, &placed, Play::at(START + 8_000, 4_000));
+    let job_time = started.elapsed();
+    let until = Instant::now() + 3 * job_time;
+    while Instant::now() < until {
+        reopened.tick(0, false, 64);
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_synced(&mut reopened, &placed, Play::at(START + 8_000, 4_000));
     reopened.listen("Original");
     assert_synced(&mut reopened, &Placed { take: &take, start: START, rate: RATE }, Play::at(START + 8_000, 4_000));
@@ -175,8 +198,10 @@ fn an_offline_bounce_waits_for_the_restoration_and_real_time_does_not() {
 }
 
 /// The audio-thread side of restoring — the Restore switch, an offline block waiting, the
-/// smoothed mix — never allocates. (The job fails at once, for want of a gap: the model
-/// itself runs on the worker thread, not the audio thread.)
+/// smoothed mix, a restoration arriving and the clips it replaces leaving — never
+/// allocates or frees. (The job fails at once, for want of a gap: the model runs on the
+/// worker thread, not the audio thread; the restoration then arrives with a state load,
+/// through the same mailbox a finished job uses.)
 #[test]
 fn restoring_never_allocates_on_the_audio_thread() {
     let bundle = alloc_checked();
@@ -194,4 +219,15 @@ fn restoring_never_allocates_on_the_audio_thread() {
     let input = test_signal(2, 8_000, RATE, 5);
     let out = run_blocks(&mut rig.plugin, &input, &[1, 333, 512], &mut Transport::playing(RATE, TEMPO).at(START - 1_000), |_, _| {});
     assert_eq!(out, input, "the job failed: nothing restored, the input passes");
+
+    let original = Arc::new(Take { sample_rate: RATE as f32, start: START, channels: take.clone() });
+    let restored = Arc::new(Take { channels: test_signal(2, 4_800, RATE, 24), ..(*original).clone() });
+    let clips = ClipStore { original: Some(original), restored: Some(restored.clone()) };
+    let state = with_fields(&rig.plugin.save_state().unwrap(), &[("clips", json(&clips))]);
+    rig.plugin.load_state(&state).unwrap();
+    let out = run_blocks(&mut rig.plugin, &input, &[1, 333, 512], &mut Transport::playing(RATE, TEMPO).at(START - 1_000), |_, _| {});
+    for n in 2_000..4_000 {
+        let want = input[0][n] + 0.25 * (restored.channels[0][n - 1_000] - input[0][n]);
+        assert!((out[0][n] - want).abs() < 1e-5, "frame {n}: {} for {want}", out[0][n]);
+    }
 }

@@ -18,15 +18,19 @@ use dgg_restore::restore::operators::{Degradation, Gap};
 use dgg_restore::restore::sampler::SamplerSettings;
 use golden::Golden;
 use nice_plug::params::persist::PersistentField;
+use crossbeam::channel::{unbounded, Receiver};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn loader(dir: PathBuf) -> impl Fn() -> LoadPrior + Send + Sync + 'static {
+/// A loader of the tiny model that waits until the test opens the gate (a message or a
+/// closed channel), so what the test does before that surely happens before the job ends.
+fn gated_loader(dir: PathBuf, gate: Receiver<()>) -> impl Fn() -> LoadPrior + Send + Sync + 'static {
     move || {
-        let dir = dir.clone();
+        let (dir, gate) = (dir.clone(), gate.clone());
         Box::new(move |p: &PromptSettings| {
+            let _ = gate.recv();
             AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
         })
     }
@@ -70,9 +74,11 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
     let dir = g.copy_dir();
     let original = take();
     let clips = with_take(&original);
-    let restorer = Restorer::new(clips.clone(), loader(dir.path().to_path_buf()));
+    let (open, gate) = unbounded();
+    let restorer = Restorer::new(clips.clone(), gated_loader(dir.path().to_path_buf(), gate));
     restorer.start(Ok(request(3)), PromptSettings::default()).unwrap();
     assert!(restorer.is_running() && clips.mail().is_restoring());
+    drop(open);
     assert_eq!(settle(&restorer), Status::Done);
     assert!(!clips.mail().is_restoring());
 
@@ -93,13 +99,14 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
 fn no_take_stale_results_and_cancel_are_handled() {
     let g = Golden::load();
     let dir = g.copy_dir();
-    let empty = Restorer::new(Arc::new(Clips::default()), loader(dir.path().to_path_buf()));
+    let (open, gate) = unbounded();
+    let empty = Restorer::new(Arc::new(Clips::default()), gated_loader(dir.path().to_path_buf(), gate.clone()));
     let err = empty.start(Ok(request(2)), PromptSettings::default()).unwrap_err();
     assert!(err.contains("Capture"), "{err}");
     assert_eq!(empty.status(), Status::Failed(err), "the editor shows why");
 
     let clips = with_take(&take());
-    let restorer = Restorer::new(clips.clone(), loader(dir.path().to_path_buf()));
+    let restorer = Restorer::new(clips.clone(), gated_loader(dir.path().to_path_buf(), gate));
     let err = restorer.start(Err("drag over the gaps to fill first".into()), PromptSettings::default()).unwrap_err();
     assert!(matches!(restorer.status(), Status::Failed(m) if m == err));
     assert!(!clips.mail().is_restoring());
@@ -107,6 +114,7 @@ fn no_take_stale_results_and_cancel_are_handled() {
     // The take is replaced while its restoration runs: the result is not filed.
     restorer.start(Ok(request(2)), PromptSettings::default()).unwrap();
     clips.set(ClipStore { original: Some(Arc::new(Take { start: 0, ..take() })), restored: None });
+    drop(open);
     match settle(&restorer) {
         Status::Failed(message) => assert!(message.contains("changed"), "{message}"),
         other => panic!("{other:?}"),

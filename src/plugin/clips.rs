@@ -38,10 +38,13 @@ pub fn at_rate(take: Arc<Take>, rate: f32) -> Arc<Take> {
 /// What the recorder is doing, for the editor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecorderState {
+    /// The Capture switch is off (as the audio thread last saw it).
     Idle,
     /// Waiting for the transport to play.
     Armed,
     Recording,
+    /// The switch is still on, but its take is done.
+    Finished,
 }
 
 /// Which of the plugin's clips.
@@ -130,11 +133,26 @@ impl Clips {
         self.store.read().get(role).cloned().map(|take| if rate > 0.0 { at_rate(take, rate) } else { take })
     }
 
-    /// Off the audio thread: files the restoration of the current original and sends it to
-    /// the deck.
-    pub fn file_restored(&self, take: Take) {
-        self.store.write().restored = Some(Arc::new(take));
-        self.mail.send(Role::Restored, self.for_deck(Role::Restored));
+    /// Off the audio thread: files `restored` as the restoration of `original` and sends it
+    /// to the deck, if `original` is still the captured take (checked, filed and sent in one
+    /// step, so a take filed meanwhile never gets another take's restoration). Returns
+    /// whether it was filed.
+    pub fn file_restored(&self, original: &Arc<Take>, restored: Take) -> bool {
+        let restored = Arc::new(restored);
+        let rate = f32::from_bits(self.deck_rate.load(Ordering::Acquire));
+        let for_deck = if rate > 0.0 { at_rate(restored.clone(), rate) } else { restored.clone() };
+        let mut store = self.store.write();
+        if !store.original.as_ref().is_some_and(|o| Arc::ptr_eq(o, original)) {
+            return false;
+        }
+        store.restored = Some(restored);
+        self.mail.send(Role::Restored, Some(for_deck));
+        true
+    }
+
+    /// Off the audio thread: frees what the deck let go of.
+    pub fn free_retired(&self) {
+        while self.mail.retired.pop().is_some() {}
     }
 
     /// Off the audio thread: files the takes the deck finished (see [`Mailboxes::collect`]).
@@ -191,10 +209,11 @@ pub struct Mailboxes {
     recorder: AtomicU8,
 }
 
-/// Something the audio thread let go of, to be dropped elsewhere.
+/// Something the audio thread let go of, held only to be dropped off the audio thread.
+#[allow(dead_code, reason = "held only to be dropped off the audio thread")]
 enum Retired {
     Clip(Arc<Take>),
-    Buffer(#[allow(dead_code, reason = "held only to be dropped off the audio thread")] Take),
+    Buffer(Take),
 }
 
 impl Default for Mailboxes {
@@ -203,7 +222,7 @@ impl Default for Mailboxes {
             finished: ArrayQueue::new(2),
             buffers: ArrayQueue::new(2),
             clips: ArrayQueue::new(8),
-            retired: ArrayQueue::new(16),
+            retired: ArrayQueue::new(32),
             restoring: AtomicBool::new(false),
             reloaded: AtomicBool::new(false),
             recorder: AtomicU8::new(0),
@@ -256,6 +275,7 @@ impl Mailboxes {
         match self.recorder.load(Ordering::Acquire) {
             1 => RecorderState::Armed,
             2 => RecorderState::Recording,
+            3 => RecorderState::Finished,
             _ => RecorderState::Idle,
         }
     }
@@ -274,6 +294,8 @@ pub struct Deck {
     unsent: Option<Take>,
     /// Whether a take went into the mailbox since [`Deck::take_posted`] was last asked.
     posted: bool,
+    /// Armed since the last disarm (the Capture switch is on, as this deck saw it).
+    switched_on: bool,
     original: Option<Arc<Take>>,
     restored: Option<Arc<Take>>,
 }
@@ -284,17 +306,19 @@ impl Deck {
     pub fn new(buffer: Take, original: Option<Arc<Take>>, restored: Option<Arc<Take>>) -> Self {
         let mut recorder = Recorder::default();
         recorder.lend(buffer);
-        Self { recorder, unsent: None, posted: false, original, restored }
+        Self { recorder, unsent: None, posted: false, switched_on: false, original, restored }
     }
 
     /// Record the next playing stretch of the timeline.
     pub fn arm(&mut self) {
         self.recorder.arm();
+        self.switched_on = true;
     }
 
     /// Stop waiting, or end the take in progress (posted to `mail`).
     pub fn disarm(&mut self, mail: &Mailboxes) -> Option<TakeEnd> {
         let end = self.recorder.disarm();
+        self.switched_on = false;
         self.post(mail);
         end
     }
@@ -318,32 +342,33 @@ impl Deck {
             self.unsent = mail.finished.push(take).err();
             self.posted |= self.unsent.is_none();
         }
-        let state = match (self.recorder.is_armed(), self.recorder.is_recording()) {
-            (true, _) => RecorderState::Armed,
-            (_, true) => RecorderState::Recording,
+        let state = match (self.recorder.is_armed(), self.recorder.is_recording(), self.switched_on) {
+            (true, _, _) => RecorderState::Armed,
+            (_, true, _) => RecorderState::Recording,
+            (_, _, true) => RecorderState::Finished,
             _ => RecorderState::Idle,
         };
         mail.recorder.store(state as u8, Ordering::Release);
     }
 
-    /// Takes in what the mailboxes hold for the audio thread.
+    /// Takes in what the mailboxes hold for the audio thread. What it replaces goes out to
+    /// be freed elsewhere, so while that queue is full (housekeeping is behind) the rest
+    /// waits in the mailboxes rather than be freed here.
     pub fn receive(&mut self, mail: &Mailboxes) {
-        while let Some(buffer) = mail.buffers.pop() {
+        while !mail.retired.is_full() {
+            let Some(buffer) = mail.buffers.pop() else { break };
             if let Some(spare) = self.recorder.lend(buffer) {
                 let _ = mail.retired.push(Retired::Buffer(spare));
             }
         }
-        while let Some((role, clip)) = mail.clips.pop() {
+        while !mail.retired.is_full() {
+            let Some((role, clip)) = mail.clips.pop() else { break };
             let slot = match role {
                 Role::Original => &mut self.original,
                 Role::Restored => &mut self.restored,
             };
             if let Some(old) = std::mem::replace(slot, clip) {
-                // Should the queue be full, the clip is kept alive by the store anyway, but
-                // dropping the deck's last reference here would free on the audio thread.
-                if let Err(Retired::Clip(old)) = mail.retired.push(Retired::Clip(old)) {
-                    std::mem::forget(old);
-                }
+                let _ = mail.retired.push(Retired::Clip(old));
             }
         }
     }
@@ -396,7 +421,9 @@ mod tests {
         assert_eq!(clips.mail().recorder_state(), RecorderState::Recording);
         deck.record(clips.mail(), &ramp(500, 100), RATE, false, Some(500));
         assert!(deck.take_posted() && !deck.take_posted(), "posted once");
-        assert_eq!(clips.mail().recorder_state(), RecorderState::Idle);
+        assert_eq!(clips.mail().recorder_state(), RecorderState::Finished);
+        deck.disarm(clips.mail());
+        assert_eq!(clips.mail().recorder_state(), RecorderState::Idle, "the switch went off");
 
         assert!(clips.collect());
         let filed = clips.read().original.clone().unwrap();

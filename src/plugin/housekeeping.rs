@@ -1,5 +1,6 @@
 //! The instance's housekeeping thread: it does what the audio thread asks for but must not
-//! do itself — filing a finished take, starting and cancelling restorations.
+//! do itself — filing a finished take, starting and cancelling restorations, and freeing
+//! what the deck let go of.
 //!
 //! The audio thread raises flags ([`Requests`]), which never allocates, locks or waits; the
 //! thread looks at them every few milliseconds. It is the instance's own thread rather than
@@ -73,6 +74,11 @@ impl Housekeeper {
     pub fn requests(&self) -> &Requests {
         &self.requests
     }
+
+    /// Whether the thread runs (else nobody acts on the requests).
+    pub fn is_running(&self) -> bool {
+        self.thread.is_some()
+    }
 }
 
 /// Acts on the flags raised since the last call.
@@ -80,6 +86,7 @@ fn serve(requests: &Requests, params: &DggParams, restorer: &Restorer) {
     if requests.collect.swap(false, Ordering::AcqRel) {
         params.clips.collect();
     }
+    params.clips.free_retired();
     match requests.switch.swap(NOTHING, Ordering::AcqRel) {
         // An error becomes the restorer's status, which the editor shows.
         RESTORE => drop(restorer.start(params.restore_request(), params.prompt())),

@@ -104,6 +104,8 @@ impl Plugin for DggRestore {
     /// the clips at their own rate. (A state load reaches the deck through [`clips::Clips`],
     /// since nice-plug does not re-activate after one.)
     fn activate(&mut self, layout: &AudioIOLayout, buffer_config: &BufferConfig, _context: &mut impl ActivateContext<Self>) -> bool {
+        // A capture still waiting for the transport waits on in the new deck.
+        let rearm = self.deck.is_armed();
         self.keep_take_in_progress();
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let rate = buffer_config.sample_rate;
@@ -116,6 +118,9 @@ impl Plugin for DggRestore {
         self.fade = playback::edge_fade(rate);
         self.offline = buffer_config.process_mode == ProcessMode::Offline;
         self.mix = vec![1.0; buffer_config.max_buffer_size as usize];
+        if rearm {
+            self.deck.arm();
+        }
         // A switch saved in the on position does nothing by itself: only a change does.
         self.capture_was_on = self.params.capture.value();
         self.restore_was_on = self.params.restore.value();
@@ -136,9 +141,16 @@ impl Plugin for DggRestore {
         let mail = self.params.clips.mail();
         self.deck.receive(mail);
 
+        // A loaded state's switches were saved, not switched: they start nothing, and a
+        // capture the project does not have on is not armed. (nice-plug loads the
+        // parameters before the clips, on the main thread, so a block in between can still
+        // take a loaded switch for a change; the reload then settles it.)
         if mail.take_reloaded() {
             self.capture_was_on = self.params.capture.value();
             self.restore_was_on = self.params.restore.value();
+            if !self.capture_was_on {
+                self.deck.disarm(mail);
+            }
         }
         let capture_on = self.params.capture.value();
         if capture_on != self.capture_was_on {
@@ -154,7 +166,7 @@ impl Plugin for DggRestore {
             let requests = self.housekeeper.requests();
             if restore_on {
                 // An offline bounce waits from this block on, before the job has started.
-                mail.set_restoring(true);
+                mail.set_restoring(self.housekeeper.is_running());
                 requests.restore();
             } else {
                 requests.cancel();

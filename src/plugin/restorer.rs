@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::capture::Take;
@@ -67,10 +66,9 @@ struct State {
     status: Status,
 }
 
-/// The worker and the thread that pumps its events, started with the first job.
+/// The worker and the thread that pumps its events (detached), started with the first job.
 struct Running {
     worker: Arc<Worker>,
-    pump: Option<JoinHandle<()>>,
     closing: Arc<AtomicBool>,
 }
 
@@ -134,7 +132,7 @@ impl Restorer {
     fn spawn(&self) -> Result<Running, String> {
         let worker = Arc::new(Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?);
         let closing = Arc::new(AtomicBool::new(false));
-        let pump = {
+        {
             let (worker, shared, closing) = (worker.clone(), self.shared.clone(), closing.clone());
             std::thread::Builder::new()
                 .name("dgg-restore events".into())
@@ -145,20 +143,21 @@ impl Restorer {
                         }
                     }
                 })
-                .map_err(|e| format!("could not start the worker thread: {e}"))?
-        };
-        Ok(Running { worker, pump: Some(pump), closing })
+                .map_err(|e| format!("could not start the worker thread: {e}"))?;
+        }
+        Ok(Running { worker, closing })
     }
 
-    /// Cancels the running job, if any.
+    /// Cancels the running job, if any. (Either way nothing is being restored afterwards,
+    /// so an offline bounce that waits for a restoration asked for stops waiting.)
     pub fn cancel(&self) {
         let running = self.running.lock();
         let mut state = self.shared.state.lock();
         if let (Some(r), Some((id, _))) = (&*running, state.job.take()) {
             r.worker.cancel(id);
             state.status = Status::Cancelled;
-            self.shared.clips.mail().set_restoring(false);
         }
+        self.shared.clips.mail().set_restoring(false);
     }
 
     /// Frees the model's memory (it loads again with the next job).
@@ -182,9 +181,8 @@ impl Shared {
             }
             Event::Finished { job, clip } if Some(job) == current => {
                 let (_, original) = state.job.take().expect("current");
-                let still_current = self.clips.read().original.as_ref().is_some_and(|o| Arc::ptr_eq(o, &original));
-                state.status = if still_current {
-                    self.clips.file_restored(Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels });
+                let restored = Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels };
+                state.status = if self.clips.file_restored(&original, restored) {
                     Status::Done
                 } else {
                     Status::Failed("the captured clip changed while it was being restored: press Restore again".into())
@@ -202,13 +200,13 @@ impl Shared {
 }
 
 impl Drop for Restorer {
-    /// Stops the pump; the worker then drops the job at its next step and ends.
+    /// Tells the pump to end without waiting for it: the pump holds the worker, which ends
+    /// (freeing the model) once the job reaches its next step. Removing the plugin must not
+    /// block the host for a step of a restoration (tens of seconds on a CPU); the threads
+    /// may outlive the instance because the library is never unloaded (`-z nodelete`).
     fn drop(&mut self) {
-        if let Some(mut r) = self.running.get_mut().take() {
+        if let Some(r) = self.running.get_mut().take() {
             r.closing.store(true, Ordering::Release);
-            if let Some(pump) = r.pump.take() {
-                let _ = pump.join();
-            }
         }
     }
 }

@@ -68,9 +68,6 @@ pub struct DggEditor {
     notice: Option<Notice>,
     /// Capture was pressed while a clip exists: ask before replacing it.
     confirm_recapture: bool,
-    /// The recorder armed or recorded since the Capture switch went on: once it is idle
-    /// again, the take is done and the switch goes back off.
-    capture_engaged: bool,
     /// The clip a cutoff was last proposed for.
     proposed_for: Option<Arc<Take>>,
 }
@@ -89,7 +86,6 @@ impl DggEditor {
             export_path: export.display().to_string(),
             notice: None,
             confirm_recapture: false,
-            capture_engaged: false,
             proposed_for: None,
         }
     }
@@ -291,7 +287,7 @@ impl DggEditor {
                 let what = match self.params.clips.mail().recorder_state() {
                     RecorderState::Armed => "Armed: play the region to record it",
                     RecorderState::Recording => "Recording: stop or loop the transport to finish the take",
-                    RecorderState::Idle => "Arming…",
+                    RecorderState::Idle | RecorderState::Finished => "Arming…",
                 };
                 ui.label(RichText::new(what).color(CAPTURE_COLOUR));
             }
@@ -327,14 +323,8 @@ impl DggEditor {
     /// The Capture switch as it should be now: switched back off once its take is done.
     fn follow_capture(&mut self, setter: &ParamSetter) -> bool {
         let on = self.params.capture.value();
-        let idle = self.params.clips.mail().recorder_state() == RecorderState::Idle;
-        if !on {
-            self.capture_engaged = false;
-        } else if !idle {
-            self.capture_engaged = true;
-        } else if self.capture_engaged {
+        if on && self.params.clips.mail().recorder_state() == RecorderState::Finished {
             set_switch(setter, &self.params.capture, false);
-            self.capture_engaged = false;
             return false;
         }
         on
@@ -375,8 +365,12 @@ impl DggEditor {
             ui.label("Longest take");
             let mut seconds = self.preferences().max_capture_seconds;
             let drag = egui::DragValue::new(&mut seconds).range(Preferences::MAX_CAPTURE_RANGE).speed(1.0).suffix(" s");
-            if ui.add(drag).on_hover_text("Memory for a take is reserved ahead; longer takes need more").changed() {
+            let drag = ui.add(drag).on_hover_text("Memory for a take is reserved ahead; longer takes need more");
+            if drag.changed() {
                 self.set_preferences(|p| p.max_capture_seconds = seconds);
+            }
+            // The buffer is reserved once the value settles, not at every step of a drag.
+            if drag.drag_stopped() || (drag.changed() && !drag.dragged()) {
                 self.params.clips.resize_capture(seconds);
             }
             ui.end_row();
@@ -559,6 +553,16 @@ mod tests {
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(64));
         assert!(!editor.follow_capture(&setter), "the transport stopped: the take is done");
         assert!(!editor.params.capture.value(), "and the switch is off again");
+
+        // A take the editor never saw being recorded (too short, or the window was closed).
+        clips.collect();
+        deck.receive(clips.mail());
+        deck.disarm(clips.mail());
+        set_switch(&setter, &editor.params.capture, true);
+        deck.arm();
+        deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, true, Some(0));
+        deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(64));
+        assert!(!editor.follow_capture(&setter) && !editor.params.capture.value());
     }
 
     #[test]
