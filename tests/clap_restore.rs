@@ -22,7 +22,7 @@ use dgg_restore::plugin::clips::ClipStore;
 use dgg_restore::plugin::settings::{Choices, Marks, Preferences};
 use golden::Golden;
 use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO};
-use host::{run_blocks, test_signal, Bundle, Plugin, Transport, PLUGIN_ID};
+use host::{run_blocks, test_signal, Bundle, Plugin, Transport};
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::Arc;
@@ -59,6 +59,11 @@ fn marks() -> Marks {
     Marks { gaps: vec![GAP], seed: 5, ..Marks::default() }
 }
 
+/// The tiny model (a copy the test may write its cache into) and the release bundle.
+fn model_and_bundle() -> (tempfile::TempDir, Bundle) {
+    (Golden::load().copy_dir(), Bundle::load_default())
+}
+
 /// What the engine makes of `take` with the settings the plugin is given.
 fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize, strength: f64) -> Vec<Vec<f32>> {
     let choices = Choices { task: TaskParam::Inpaint, method: MethodParam::Dgg, strength, steps };
@@ -69,15 +74,7 @@ fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize, strength: f
 
 /// Captures `take`, marks the gap, points the plugin at the tiny model and sets the steps.
 fn prepared(bundle: &Bundle, model: &Path, take: &[Vec<f32>], steps: usize, offline: bool) -> Rig {
-    let mut plugin = bundle.instantiate(PLUGIN_ID);
-    if offline {
-        plugin.set_render_mode(true).unwrap();
-    }
-    plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
-    let capture = plugin.param("Capture").unwrap();
-    let listen = plugin.param("Listen").unwrap();
-    let restore = plugin.param("Restore").unwrap();
-    let mut rig = Rig { plugin, capture, listen, restore };
+    let mut rig = Rig::rendering(bundle, RATE, offline);
     rig.capture(take);
     set_fields(&mut rig.plugin, &marks(), &Preferences { model_dir: Some(model.to_path_buf()), ..Preferences::default() });
     // nice-plug shows a stepped parameter to CLAP hosts as 0..=its step count: 1 step is 0.
@@ -106,8 +103,7 @@ fn wait_for_restoration(rig: &mut Rig, expected: &[Vec<f32>]) {
 
 #[test]
 fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() {
-    let (g, bundle) = (Golden::load(), Bundle::load_default());
-    let model = g.copy_dir();
+    let (model, bundle) = model_and_bundle();
     let take = test_signal(2, TAKE, RATE, 21);
     let expected = engine_restoration(model.path(), &take, STEPS, 1.0);
     assert_ne!(expected, take, "the gap is filled");
@@ -156,8 +152,7 @@ fn a_restoration_made_in_the_plugin_plays_in_sync_mixes_and_survives_a_reload() 
 
 #[test]
 fn the_guidance_strength_control_reaches_the_restoration() {
-    let (g, bundle) = (Golden::load(), Bundle::load_default());
-    let model = g.copy_dir();
+    let (model, bundle) = model_and_bundle();
     let take = test_signal(2, TAKE, RATE, 24);
     let stronger = engine_restoration(model.path(), &take, STEPS, 3.0);
     assert_ne!(stronger, engine_restoration(model.path(), &take, STEPS, 1.0), "the strength matters");
@@ -174,8 +169,7 @@ fn the_guidance_strength_control_reaches_the_restoration() {
 
 #[test]
 fn an_offline_bounce_waits_for_the_restoration_and_real_time_does_not() {
-    let (g, bundle) = (Golden::load(), Bundle::load_default());
-    let model = g.copy_dir();
+    let (model, bundle) = model_and_bundle();
     let take = test_signal(2, TAKE, RATE, 22);
     let steps = 6;
     let expected = engine_restoration(model.path(), &take, steps, 1.0);
@@ -206,11 +200,7 @@ fn an_offline_bounce_waits_for_the_restoration_and_real_time_does_not() {
 fn restoring_never_allocates_on_the_audio_thread() {
     let bundle = alloc_checked();
     let take = test_signal(2, 4_800, RATE, 23);
-    let mut plugin = bundle.instantiate(PLUGIN_ID);
-    plugin.set_render_mode(true).unwrap();
-    plugin.activate(RATE, MAX_BLOCK, 2).unwrap();
-    let (capture, listen, restore) = (plugin.param("Capture").unwrap(), plugin.param("Listen").unwrap(), plugin.param("Restore").unwrap());
-    let mut rig = Rig { plugin, capture, listen, restore };
+    let mut rig = Rig::rendering(&bundle, RATE, true);
     rig.capture(&take);
     rig.listen("Restored");
     let mix = rig.plugin.param("Mix").unwrap();

@@ -41,8 +41,17 @@ pub fn listen_value(p: Param, mode: &str) -> f64 {
 }
 
 impl Rig {
+    /// A stereo instance activated at `rate` for real-time rendering.
     pub fn new(bundle: &Bundle, rate: f64) -> Self {
+        Self::rendering(bundle, rate, false)
+    }
+
+    /// A stereo instance activated at `rate`, rendering offline (a bounce) if `offline`.
+    pub fn rendering(bundle: &Bundle, rate: f64, offline: bool) -> Self {
         let mut plugin = bundle.instantiate(PLUGIN_ID);
+        if offline {
+            plugin.set_render_mode(true).unwrap();
+        }
         plugin.activate(rate, MAX_BLOCK, 2).unwrap();
         let capture = plugin.param("Capture").unwrap();
         let listen = plugin.param("Listen").unwrap();

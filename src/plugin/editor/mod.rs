@@ -10,7 +10,7 @@ mod clip_view;
 mod status;
 
 use nice_plug::context::gui::GuiContext;
-use nice_plug::prelude::{BoolParam, Enum, EnumParam, Param, ParamSetter};
+use nice_plug::prelude::{Enum, EnumParam, Param, ParamSetter};
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings};
 use nice_plug_egui::{Frame, NiceEguiApp, RepaintNotifier};
@@ -91,7 +91,7 @@ impl DggEditor {
     }
 
     fn marks(&self) -> RwLockWriteGuard<'_, Marks> {
-        self.params.marks.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        write_marks(&self.params)
     }
 
     fn preferences(&self) -> Preferences {
@@ -169,7 +169,7 @@ impl DggEditor {
         };
         let task = self.params.task.value();
         self.propose_cutoff(original, task);
-        let mut marks = self.params.marks.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut marks = write_marks(&self.params);
         self.clip_view.show(ui, original, restored, self.spectrum, task, &mut marks);
         drop(marks);
         ui.horizontal(|ui| {
@@ -280,7 +280,7 @@ impl DggEditor {
             if capture.clicked() {
                 match (capturing, has_clip) {
                     (false, true) => self.confirm_recapture = true,
-                    _ => set_switch(setter, &self.params.capture, !capturing),
+                    _ => set(setter, &self.params.capture, !capturing),
                 }
             }
             if capturing {
@@ -324,7 +324,7 @@ impl DggEditor {
     fn follow_capture(&mut self, setter: &ParamSetter) -> bool {
         let on = self.params.capture.value();
         if on && self.params.clips.mail().recorder_state() == RecorderState::Finished {
-            set_switch(setter, &self.params.capture, false);
+            set(setter, &self.params.capture, false);
             return false;
         }
         on
@@ -335,7 +335,7 @@ impl DggEditor {
             ui.label("A new capture replaces the captured clip and its restoration. Export the restoration first if you want to keep it.");
             ui.horizontal(|ui| {
                 if ui.button("Replace").clicked() {
-                    set_switch(setter, &self.params.capture, true);
+                    set(setter, &self.params.capture, true);
                     self.confirm_recapture = false;
                 }
                 if ui.button("Keep the clip").clicked() {
@@ -416,6 +416,11 @@ impl DggEditor {
     }
 }
 
+/// The marks, to edit (a panic elsewhere while they were locked leaves them as they were).
+fn write_marks(params: &DggParams) -> RwLockWriteGuard<'_, Marks> {
+    params.marks.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn task_marks_label(task: TaskParam) -> &'static str {
     match task {
         TaskParam::Inpaint => "Gaps",
@@ -433,14 +438,8 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// Flips a host switch as one gesture.
-fn set_switch(setter: &ParamSetter, param: &BoolParam, on: bool) {
-    setter.begin_set_parameter(param);
-    setter.set_parameter(param, on);
-    setter.end_set_parameter(param);
-}
-
-fn set_enum<T: Enum + PartialEq + 'static>(setter: &ParamSetter, param: &EnumParam<T>, value: T) {
+/// Sets a host parameter as one gesture.
+fn set<P: Param>(setter: &ParamSetter, param: &P, value: P::Plain) {
     setter.begin_set_parameter(param);
     setter.set_parameter(param, value);
     setter.end_set_parameter(param);
@@ -448,26 +447,23 @@ fn set_enum<T: Enum + PartialEq + 'static>(setter: &ParamSetter, param: &EnumPar
 
 /// A row of buttons, one per value of an enum parameter.
 fn enum_buttons<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
-    ui.horizontal(|ui| {
-        let current = param.value().to_index();
-        for (i, name) in T::variants().iter().enumerate() {
-            if ui.selectable_label(current == i, *name).clicked() && current != i {
-                set_enum(setter, param, T::from_index(i));
-            }
-        }
-    });
+    ui.horizontal(|ui| enum_choices(ui, setter, param));
 }
 
 /// A drop-down of the values of an enum parameter.
 fn enum_combo<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
+    let current = T::variants()[param.value().to_index()];
+    egui::ComboBox::from_id_salt(param.name()).selected_text(current).show_ui(ui, |ui| enum_choices(ui, setter, param));
+}
+
+/// One selectable label per value of an enum parameter; a click sets it.
+fn enum_choices<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
     let current = param.value().to_index();
-    egui::ComboBox::from_id_salt(param.name()).selected_text(T::variants()[current]).show_ui(ui, |ui| {
-        for (i, name) in T::variants().iter().enumerate() {
-            if ui.selectable_label(current == i, *name).clicked() && current != i {
-                set_enum(setter, param, T::from_index(i));
-            }
+    for (i, name) in T::variants().iter().enumerate() {
+        if ui.selectable_label(current == i, *name).clicked() && current != i {
+            set(setter, param, T::from_index(i));
         }
-    });
+    }
 }
 
 #[cfg(test)]
@@ -525,7 +521,7 @@ mod tests {
         let (ctx, mut editor) = (egui::Context::default(), editor());
         let gui = editor.gui.clone().unwrap();
         for task in [TaskParam::Inpaint, TaskParam::Dereverb, TaskParam::Phase, TaskParam::SuperResolution] {
-            set_enum(&gui.param_setter(), &editor.params.task, task);
+            set(&gui.param_setter(), &editor.params.task, task);
             assert_eq!(editor.params.task.value(), task);
             frame(&ctx, &mut editor);
             frame(&ctx, &mut editor);
@@ -543,7 +539,7 @@ mod tests {
         let setter = gui.param_setter();
         let clips = editor.params.clips.clone();
         let mut deck = crate::plugin::clips::Deck::new(clips.reserve_capture(1, 1_000), None, None);
-        set_switch(&setter, &editor.params.capture, true);
+        set(&setter, &editor.params.capture, true);
         assert!(editor.follow_capture(&setter), "on, before the audio thread saw it");
         deck.arm();
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(0));
@@ -558,7 +554,7 @@ mod tests {
         clips.collect();
         deck.receive(clips.mail());
         deck.disarm(clips.mail());
-        set_switch(&setter, &editor.params.capture, true);
+        set(&setter, &editor.params.capture, true);
         deck.arm();
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, true, Some(0));
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(64));
