@@ -1,0 +1,30 @@
+//! CPU kernels (f32) for the frozen networks: the convolutions, their adjoints, and the
+//! group norm, forward and input gradient, on all cores.
+//!
+//! candle 0.11's CPU convolutions materialise the whole im2col matrix (gathered element by
+//! element), its 1-D convolution runs on one core, and its autograd computes weight
+//! gradients nobody needs. Here every convolution is one GEMM shape,
+//! `y[o, n] (+)= Σ_k w[o, k] · col[k, n]`, run over tiles of output positions: each tile's
+//! slice of the im2col matrix is gathered with row copies into a per-thread scratch buffer
+//! (in the cache, never the whole matrix) and multiplied by the weights with the `gemm`
+//! crate (AVX2/AVX-512 microkernels), the tiles spread over the threads. Weights are laid
+//! out once, at load, for the forward and for the adjoint (the flipped, transposed kernel).
+//!
+//! The kernels work on slices; [`tensor`] moves candle tensors in and out, and the networks
+//! wrap them as candle custom ops whose backward is the adjoint ([`super::nn`],
+//! [`super::vocoder`]). Other devices and dtypes take the candle paths of [`super::ops`].
+
+pub mod activation;
+pub mod conv1d;
+pub mod conv2d;
+pub mod norm;
+pub mod op;
+pub mod tensor;
+mod tiles;
+
+pub use activation::{Activation1d, SignMask};
+
+/// Whether the kernels here can run on `device` in `dtype`.
+pub fn applies(device: &candle_core::Device, dtype: candle_core::DType) -> bool {
+    device.is_cpu() && dtype == candle_core::DType::F32
+}

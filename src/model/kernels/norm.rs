@@ -1,0 +1,189 @@
+//! Group normalisation (PyTorch's `GroupNorm`), optionally followed by SiLU, fused into one
+//! pass, and its input gradient.
+
+use super::op::Kernel;
+use rayon::prelude::*;
+
+/// `nn.GroupNorm(groups, channels, eps)` with its affine weights, and SiLU after it when
+/// `silu`.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    groups: usize,
+    eps: f64,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    silu: bool,
+}
+
+/// Mean and 1/σ of one group, accumulated in f64.
+fn stats(x: &[f32], eps: f64) -> (f32, f32) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().map(|v| *v as f64).sum::<f64>() / n;
+    let var = x.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+#[inline]
+fn sigmoid(v: f32) -> f32 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+impl GroupNorm {
+    pub fn new(groups: usize, eps: f64, weight: Vec<f32>, bias: Vec<f32>, silu: bool) -> Self {
+        assert!(groups > 0 && weight.len() % groups == 0 && weight.len() == bias.len(), "group norm: {groups} groups for {} channels", weight.len());
+        Self { groups, eps, weight, bias, silu }
+    }
+
+    pub fn channels(&self) -> usize {
+        self.weight.len()
+    }
+
+    /// `y = norm(x)`, then SiLU when asked; `x` (batch, channels, spatial…), `spatial` the
+    /// product of the trailing dimensions.
+    pub fn forward(&self, x: &[f32], spatial: usize, y: &mut [f32]) {
+        let silu = self.silu;
+        assert_eq!(x.len(), y.len());
+        let group = spatial * (self.channels() / self.groups);
+        assert!(spatial > 0 && x.len() % (group * self.groups) == 0, "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        let cpg = self.channels() / self.groups;
+        x.par_chunks(group).zip(y.par_chunks_mut(group)).enumerate().for_each(|(block, (x, y))| {
+            let (mean, rstd) = stats(x, self.eps);
+            let c0 = (block % self.groups) * cpg;
+            for (k, (x, y)) in x.chunks(spatial).zip(y.chunks_mut(spatial)).enumerate() {
+                let (scale, shift) = (rstd * self.weight[c0 + k], self.bias[c0 + k] - mean * rstd * self.weight[c0 + k]);
+                if silu {
+                    for (x, y) in x.iter().zip(y) {
+                        let v = x * scale + shift;
+                        *y = v * sigmoid(v);
+                    }
+                } else {
+                    for (x, y) in x.iter().zip(y) {
+                        *y = x * scale + shift;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The input gradient for the output gradient `g`, the statistics recomputed from `x`.
+    pub fn input_grad(&self, x: &[f32], g: &[f32], spatial: usize, gx: &mut [f32]) {
+        let silu = self.silu;
+        assert!(x.len() == g.len() && g.len() == gx.len());
+        let cpg = self.channels() / self.groups;
+        let group = spatial * cpg;
+        assert!(spatial > 0 && x.len() % (group * self.groups) == 0, "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        x.par_chunks(group).zip(g.par_chunks(group)).zip(gx.par_chunks_mut(group)).enumerate().for_each(|(block, ((x, g), gx))| {
+            let (mean, rstd) = stats(x, self.eps);
+            let c0 = (block % self.groups) * cpg;
+            // gx̂ = g·silu'(y)·γ into gx, with Σ gx̂ and Σ gx̂·x̂.
+            let (mut sum, mut dot) = (0f64, 0f64);
+            for (k, ((x, g), gx)) in x.chunks(spatial).zip(g.chunks(spatial)).zip(gx.chunks_mut(spatial)).enumerate() {
+                let (w, b) = (self.weight[c0 + k], self.bias[c0 + k]);
+                let (mut s, mut d) = (0f32, 0f32);
+                for ((x, g), gx) in x.iter().zip(g).zip(gx.iter_mut()) {
+                    let xh = (x - mean) * rstd;
+                    let gy = if silu {
+                        let v = xh * w + b;
+                        let sg = sigmoid(v);
+                        g * sg * (1.0 + v * (1.0 - sg))
+                    } else {
+                        *g
+                    };
+                    let gxh = gy * w;
+                    *gx = gxh;
+                    s += gxh;
+                    d += gxh * xh;
+                }
+                sum += s as f64;
+                dot += d as f64;
+            }
+            let n = group as f64;
+            let (mean_g, mean_gx) = ((sum / n) as f32, (dot / n) as f32);
+            for (x, gx) in x.iter().zip(gx.iter_mut()) {
+                let xh = (x - mean) * rstd;
+                *gx = rstd * (*gx - mean_g - xh * mean_gx);
+            }
+        });
+    }
+}
+
+impl Kernel for GroupNorm {
+    fn name(&self) -> &'static str {
+        if self.silu {
+            "group-norm-silu"
+        } else {
+            "group-norm"
+        }
+    }
+
+    fn out_dims(&self, item: &[usize]) -> candle_core::Result<Vec<usize>> {
+        match item.first() {
+            Some(&c) if c == self.channels() && item.len() > 1 => Ok(item.to_vec()),
+            _ => candle_core::bail!("group norm over {} channels: input item is {item:?}", self.channels()),
+        }
+    }
+
+    fn forward(&self, x: &[f32], item: &[usize], y: &mut [f32]) {
+        self.forward(x, item[1..].iter().product(), y);
+    }
+
+    fn input_grad(&self, x: &[f32], item: &[usize], g: &[f32], gx: &mut [f32]) {
+        self.input_grad(x, g, item[1..].iter().product(), gx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::tensor;
+    use candle_core::{DType, Device, Module, Tensor, Var};
+
+    fn rand(shape: &[usize], seed: u64, scale: f32, shift: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale + shift
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// max |a − b| relative to max(1, max |b|).
+    fn max_diff(a: &[f32], b: &Tensor) -> f32 {
+        let b = tensor::to_vec(b).unwrap();
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    }
+
+    /// Against candle_nn's `GroupNorm` (+ `silu`) and its autograd, in f64.
+    #[test]
+    fn group_norm_matches_candle_values_and_input_gradients() {
+        // (batch, channels, groups, spatial dims): odd spatial sizes, one channel per group.
+        for (i, &(b, c, groups, h, w)) in [(1, 8, 4, 5, 3), (2, 6, 3, 7, 1), (1, 4, 4, 9, 11), (3, 32, 8, 2, 5)].iter().enumerate() {
+            for silu in [false, true] {
+                let x = rand(&[b, c, h, w], i as u64, 3.0, 1.5);
+                let (wt, bs) = (rand(&[c], 10 + i as u64, 1.0, 0.5), rand(&[c], 20 + i as u64, 1.0, 0.0));
+                let norm = GroupNorm::new(groups, 1e-6, tensor::to_vec(&wt).unwrap(), tensor::to_vec(&bs).unwrap(), silu);
+                let xs = tensor::to_vec(&x).unwrap();
+                let mut y = vec![f32::NAN; xs.len()];
+                norm.forward(&xs, h * w, &mut y);
+                let reference = candle_nn::GroupNorm::new(wt.to_dtype(DType::F64).unwrap(), bs.to_dtype(DType::F64).unwrap(), c, groups, 1e-6).unwrap();
+                let xv = Var::from_tensor(&x.to_dtype(DType::F64).unwrap()).unwrap();
+                let mut want = reference.forward(xv.as_tensor()).unwrap();
+                if silu {
+                    want = want.silu().unwrap();
+                }
+                assert!(max_diff(&y, &want) < 2e-6, "case {i} silu {silu}: forward off by {}", max_diff(&y, &want));
+                let g = rand(&[b, c, h, w], 30 + i as u64, 1.0, 0.0);
+                let grads = (want * g.to_dtype(DType::F64).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+                let mut gx = vec![f32::NAN; xs.len()];
+                norm.input_grad(&xs, &tensor::to_vec(&g).unwrap(), h * w, &mut gx);
+                let want_gx = grads.get(xv.as_tensor()).unwrap();
+                assert!(max_diff(&gx, want_gx) < 2e-6, "case {i} silu {silu}: input gradient off by {}", max_diff(&gx, want_gx));
+            }
+        }
+    }
+}

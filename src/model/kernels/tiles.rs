@@ -1,0 +1,177 @@
+//! The machinery every convolution shares: the GEMM over one tile, the loop that spreads
+//! tiles over the threads with a scratch buffer each, and the row gather that builds a
+//! tile of the im2col matrix.
+
+use gemm::Parallelism;
+use rayon::prelude::*;
+use std::cell::RefCell;
+use std::ops::Range;
+
+/// Where a convolution writes: `c_out` rows `channel_stride` apart, output position `n` of
+/// a row at `n · step`. Tiles write disjoint positions, so threads share it.
+#[derive(Clone, Copy)]
+pub(super) struct Out {
+    ptr: *mut f32,
+    channel_stride: usize,
+    step: usize,
+    /// Output positions per row.
+    pub len: usize,
+}
+
+// SAFETY: `Out` is only written through `gemm_tile`, whose callers give every thread a
+// disjoint range of output positions (see `for_tiles`).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// Rows of `len` contiguous positions, one after the other (the usual (C, L) layout).
+    pub fn rows(y: &mut [f32], c_out: usize, len: usize) -> Self {
+        assert_eq!(y.len(), c_out * len, "output buffer does not hold {c_out} × {len}");
+        Self { ptr: y.as_mut_ptr(), channel_stride: len, step: 1, len }
+    }
+
+    /// Every `step`-th position of rows `channel_stride` long, starting at `first`: one
+    /// phase of a transposed convolution's output.
+    pub fn strided(y: &mut [f32], c_out: usize, channel_stride: usize, first: usize, step: usize, len: usize) -> Self {
+        assert!(step > 0 && (len == 0 || first + (len - 1) * step < channel_stride), "phase leaves the row");
+        assert_eq!(y.len(), c_out * channel_stride, "output buffer does not hold {c_out} × {channel_stride}");
+        // SAFETY: `first < channel_stride` when len > 0, so the offset stays inside `y`.
+        let ptr = if len == 0 { y.as_mut_ptr() } else { unsafe { y.as_mut_ptr().add(first) } };
+        Self { ptr, channel_stride, step, len }
+    }
+}
+
+/// `out[o, range] (+)= w (c_out × kk, row-major) · col (kk × range.len(), row-major)`.
+pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: &[f32], c_out: usize, kk: usize, col: &[f32], accumulate: bool, par: Parallelism) {
+    let n = range.len();
+    assert!(range.end <= out.len && w.len() == c_out * kk && col.len() >= kk * n);
+    if n == 0 || c_out == 0 {
+        return;
+    }
+    if kk == 0 {
+        if !accumulate {
+            for o in 0..c_out {
+                for i in range.clone() {
+                    // SAFETY: o < c_out and i < out.len address the output (see `Out`).
+                    unsafe { *out.ptr.add(o * out.channel_stride + i * out.step) = 0.0 };
+                }
+            }
+        }
+        return;
+    }
+    // In gemm's column-major terms: dst = colᵀ (n × kk) · wᵀ (kk × c_out), an (n × c_out)
+    // matrix with the output positions along its columns.
+    // SAFETY: the bounds are checked above; `Out` guarantees rows `channel_stride` apart
+    // with `len` positions `step` apart inside the caller's buffer.
+    unsafe {
+        gemm::gemm(
+            n,
+            c_out,
+            kk,
+            out.ptr.add(range.start * out.step),
+            out.channel_stride as isize,
+            out.step as isize,
+            accumulate,
+            col.as_ptr(),
+            n as isize,
+            1,
+            w.as_ptr(),
+            kk as isize,
+            1,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+thread_local! {
+    /// Each thread's im2col tile, kept between calls (it grows to the largest tile seen).
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work(range, scratch, parallelism)` over tiles of `0..len` of at most `tile`
+/// positions: the tiles in parallel (each GEMM on one thread) when there are enough of them
+/// for every thread, else one after the other with the GEMM itself threaded.
+pub(super) fn for_tiles(len: usize, tile: usize, work: impl Fn(Range<usize>, &mut Vec<f32>, Parallelism) + Sync) {
+    let tile = tile.max(1);
+    let count = len.div_ceil(tile);
+    let range = |i: usize| i * tile..((i + 1) * tile).min(len);
+    let threads = candle_core::utils::get_num_threads();
+    let with_scratch = |f: &mut dyn FnMut(&mut Vec<f32>)| {
+        SCRATCH.with(|s| match s.try_borrow_mut() {
+            Ok(mut s) => f(&mut s),
+            // Re-entered on this thread (a nested parallel call): a buffer of its own.
+            Err(_) => f(&mut Vec::new()),
+        })
+    };
+    if threads > 1 && count >= 2 * threads {
+        (0..count).into_par_iter().for_each(|i| with_scratch(&mut |s| work(range(i), s, Parallelism::None)));
+    } else {
+        let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+        with_scratch(&mut |s| (0..count).for_each(|i| work(range(i), s, par)));
+    }
+}
+
+/// A tile length for an im2col matrix of `kk` rows: about 1 MB of scratch, 64 to 256
+/// positions (GEMM speed is flat there on AVX2 for the shapes of these networks).
+pub(super) fn tile_len(kk: usize) -> usize {
+    ((1 << 18) / kk.max(1)).clamp(64, 256) & !15
+}
+
+/// `dst[j] = x[i0 + j·step]`, zero where that index leaves `0..x.len()`.
+#[inline]
+pub(super) fn gather(dst: &mut [f32], x: &[f32], i0: isize, step: usize) {
+    let (n, len) = (dst.len() as isize, x.len() as isize);
+    let s = step as isize;
+    // First j with i0 + j·s ≥ 0, and first j with i0 + j·s ≥ len.
+    let lo = if i0 >= 0 { 0 } else { ((-i0) + s - 1) / s }.min(n);
+    let hi = if i0 >= len { 0 } else { ((len - i0) + s - 1) / s }.clamp(lo, n);
+    let (lo, hi) = (lo as usize, hi as usize);
+    dst[..lo].fill(0.0);
+    dst[hi..].fill(0.0);
+    if hi > lo {
+        let start = (i0 + lo as isize * s) as usize;
+        if step == 1 {
+            dst[lo..hi].copy_from_slice(&x[start..start + (hi - lo)]);
+        } else {
+            for (d, v) in dst[lo..hi].iter_mut().zip(x[start..].iter().step_by(step)) {
+                *d = *v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gather_zero_pads_both_sides_at_any_step() {
+        let x: Vec<f32> = (1..=7).map(|v| v as f32).collect();
+        for step in 1..4usize {
+            for i0 in -9isize..12 {
+                for n in 0..8usize {
+                    let mut dst = vec![f32::NAN; n];
+                    gather(&mut dst, &x, i0, step);
+                    for (j, d) in dst.iter().enumerate() {
+                        let i = i0 + (j * step) as isize;
+                        let want = if (0..7).contains(&i) { x[i as usize] } else { 0.0 };
+                        assert_eq!(*d, want, "i0 {i0} step {step} j {j}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tile_lengths_are_vector_multiples_in_range() {
+        for kk in [1, 8, 96, 352, 1152, 4608, 5632, 100_000] {
+            let t = tile_len(kk);
+            assert!((64..=256).contains(&t) && t % 16 == 0, "kk {kk}: {t}");
+        }
+    }
+}
