@@ -4,9 +4,10 @@
 //! All weights are frozen: where a gradient must flow (the VAE decoder), it flows to the
 //! input only, and the convolutions skip the weight gradient candle would compute.
 
-use candle_core::op::BackpropOp;
-use candle_core::{CpuStorage, CustomOp1, Layout, Module, Result, Shape, Storage, Tensor, D};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use super::kernels;
+use candle_core::{Module, Result, Tensor, D};
+use candle_nn::{Linear, VarBuilder};
+use std::sync::Arc;
 
 /// diffusers' `get_activation` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,93 +92,78 @@ pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
 
 /// `nn.Conv2d` with frozen weights (`weight` (out, in, k, k), `bias` (out)).
 ///
-/// Its backward computes the input gradient only, as one ordinary convolution with the
-/// flipped, transposed kernel. candle's own `conv2d` backward also computes the (unused)
+/// On the CPU in f32, stride-1 convolutions run on the im2col kernels
+/// ([`kernels::conv2d`]), whose backward is the input gradient alone (the convolution with
+/// the flipped, transposed kernel). candle's own `conv2d` backward also computes the unused
 /// weight gradient and routes the input gradient through a direct-loop transposed
-/// convolution: at the VAE decoder's full size (5.12 s clip, 2 busy cores) decode + backward
-/// took 75 s against a 12 s forward with it, about 2.5× the forward with this one.
-/// Stride-1 convolutions on the CPU take this path; others use candle's own backward.
+/// convolution (at the VAE decoder's full size, decode + backward took 75 s against a 12 s
+/// forward). Other devices, dtypes and strides use candle's `conv2d`.
 #[derive(Debug, Clone)]
-pub struct Conv2d {
-    weight: Tensor,
-    bias: Option<Tensor>,
-    padding: usize,
-    stride: usize,
+pub enum Conv2d {
+    Kernel(Arc<kernels::conv2d::Conv2d>),
+    Candle { weight: Tensor, bias: Tensor, padding: usize, stride: usize },
 }
 
 impl Conv2d {
     /// A square `kernel` with a bias, as diffusers builds every 2-D convolution.
     pub fn new(vb: VarBuilder, c_in: usize, c_out: usize, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
         let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
-        let bias = vb.get(c_out, "bias")?.reshape((1, c_out, 1, 1))?;
-        Ok(Self { weight, bias: Some(bias), padding, stride })
+        let bias = vb.get(c_out, "bias")?;
+        if stride == 1 && kernels::applies(vb.device(), vb.dtype()) {
+            let conv = kernels::conv2d::Conv2d::new(kernels::tensor::to_vec(&weight)?, Some(kernels::tensor::to_vec(&bias)?), (c_out, c_in, kernel, kernel), stride, padding);
+            return Ok(Self::Kernel(Arc::new(conv)));
+        }
+        Ok(Self::Candle { weight, bias: bias.reshape((1, c_out, 1, 1))?, padding, stride })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let (_, _, k_h, k_w) = self.weight.dims4()?;
-        let own_backward = xs.track_op() && xs.device().is_cpu() && self.stride == 1 && k_h == k_w && self.padding < k_h;
-        let ys = if own_backward {
-            xs.contiguous()?.apply_op1(FrozenConv2dOp { weight: self.weight.clone(), padding: self.padding })?
-        } else {
-            xs.conv2d(&self.weight, self.padding, self.stride, 1, 1)?
-        };
-        match &self.bias {
-            Some(b) => ys.broadcast_add(b),
-            None => Ok(ys),
+        match self {
+            Self::Kernel(conv) => kernels::op::apply(conv, xs),
+            Self::Candle { weight, bias, padding, stride } => xs.conv2d(weight, *padding, *stride, 1, 1)?.broadcast_add(bias),
         }
     }
 }
 
-/// Stride-1 square-kernel convolution with a constant kernel; backward w.r.t. the input only.
-struct FrozenConv2dOp {
-    weight: Tensor,
-    padding: usize,
+/// `nn.GroupNorm`, and the activation after it fused in when it is SiLU on the CPU
+/// ([`kernels::norm`]: one pass forward, one backward, the input the only thing kept).
+#[derive(Debug, Clone)]
+pub enum GroupNorm {
+    Kernel { plain: Arc<kernels::norm::GroupNorm>, silu: Arc<kernels::norm::GroupNorm> },
+    Candle(candle_nn::GroupNorm),
 }
 
-impl CustomOp1 for FrozenConv2dOp {
-    fn name(&self) -> &'static str {
-        "frozen-conv2d"
+/// `nn.GroupNorm(groups, channels, eps)` with weights `weight` and `bias` under `vb`.
+pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
+    let (weight, bias) = (vb.get(channels, "weight")?, vb.get(channels, "bias")?);
+    if groups == 0 || channels % groups != 0 {
+        candle_core::bail!("group norm: {groups} groups do not divide {channels} channels")
     }
+    if kernels::applies(vb.device(), vb.dtype()) {
+        let (w, b) = (kernels::tensor::to_vec(&weight)?, kernels::tensor::to_vec(&bias)?);
+        let norm = |silu| Arc::new(kernels::norm::GroupNorm::new(groups, eps, w.clone(), b.clone(), silu));
+        return Ok(GroupNorm::Kernel { plain: norm(false), silu: norm(true) });
+    }
+    Ok(GroupNorm::Candle(candle_nn::GroupNorm::new(weight, bias, channels, groups, eps)?))
+}
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        // Rebuild an untracked tensor over (a copy of) the input, convolve, hand the result back.
-        let n = layout.shape().elem_count();
-        let flat = Tensor::from_storage(Storage::Cpu(storage.clone()), storage_len(storage), BackpropOp::none(), false);
-        let xs = match layout.contiguous_offsets() {
-            Some((start, end)) if end - start == n => flat.narrow(0, start, n)?.reshape(layout.shape())?,
-            _ => candle_core::bail!("frozen-conv2d: input must be contiguous"),
-        };
-        let ys = xs.conv2d(&self.weight, self.padding, 1, 1, 1)?.contiguous()?;
-        let shape = ys.shape().clone();
-        let (st, l) = ys.storage_and_layout();
-        match (&*st, l.contiguous_offsets()) {
-            (Storage::Cpu(cpu), Some((0, end))) if end == shape.elem_count() => Ok((cpu.clone(), shape)),
-            _ => candle_core::bail!("frozen-conv2d: unexpected output storage"),
+impl GroupNorm {
+    /// `act(norm(x))`.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        match (self, act) {
+            (Self::Kernel { silu, .. }, Activation::Silu) => kernels::op::apply(silu, x),
+            _ => act.forward(&self.forward(x)?),
         }
     }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        // d(conv(x, W, p))/dx applied to g = conv(g, flip(Wᵀ), k − 1 − p).
-        let k = self.weight.dim(2)?;
-        let w_t = self.weight.transpose(0, 1)?.contiguous()?.flip(&[2, 3])?.contiguous()?;
-        Ok(Some(grad_res.contiguous()?.conv2d(&w_t, k - 1 - self.padding, 1, 1, 1)?))
-    }
 }
 
-fn storage_len(storage: &CpuStorage) -> usize {
-    match storage {
-        CpuStorage::U8(v) => v.len(),
-        CpuStorage::U32(v) => v.len(),
-        CpuStorage::I16(v) => v.len(),
-        CpuStorage::I32(v) => v.len(),
-        CpuStorage::I64(v) => v.len(),
-        CpuStorage::BF16(v) => v.len(),
-        CpuStorage::F16(v) => v.len(),
-        CpuStorage::F32(v) => v.len(),
-        CpuStorage::F64(v) => v.len(),
-        _ => 0,
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Self::Kernel { plain, .. } => kernels::op::apply(plain, x),
+            Self::Candle(norm) => norm.forward(x),
+        }
     }
 }
 
@@ -259,10 +245,10 @@ impl ResnetBlock2D {
             None => None,
         };
         Ok(Self {
-            norm1: candle_nn::group_norm(s.groups, c_in, s.eps, vb.pp("norm1"))?,
+            norm1: group_norm(s.groups, c_in, s.eps, vb.pp("norm1"))?,
             conv1: Conv2d::new(vb.pp("conv1"), c_in, c_out, 3, 1, 1)?,
             time_emb_proj,
-            norm2: candle_nn::group_norm(s.groups, c_out, s.eps, vb.pp("norm2"))?,
+            norm2: group_norm(s.groups, c_out, s.eps, vb.pp("norm2"))?,
             conv2: Conv2d::new(vb.pp("conv2"), c_out, c_out, 3, 1, 1)?,
             conv_shortcut: if c_in != c_out { Some(Conv1x1::new(vb.pp("conv_shortcut"), c_in, c_out, true)?) } else { None },
             act: s.act,
@@ -273,24 +259,23 @@ impl ResnetBlock2D {
     /// `temb_act` is the time embedding after the block's non-linearity (the same for every
     /// block, so the caller computes it once); `None` for blocks without a time projection.
     pub fn forward(&self, x: &Tensor, temb_act: Option<&Tensor>) -> Result<Tensor> {
-        let h = self.act.forward(&self.norm1.forward(x)?)?;
-        let h = self.conv1.forward(&h)?;
+        let h = self.conv1.forward(&self.norm1.forward_act(x, self.act)?)?;
         let h = match (&self.time_emb_proj, temb_act) {
-            (None, _) => self.norm2.forward(&h)?,
+            (None, _) => self.norm2.forward_act(&h, self.act)?,
             (Some(_), None) => candle_core::bail!("ResnetBlock2D: this block needs a time embedding"),
             (Some((proj, shift)), Some(temb)) => {
                 let t = proj.forward(temb)?.unsqueeze(2)?.unsqueeze(3)?;
                 match shift {
-                    TimeScaleShift::Add => self.norm2.forward(&h.broadcast_add(&t)?)?,
+                    TimeScaleShift::Add => self.norm2.forward_act(&h.broadcast_add(&t)?, self.act)?,
                     TimeScaleShift::ScaleShift => {
                         let c = t.dim(1)? / 2;
                         let (scale, shift) = (t.narrow(1, 0, c)?, t.narrow(1, c, c)?);
-                        self.norm2.forward(&h)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?
+                        self.act.forward(&self.norm2.forward(&h)?.broadcast_mul(&(scale + 1.0)?)?.broadcast_add(&shift)?)?
                     }
                 }
             }
         };
-        let h = self.conv2.forward(&self.act.forward(&h)?)?;
+        let h = self.conv2.forward(&h)?;
         let x = match &self.conv_shortcut {
             Some(conv) => conv.forward(x)?,
             None => x.clone(),

@@ -10,10 +10,10 @@
 //!
 //! The ResNet blocks, samplers and convolutions are shared with the UNet ([`super::nn`]).
 
-use super::nn::{softmax_last_dim, Activation, Conv2d, Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
+use super::nn::{group_norm, softmax_last_dim, Activation, Conv2d, Downsample2D, GroupNorm, ResnetBlock2D, ResnetSettings, Upsample2D};
 use crate::model::config::{default_act_fn, default_true, read_config, ConfigError};
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -181,7 +181,7 @@ struct SpatialAttention {
 
 impl SpatialAttention {
     fn new(vb: VarBuilder, channels: usize, head_dim: usize, groups: usize, eps: f64) -> Result<Self> {
-        let group_norm = candle_nn::group_norm(groups, channels, eps, vb.pp("group_norm"))?;
+        let group_norm = group_norm(groups, channels, eps, vb.pp("group_norm"))?;
         // Checkpoints converted before diffusers 0.14 name these query/key/value/proj_attn.
         let (q, k, v, o) = if vb.contains_tensor("to_q.weight") || !vb.contains_tensor("query.weight") {
             (vb.pp("to_q"), vb.pp("to_k"), vb.pp("to_v"), vb.pp("to_out").pp("0"))
@@ -306,7 +306,7 @@ impl Encoder {
         }
         let last = *ch.last().unwrap();
         let mid_block = MidBlock::new(vb.pp("mid_block"), last, groups, act, cfg.mid_block_add_attention)?;
-        let conv_norm_out = candle_nn::group_norm(groups, last, EPS, vb.pp("conv_norm_out"))?;
+        let conv_norm_out = group_norm(groups, last, EPS, vb.pp("conv_norm_out"))?;
         let conv_out = Conv2d::new(vb.pp("conv_out"), last, 2 * cfg.latent_channels, 3, 1, 1)?;
         Ok(Self { conv_in, down_blocks, mid_block, conv_norm_out, conv_out })
     }
@@ -319,7 +319,7 @@ impl Module for Encoder {
             h = b.forward(&h)?;
         }
         let h = self.mid_block.forward(&h)?;
-        let h = self.conv_norm_out.forward(&h)?.silu()?; // conv_act is always SiLU
+        let h = self.conv_norm_out.forward_act(&h, Activation::Silu)?; // conv_act is always SiLU
         self.conv_out.forward(&h)
     }
 }
@@ -352,7 +352,7 @@ impl Decoder {
             up_blocks.push(ResnetStack { resnets, down: None, up });
         }
         let first = cfg.block_out_channels[0];
-        let conv_norm_out = candle_nn::group_norm(groups, first, EPS, vb.pp("conv_norm_out"))?;
+        let conv_norm_out = group_norm(groups, first, EPS, vb.pp("conv_norm_out"))?;
         let conv_out = Conv2d::new(vb.pp("conv_out"), first, cfg.out_channels, 3, 1, 1)?;
         Ok(Self { conv_in, mid_block, up_blocks, conv_norm_out, conv_out })
     }
@@ -365,7 +365,7 @@ impl Module for Decoder {
         for b in &self.up_blocks {
             h = b.forward(&h)?;
         }
-        let h = self.conv_norm_out.forward(&h)?.silu()?; // conv_act is always SiLU
+        let h = self.conv_norm_out.forward_act(&h, Activation::Silu)?; // conv_act is always SiLU
         self.conv_out.forward(&h)
     }
 }

@@ -33,8 +33,8 @@ pub use embeddings::timestep_embedding;
 use crate::model::config::{default_act_fn, default_true, read_config, ConfigError, PerBlock};
 use blocks::{BlockSettings, Conditioning, DownBlock, MidBlock, UpBlock};
 use candle_core::{Module, Result, Tensor};
-use crate::model::nn::{Conv2d, ResnetSettings};
-use candle_nn::{GroupNorm, VarBuilder};
+use crate::model::nn::{group_norm, Conv2d, GroupNorm, ResnetSettings};
+use candle_nn::VarBuilder;
 use embeddings::TimestepEmbedding;
 use serde::{Deserialize, Deserializer};
 use std::path::Path;
@@ -458,7 +458,7 @@ impl AudioLdm2UNet {
         let down_blocks = layout.down.iter().enumerate().map(|(i, l)| DownBlock::new(vb.pp("down_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
         let mid_block = MidBlock::new(vb.pp("mid_block"), &layout.mid, &s, cfg.mid_block_scale_factor)?;
         let up_blocks = layout.up.iter().enumerate().map(|(i, l)| UpBlock::new(vb.pp("up_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
-        let conv_norm_out = candle_nn::group_norm(layout.groups, boc[0], cfg.norm_eps, vb.pp("conv_norm_out"))?;
+        let conv_norm_out = group_norm(layout.groups, boc[0], cfg.norm_eps, vb.pp("conv_norm_out"))?;
         let conv_out = Conv2d::new(vb.pp("conv_out"), boc[0], cfg.out_channels, cfg.conv_out_kernel, 1, (cfg.conv_out_kernel - 1) / 2)?;
         Ok(Self {
             conv_in,
@@ -537,7 +537,7 @@ impl AudioLdm2UNet {
             };
             h = block.forward(h, &temb_act, &cond, &mut skips, size)?;
         }
-        let h = self.layout.act.forward(&self.conv_norm_out.forward(&h)?)?;
+        let h = self.conv_norm_out.forward_act(&h, self.layout.act)?;
         self.conv_out.forward(&h)
     }
 }

@@ -1,9 +1,9 @@
 //! diffusers' `Transformer2DModel` (continuous input) with its `BasicTransformerBlock`s,
 //! `Attention` (default SDPA processor) and GEGLU `FeedForward`, forward only.
 
-use crate::model::nn::{softmax_last_dim, Conv1x1, LayerNorm};
+use crate::model::nn::{group_norm, softmax_last_dim, Conv1x1, GroupNorm, LayerNorm};
 use candle_core::{DType, Module, Result, Tensor};
-use candle_nn::{GroupNorm, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 /// What a transformer attends to in its second attention (and, with `only_cross_attention`,
 /// its first).
@@ -193,7 +193,7 @@ impl Transformer2DModel {
         let blocks = (0..s.layers)
             .map(|i| BasicTransformerBlock::new(vbb.pp(i), inner, s.heads, s.head_dim, s.cross_dim, s.only_cross_attention, double_self_attention))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { norm: candle_nn::group_norm(s.groups, s.channels, 1e-6, vb.pp("norm"))?, proj_in, blocks, proj_out, inner })
+        Ok(Self { norm: group_norm(s.groups, s.channels, 1e-6, vb.pp("norm"))?, proj_in, blocks, proj_out, inner })
     }
 
     pub fn forward(&self, x: &Tensor, ctx: Context) -> Result<Tensor> {
