@@ -1,6 +1,8 @@
 //! The candle `SpeechT5HifiGan` against transformers (fixtures from
 //! `tools/golden/make_golden.py`, a tiny random vocoder saved with `save_pretrained`):
-//! the forward, and the gradient of ⟨out, cotangent⟩ with respect to the mel input.
+//! the forward, and the gradient of ⟨out, cotangent⟩ with respect to the mel input. In f32
+//! on the CPU the vocoder runs on the fused CPU kernels; in f64 (the finite-difference
+//! test) on candle ops, the implementation every other device and dtype takes.
 
 mod golden;
 

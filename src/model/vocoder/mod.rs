@@ -2,11 +2,17 @@
 //!
 //! Log-mel (batch, frames, mel bins) → waveform (batch, samples). All weights are frozen;
 //! the forward is differentiable with respect to the mel input (the guidance
-//! back-propagates through it), using the input-gradient-only ops of [`super::ops`]
-//! (candle has no backward for `conv_transpose1d`).
+//! back-propagates through it). Two implementations of the same [`Layout`]:
+//! - [`fused`] (CPU, f32): the whole network is one autograd node over the CPU kernels,
+//!   with a hand-written backward that keeps one bit per activation;
+//! - [`graph`] (any other device or dtype): candle ops with the input-gradient-only ops of
+//!   [`super::ops`] (candle has no backward for `conv_transpose1d`).
+
+mod fused;
+mod graph;
 
 use super::config::{read_config, ConfigError};
-use super::ops::{attach_input_grad, leaky_relu, leaky_relu_input_grad, leaky_relu_value, FrozenConv1d, FrozenConvTranspose1d};
+use super::kernels;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -154,61 +160,117 @@ fn conv_weight(vb: &VarBuilder, shape: (usize, usize, usize)) -> Result<Tensor> 
     v.broadcast_mul(&g.broadcast_div(&norm)?)
 }
 
-/// PyTorch `Conv1d(c_in, c_out, k, stride 1, padding, dilation)` with bias.
-fn conv1d(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, padding: usize, dilation: usize) -> Result<FrozenConv1d> {
-    let w = conv_weight(&vb, (c_out, c_in, k))?;
-    let b = vb.get(c_out, "bias")?;
-    FrozenConv1d::new(w, Some(b), padding, 1, dilation)
+/// A convolution of the checkpoint: where its weights are, and its geometry (stride 1).
+#[derive(Debug, Clone)]
+struct ConvSpec {
+    name: String,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    padding: usize,
+    dilation: usize,
 }
 
+impl ConvSpec {
+    /// (weight (c_out, c_in, kernel), bias).
+    fn load(&self, vb: &VarBuilder) -> Result<(Tensor, Tensor)> {
+        let vb = vb.pp(&self.name);
+        Ok((conv_weight(&vb, (self.c_out, self.c_in, self.kernel))?, vb.get(self.c_out, "bias")?))
+    }
+}
+
+/// A transposed convolution (upsampler) of the checkpoint.
 #[derive(Debug, Clone)]
-struct ResBlock {
-    convs1: Vec<FrozenConv1d>,
-    convs2: Vec<FrozenConv1d>,
+struct UpsamplerSpec {
+    name: String,
+    c_in: usize,
+    c_out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl UpsamplerSpec {
+    /// (weight (c_in, c_out, kernel), bias).
+    fn load(&self, vb: &VarBuilder) -> Result<(Tensor, Tensor)> {
+        let vb = vb.pp(&self.name);
+        Ok((conv_weight(&vb, (self.c_in, self.c_out, self.kernel))?, vb.get(self.c_out, "bias")?))
+    }
+}
+
+/// One upsampling stage: `x ← mean_j resblock_j(upsampler(leaky_relu(x)))`, where a
+/// resblock is a chain of pairs `x ← x + conv2(leaky_relu(conv1(leaky_relu(x))))`.
+#[derive(Debug, Clone)]
+struct StageSpec {
+    upsampler: UpsamplerSpec,
+    /// Per resblock, its (`convs1.i`, `convs2.i`) pairs.
+    resblocks: Vec<Vec<(ConvSpec, ConvSpec)>>,
+}
+
+/// The network as transformers builds it from a [`Config`], with the checkpoint's names.
+#[derive(Debug, Clone)]
+struct Layout {
+    conv_pre: ConvSpec,
+    stages: Vec<StageSpec>,
+    conv_post: ConvSpec,
+    /// The leaky ReLU slope inside the stages ([`FINAL_LEAKY_RELU_SLOPE`] before `conv_post`).
     slope: f64,
 }
 
-impl ResBlock {
-    fn new(vb: VarBuilder, channels: usize, k: usize, dilations: &[usize], slope: f64) -> Result<Self> {
-        let padding = |d: usize| (k * d - d) / 2;
-        let mut convs1 = Vec::with_capacity(dilations.len());
-        let mut convs2 = Vec::with_capacity(dilations.len());
-        for (i, &d) in dilations.iter().enumerate() {
-            convs1.push(conv1d(vb.pp(format!("convs1.{i}")), channels, channels, k, padding(d), d)?);
-            convs2.push(conv1d(vb.pp(format!("convs2.{i}")), channels, channels, k, padding(1), 1)?);
+impl Layout {
+    fn of(cfg: &Config) -> Self {
+        let conv = |name: String, c_in, c_out, kernel, padding, dilation| ConvSpec { name, c_in, c_out, kernel, padding, dilation };
+        let ch0 = cfg.upsample_initial_channel;
+        let nk = cfg.resblock_kernel_sizes.len();
+        let stages = cfg
+            .upsample_rates
+            .iter()
+            .zip(&cfg.upsample_kernel_sizes)
+            .enumerate()
+            .map(|(i, (&stride, &kernel))| {
+                let (c_in, c_out) = (ch0 >> i, ch0 >> (i + 1));
+                let upsampler = UpsamplerSpec { name: format!("upsampler.{i}"), c_in, c_out, kernel, stride, padding: (kernel - stride) / 2 };
+                let resblocks = cfg
+                    .resblock_kernel_sizes
+                    .iter()
+                    .zip(&cfg.resblock_dilation_sizes)
+                    .enumerate()
+                    .map(|(j, (&k, dilations))| {
+                        let name = format!("resblocks.{}", i * nk + j);
+                        let padding = |d: usize| (k * d - d) / 2;
+                        dilations
+                            .iter()
+                            .enumerate()
+                            .map(|(p, &d)| {
+                                (conv(format!("{name}.convs1.{p}"), c_out, c_out, k, padding(d), d), conv(format!("{name}.convs2.{p}"), c_out, c_out, k, padding(1), 1))
+                            })
+                            .collect()
+                    })
+                    .collect();
+                StageSpec { upsampler, resblocks }
+            })
+            .collect();
+        let c_last = ch0 >> cfg.upsample_rates.len();
+        Self {
+            conv_pre: conv("conv_pre".into(), cfg.model_in_dim, ch0, 7, 3, 1),
+            stages,
+            conv_post: conv("conv_post".into(), c_last, 1, 7, 3, 1),
+            slope: cfg.leaky_relu_slope,
         }
-        Ok(Self { convs1, convs2, slope })
     }
+}
 
-    /// Σ over the (conv1, conv2) pairs of `x ← x + conv2(lrelu(conv1(lrelu(x))))`. Each
-    /// pair is one autograd node with a hand-written backward (two adjoint convs, two
-    /// leaky-ReLU masks, one add) instead of five: candle's per-node gradient bookkeeping
-    /// (a zero tensor and an add per node) costs as much as the masks themselves.
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut x = x.clone();
-        for (c1, c2) in self.convs1.iter().zip(&self.convs2) {
-            let xd = x.detach();
-            let h = c1.value(&leaky_relu_value(&xd, self.slope)?)?;
-            let y = (c2.value(&leaky_relu_value(&h, self.slope)?)? + &xd)?;
-            let (c1, c2, slope) = (c1.clone(), c2.clone(), self.slope);
-            x = attach_input_grad(&x, y, move |x, g| {
-                let gh = leaky_relu_input_grad(&h, &c2.input_grad(h.dim(2)?, g)?, slope)?;
-                let ga = c1.input_grad(x.dim(2)?, &gh)?;
-                g + leaky_relu_input_grad(x, &ga, slope)?
-            })?;
-        }
-        Ok(x)
-    }
+/// The layers, in the implementation the weights' device and dtype call for.
+#[derive(Debug, Clone)]
+enum Network {
+    Fused(fused::Network),
+    Graph(graph::Network),
 }
 
 /// transformers' `SpeechT5HifiGan` with frozen weights.
 #[derive(Debug, Clone)]
 pub struct SpeechT5HifiGan {
-    conv_pre: FrozenConv1d,
-    upsampler: Vec<FrozenConvTranspose1d>,
-    /// `num_kernels` per upsampler, in checkpoint order.
-    resblocks: Vec<ResBlock>,
-    conv_post: FrozenConv1d,
+    network: Network,
     /// (mean, scale), each (model_in_dim,), when `normalize_before`.
     normalize: Option<(Tensor, Tensor)>,
     cfg: Config,
@@ -217,29 +279,18 @@ pub struct SpeechT5HifiGan {
 impl SpeechT5HifiGan {
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         cfg.check().map_err(|(field, value, why)| candle_core::Error::Msg(format!("vocoder config: `{field}` = {value}: {why}")))?;
-        let ch0 = cfg.upsample_initial_channel;
-        let conv_pre = conv1d(vb.pp("conv_pre"), cfg.model_in_dim, ch0, 7, 3, 1)?;
-        let mut upsampler = Vec::with_capacity(cfg.upsample_rates.len());
-        let mut resblocks = Vec::new();
-        for (i, (&rate, &k)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
-            let (c_in, c_out) = (ch0 >> i, ch0 >> (i + 1));
-            let vbu = vb.pp(format!("upsampler.{i}"));
-            let w = conv_weight(&vbu, (c_in, c_out, k))?;
-            let b = vbu.get(c_out, "bias")?;
-            upsampler.push(FrozenConvTranspose1d::new(w, Some(b), (k - rate) / 2, 0, rate, 1)?);
-            for (j, (&rk, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilation_sizes).enumerate() {
-                let index = i * cfg.resblock_kernel_sizes.len() + j;
-                resblocks.push(ResBlock::new(vb.pp(format!("resblocks.{index}")), c_out, rk, dil, cfg.leaky_relu_slope)?);
-            }
-        }
-        let c_last = ch0 >> cfg.upsample_rates.len();
-        let conv_post = conv1d(vb.pp("conv_post"), c_last, 1, 7, 3, 1)?;
+        let layout = Layout::of(cfg);
+        let network = if kernels::applies(vb.device(), vb.dtype()) {
+            Network::Fused(fused::Network::new(&vb, &layout)?)
+        } else {
+            Network::Graph(graph::Network::new(&vb, &layout)?)
+        };
         let normalize = if cfg.normalize_before {
             Some((vb.get(cfg.model_in_dim, "mean")?, vb.get(cfg.model_in_dim, "scale")?))
         } else {
             None
         };
-        Ok(Self { conv_pre, upsampler, resblocks, conv_post, normalize, cfg: cfg.clone() })
+        Ok(Self { network, normalize, cfg: cfg.clone() })
     }
 
     pub fn config(&self) -> &Config {
@@ -263,19 +314,10 @@ impl SpeechT5HifiGan {
             Some((mean, scale)) => mel.broadcast_sub(mean)?.broadcast_div(scale)?,
             None => mel,
         };
-        let mut x = self.conv_pre.forward(&mel.transpose(1, 2)?.contiguous()?)?;
-        let nk = self.cfg.resblock_kernel_sizes.len();
-        for (i, up) in self.upsampler.iter().enumerate() {
-            x = up.forward(&leaky_relu(&x, self.cfg.leaky_relu_slope)?)?;
-            let blocks = &self.resblocks[i * nk..(i + 1) * nk];
-            let mut acc = blocks[0].forward(&x)?;
-            for block in &blocks[1..] {
-                acc = (acc + block.forward(&x)?)?;
-            }
-            x = if nk == 1 { acc } else { (acc / nk as f64)? };
-        }
-        let x = self.conv_post.forward(&leaky_relu(&x, FINAL_LEAKY_RELU_SLOPE)?)?.tanh()?;
-        let wave = x.squeeze(1)?;
+        let wave = match &self.network {
+            Network::Fused(n) => n.forward(&mel)?,
+            Network::Graph(n) => n.forward(&mel)?,
+        };
         if batched {
             Ok(wave)
         } else {
