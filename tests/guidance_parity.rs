@@ -14,6 +14,7 @@ use dgg_restore::restore::guidance::{loss_and_gradient, Method};
 use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::operators::Operator;
 use dgg_restore::restore::prior::LatentPrior;
+use std::ops::ControlFlow;
 use dgg_restore::restore::schedule::DdimSchedule;
 use golden::{assert_close, relative_error, Golden};
 
@@ -96,7 +97,10 @@ impl StepCase {
 
     /// L at x0 and ∂L/∂x0 (ε held constant), through the tiny VAE and vocoder.
     fn loss_and_grad_x0(&self) -> (f64, Tensor) {
-        loss_and_gradient(&self.x0(), |x0| self.measurement.loss(&self.prior.decode(x0, self.wave_len)?)).unwrap()
+        match loss_and_gradient(&self.prior, &self.measurement, &self.x0(), self.wave_len, &mut |_| ControlFlow::Continue(())).unwrap() {
+            ControlFlow::Continue(value) => value,
+            ControlFlow::Break(()) => unreachable!("nothing stops it"),
+        }
     }
 
     fn step(&self, method: &Method, grad_x0: &Tensor) -> Tensor {

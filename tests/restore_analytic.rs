@@ -6,7 +6,7 @@ use candle_core::{Device, Result, Tensor};
 use dgg_restore::dsp::mel::{LossMel, LossMelConfig};
 use dgg_restore::dsp::stft::StftConfig;
 use dgg_restore::restore::guidance::geodesic::{geodesic_noise, norm};
-use dgg_restore::restore::guidance::{Method, MethodKind};
+use dgg_restore::restore::guidance::{Method, MethodKind, Stage};
 use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::noise::NoiseSource;
 use dgg_restore::restore::operators::Operator;
@@ -226,6 +226,14 @@ fn a_run_that_goes_non_finite_is_retried_then_fails_clearly() {
     assert!(err.to_string().contains("lower the guidance strength"), "{err}");
 }
 
+/// The value of a computation nothing stopped.
+fn go_on<T>(r: candle_core::Result<ControlFlow<(), T>>) -> T {
+    match r.unwrap() {
+        ControlFlow::Continue(v) => v,
+        ControlFlow::Break(()) => unreachable!("nothing stops it"),
+    }
+}
+
 #[test]
 fn dittos_chain_gradient_matches_finite_differences() {
     use dgg_restore::restore::guidance::ditto::Chain;
@@ -236,14 +244,14 @@ fn dittos_chain_gradient_matches_finite_differences() {
     let weights = draws.draw((1, 1, H, W), &Device::Cpu).unwrap();
     // loss = Σ w·z_0² (not linear, so the adjoint's dependence on z is exercised too)
     let f = |z: &Tensor| -> f64 {
-        let end = chain.run(&prior, z).unwrap().pop().unwrap();
+        let end = go_on(chain.run(&prior, z, &mut |_| ControlFlow::Continue(()))).pop().unwrap();
         let end = end.to_dtype(candle_core::DType::F64).unwrap();
         (end.sqr().unwrap() * weights.to_dtype(candle_core::DType::F64).unwrap()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
     };
-    let trajectory = chain.run(&prior, &z).unwrap();
+    let trajectory = go_on(chain.run(&prior, &z, &mut |_| ControlFlow::Continue(())));
     let end = trajectory.last().unwrap();
     let grad_end = ((end * 2.0).unwrap() * &weights).unwrap();
-    let grad: Vec<f32> = chain.pull_back(&prior, &trajectory, &grad_end).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    let grad: Vec<f32> = go_on(chain.pull_back(&prior, &trajectory, &grad_end, &mut |_| ControlFlow::Continue(()))).flatten_all().unwrap().to_vec1().unwrap();
     let base: Vec<f32> = z.flatten_all().unwrap().to_vec1().unwrap();
     // The chain is affine in z for this prior and the loss quadratic, so central
     // differences are exact for any step: a large one keeps f32 rounding out.
@@ -268,7 +276,9 @@ fn ditto_lowers_the_measurement_loss() {
     let mut losses = Vec::new();
     let settings = SamplerSettings::new(Method::Ditto(DittoSettings { chain_steps: 10, iterations: 20, learning_rate: 0.5 }), 0, 0);
     let out = sample(&prior, &m, SAMPLES, &settings, &mut |r| {
-        losses.push(r.loss.unwrap());
+        if r.stage == Stage::Step {
+            losses.push(r.loss.unwrap());
+        }
         ControlFlow::Continue(())
     })
     .unwrap();

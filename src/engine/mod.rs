@@ -67,7 +67,7 @@ pub struct Progress {
 impl Progress {
     /// Fraction of the whole job done, 0..=1.
     pub fn fraction(&self) -> f64 {
-        (self.window as f64 + self.step.step as f64 / self.step.total.max(1) as f64) / self.windows.max(1) as f64
+        (self.window as f64 + self.step.completed() as f64 / self.step.total.max(1) as f64) / self.windows.max(1) as f64
     }
 }
 

@@ -3,9 +3,10 @@
 //! and reports what happens as [`Event`]s.
 //!
 //! Cancelling answers at once: [`Worker::cancel`] reports the job cancelled itself, and the
-//! thread drops the job at its next sampler step (a full-size step on a CPU can take tens of
-//! seconds, which a user should not have to wait for). A panic inside a job is reported as
-//! that job's failure and the worker carries on.
+//! thread drops the job at the next stage boundary of its sampler step (the UNet, each
+//! decoder stage forward and back, the loss), so a full-size CPU step of many seconds does
+//! not hold the worker. A panic inside a job is reported as that job's failure and the
+//! worker carries on.
 
 use crossbeam::channel::{unbounded, Receiver, Sender};
 use parking_lot::Mutex;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use super::{restore_clip, Progress, RestoreRequest};
 use crate::audio::AudioClip;
+use crate::restore::guidance::Stage;
 use crate::restore::prior::LatentPrior;
 
 /// What the prior is conditioned on: a job with another prompt loads it again.
@@ -113,7 +115,7 @@ impl Worker {
         id
     }
 
-    /// Cancels `job`, queued or running: reported at once, dropped at its next step.
+    /// Cancels `job`, queued or running: reported at once, dropped at its next stage boundary.
     pub fn cancel(&self, job: JobId) {
         if self.stops.cancelled.lock().insert(job) {
             let _ = self.events_out.send(Event::Cancelled { job });
@@ -193,6 +195,9 @@ fn run(mut load: LoadPrior, queue: &Receiver<Command>, events: &Sender<Event>, s
             restore_clip(p.as_ref(), &job.clip, &job.request, &mut |progress: &Progress| {
                 if stops.stopped(id) {
                     return ControlFlow::Break(());
+                }
+                if progress.step.stage != Stage::Step {
+                    return ControlFlow::Continue(());
                 }
                 let f = progress.fraction();
                 let eta = (f > 0.0).then(|| started.elapsed().mul_f64((1.0 - f) / f));

@@ -308,14 +308,28 @@ impl LatentPrior for AudioLdm2 {
     }
 
     fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor> {
-        let z = (z.to_dtype(self.vae_dtype)? / self.scaling_factor)?;
-        let mel = self.vae.decode(&z)?.squeeze(1)?;
-        let wave = self.vocoder.forward(&mel.to_dtype(self.dtype)?)?;
-        let have = wave.dim(1)?;
-        if samples > have {
-            candle_core::bail!("decode: latents of {:?} give {have} samples, {samples} were asked for", z.dims());
+        self.decode_stage(1, &self.decode_stage(0, z, samples)?, samples)
+    }
+
+    /// The VAE decoder (latents → log-mel (B, frames, bins)), then the vocoder (→ waveforms,
+    /// cropped to `samples`).
+    fn decoder_stages(&self) -> &'static [&'static str] {
+        &["vae_decode", "vocoder"]
+    }
+
+    fn decode_stage(&self, index: usize, x: &Tensor, samples: usize) -> Result<Tensor> {
+        match index {
+            0 => self.vae.decode(&(x.to_dtype(self.vae_dtype)? / self.scaling_factor)?)?.squeeze(1),
+            1 => {
+                let wave = self.vocoder.forward(&x.to_dtype(self.dtype)?)?;
+                let have = wave.dim(1)?;
+                if samples > have {
+                    candle_core::bail!("decode: {} mel frames give {have} samples, {samples} were asked for", x.dim(1)?);
+                }
+                wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
+            }
+            _ => candle_core::bail!("decode_stage: AudioLDM2's decoder has two stages, not {}", index + 1),
         }
-        wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
     }
 }
 

@@ -38,4 +38,22 @@ pub trait LatentPrior {
     /// Latents (B, C, H, W) → waveforms (B, `samples`). Differentiable w.r.t. `z`: the
     /// guidance back-propagates a loss on the waveform to the latent.
     fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor>;
+
+    /// The decoder's stages, in order: [`LatentPrior::decode`] is their composition. The
+    /// guidance back-propagates through them one at a time, so that a run can stop between
+    /// two, each stage's graph is freed as soon as its gradient has passed, and a benchmark
+    /// can time each. One stage unless a prior says otherwise.
+    fn decoder_stages(&self) -> &'static [&'static str] {
+        &["decode"]
+    }
+
+    /// Stage `index` of [`LatentPrior::decoder_stages`] applied to `x`: the latents for the
+    /// first stage, the previous stage's output after that; the last stage gives the
+    /// waveforms (B, `samples`). Differentiable w.r.t. `x`.
+    fn decode_stage(&self, index: usize, x: &Tensor, samples: usize) -> Result<Tensor> {
+        match index {
+            0 => self.decode(x, samples),
+            _ => candle_core::bail!("decode_stage: this prior's decoder has one stage, not {}", index + 1),
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use super::ddim::DdimStep;
 use super::guidance::ditto::{Chain, DittoSettings};
-use super::guidance::{loss_and_gradient, Method};
+use super::guidance::{loss_and_gradient, Method, Stage};
 use super::measurement::Measurement;
 use super::noise::NoiseSource;
 use super::prior::LatentPrior;
@@ -28,16 +28,31 @@ impl SamplerSettings {
     }
 }
 
-/// Where a window's sampling is, reported after every step (every DITTO iteration).
+/// Where a window's sampling is, reported after every stage of a step (every DITTO
+/// iteration), so that a run can stop within a step that takes long.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepReport {
-    /// 1-based.
+    /// The step under way, 1-based.
     pub step: usize,
     pub total: usize,
-    /// The guidance loss at this step's x0, for methods that compute it.
+    /// What has just been done; [`Stage::Step`] ends the step.
+    pub stage: Stage,
+    /// The guidance loss at this step's x0, for methods that compute it (known from
+    /// [`Stage::Loss`] on).
     pub loss: Option<f64>,
     /// 0 for the first try, then the restart count.
     pub attempt: usize,
+}
+
+impl StepReport {
+    /// Steps finished.
+    pub fn completed(&self) -> usize {
+        if self.stage == Stage::Step {
+            self.step
+        } else {
+            self.step - 1
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,14 +81,23 @@ impl From<candle_core::Error> for Attempt {
     }
 }
 
+/// The value, or [`Attempt::Cancelled`] when the observer stopped the run.
+fn proceed<T>(flow: ControlFlow<(), T>) -> Result<T, Attempt> {
+    match flow {
+        ControlFlow::Continue(v) => Ok(v),
+        ControlFlow::Break(()) => Err(Attempt::Cancelled),
+    }
+}
+
 fn finite(x: &Tensor) -> CandleResult<bool> {
     Ok(x.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
 }
 
 /// Sample a window of `samples` samples guided by `measurement`; returns (1, samples).
 ///
-/// `observer` sees every step and may stop the run (→ [`SampleError::Cancelled`]). Same
-/// prior, settings and seed on the same device give the same output.
+/// `observer` sees every stage of every step and may stop the run
+/// (→ [`SampleError::Cancelled`]). Same prior, settings and seed on the same device give
+/// the same output.
 pub fn sample<P: LatentPrior + ?Sized>(
     prior: &P,
     measurement: &Measurement,
@@ -114,9 +138,16 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         noise.draw((1, c, h, w), self.prior.device())
     }
 
-    /// The loss of the waveform `z` decodes to, and its gradient with respect to `z`.
-    fn loss_and_gradient(&self, z: &Tensor) -> CandleResult<(f64, Tensor)> {
-        loss_and_gradient(z, |z| self.measurement.loss(&self.prior.decode(z, self.samples)?))
+    /// Tell `observer` that `stage` of `step` is done; stop if it says so.
+    fn stage_done(&self, step: usize, total: usize, stage: Stage, loss: Option<f64>, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> ControlFlow<()> {
+        observer(&StepReport { step, total, stage, loss, attempt: self.attempt })
+    }
+
+    /// The loss of the waveform `z` decodes to and its gradient with respect to `z`,
+    /// reporting each stage of `step`.
+    fn loss_and_gradient(&self, z: &Tensor, step: usize, total: usize, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(f64, Tensor), Attempt> {
+        let mut done = |stage| self.stage_done(step, total, stage, None, observer);
+        proceed(loss_and_gradient(self.prior, self.measurement, z, self.samples, &mut done)?)
     }
 
     /// Report a finished step (stopping if asked to), after checking it stayed finite.
@@ -124,10 +155,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         if loss.is_some_and(|l| !l.is_finite()) || !finite(z)? {
             return Err(Attempt::NonFinite { step });
         }
-        match observer(&StepReport { step, total, loss, attempt: self.attempt }) {
-            ControlFlow::Break(()) => Err(Attempt::Cancelled),
-            ControlFlow::Continue(()) => Ok(()),
-        }
+        proceed(self.stage_done(step, total, Stage::Step, loss, observer))
     }
 
     fn decode(&self, z: &Tensor, step: usize) -> Result<Tensor, Attempt> {
@@ -147,9 +175,10 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         for (i, &t) in timesteps.iter().enumerate() {
             let step = DdimStep::new(schedule, t, total, method.eta());
             let eps = prior.predict_noise(&z, &[t])?;
+            proceed(self.stage_done(i + 1, total, Stage::Denoise, None, observer))?;
             let x0 = step.pred_x0(&z, &eps)?;
             let (loss, grad) = match method.needs_gradient() {
-                true => self.loss_and_gradient(&x0).map(|(l, g)| (Some(l), Some(g)))?,
+                true => self.loss_and_gradient(&x0, i + 1, total, observer).map(|(l, g)| (Some(l), Some(g)))?,
                 false => (None, None),
             };
             let fresh = noise.draw(z.shape(), prior.device())?;
@@ -162,14 +191,16 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     fn ditto(&self, ditto: &DittoSettings, noise: &mut NoiseSource, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
         let chain = Chain::new(self.prior, ditto.chain_steps);
         let mut z_start = self.initial_latent(noise)?;
-        for i in 0..ditto.iterations {
-            let trajectory = chain.run(self.prior, &z_start)?;
-            let (loss, grad_end) = self.loss_and_gradient(trajectory.last().expect("a chain has an end"))?;
-            let grad = chain.pull_back(self.prior, &trajectory, &grad_end)?;
+        let total = ditto.iterations;
+        for i in 0..total {
+            let trajectory = proceed(chain.run(self.prior, &z_start, &mut |stage| self.stage_done(i + 1, total, stage, None, observer))?)?;
+            let (loss, grad_end) = self.loss_and_gradient(trajectory.last().expect("a chain has an end"), i + 1, total, observer)?;
+            let grad = proceed(chain.pull_back(self.prior, &trajectory, &grad_end, &mut |stage| self.stage_done(i + 1, total, stage, Some(loss), observer))?)?;
             z_start = (&z_start - (grad * ditto.learning_rate)?)?;
-            self.report(i + 1, ditto.iterations, Some(loss), &z_start, observer)?;
+            self.report(i + 1, total, Some(loss), &z_start, observer)?;
         }
-        let end = chain.run(self.prior, &z_start)?.pop().expect("a chain has an end");
-        self.decode(&end, ditto.iterations)
+        // The final chain runs after the last report: it can no longer be stopped halfway.
+        let end = proceed(chain.run(self.prior, &z_start, &mut |_| ControlFlow::Continue(()))?)?.pop().expect("a chain has an end");
+        self.decode(&end, total)
     }
 }

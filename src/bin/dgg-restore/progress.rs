@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use dgg_restore::engine::Progress;
 use dgg_restore::model::hub::DownloadProgress;
+use dgg_restore::restore::guidance::Stage;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
@@ -75,9 +76,12 @@ impl Interrupt {
         Ok(Self(flag))
     }
 
-    /// Shows `p` on `reporter` and says whether to go on.
+    /// Shows `p` on `reporter` when a step is done, and says whether to go on (asked after
+    /// every stage of a step, so Ctrl-C does not wait for a whole step).
     pub fn observe(&self, reporter: &mut Reporter, p: &Progress) -> ControlFlow<()> {
-        reporter.update(p);
+        if p.step.stage == Stage::Step {
+            reporter.update(p);
+        }
         if self.0.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
     }
 }

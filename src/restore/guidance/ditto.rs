@@ -8,7 +8,9 @@
 //! memory at a time, one extra UNet forward per step).
 
 use candle_core::{Result, Tensor, Var};
+use std::ops::ControlFlow;
 
+use super::{gradient, Interruptible, Stage};
 use crate::restore::ddim::DdimStep;
 use crate::restore::prior::LatentPrior;
 
@@ -47,25 +49,38 @@ impl Chain {
         step.mean(&step.pred_x0(z, &eps)?, &eps)
     }
 
-    /// Every latent of the chain from `z_start`, the start first and z_0 last.
-    pub fn run<P: LatentPrior + ?Sized>(&self, prior: &P, z_start: &Tensor) -> Result<Vec<Tensor>> {
+    /// Every latent of the chain from `z_start`, the start first and z_0 last;
+    /// `stage_done(Stage::Denoise)` is asked after every step whether to go on.
+    pub fn run<P: LatentPrior + ?Sized>(&self, prior: &P, z_start: &Tensor, stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>) -> Interruptible<Vec<Tensor>> {
         let mut trajectory = vec![z_start.detach()];
         for step in &self.steps {
             let z = Self::step(step, prior, trajectory.last().expect("starts non-empty"), false)?;
             trajectory.push(z);
+            if stage_done(Stage::Denoise).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(trajectory)
+        Ok(ControlFlow::Continue(trajectory))
     }
 
-    /// ∂(loss)/∂z_start, given the `trajectory` from [`Chain::run`] and ∂(loss)/∂z_0.
-    pub fn pull_back<P: LatentPrior + ?Sized>(&self, prior: &P, trajectory: &[Tensor], grad_end: &Tensor) -> Result<Tensor> {
+    /// ∂(loss)/∂z_start, given the `trajectory` from [`Chain::run`] and ∂(loss)/∂z_0;
+    /// `stage_done(Stage::DenoiseGradient)` is asked after every step whether to go on.
+    pub fn pull_back<P: LatentPrior + ?Sized>(
+        &self,
+        prior: &P,
+        trajectory: &[Tensor],
+        grad_end: &Tensor,
+        stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>,
+    ) -> Interruptible<Tensor> {
         let mut adjoint = grad_end.clone();
         for (step, z) in self.steps.iter().zip(trajectory).rev() {
             let leaf = Var::from_tensor(z)?;
             let next = Self::step(step, prior, leaf.as_tensor(), true)?;
-            let grads = (next * &adjoint)?.sum_all()?.backward()?;
-            adjoint = grads.get(leaf.as_tensor()).cloned().unwrap_or(leaf.zeros_like()?);
+            adjoint = gradient(&(next * &adjoint)?.sum_all()?.backward()?, &leaf)?;
+            if stage_done(Stage::DenoiseGradient).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
         }
-        Ok(adjoint)
+        Ok(ControlFlow::Continue(adjoint))
     }
 }

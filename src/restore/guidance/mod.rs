@@ -9,8 +9,11 @@ pub mod ditto;
 pub mod geodesic;
 
 use candle_core::{Result, Tensor, Var};
+use std::ops::ControlFlow;
 
 use super::ddim::DdimStep;
+use super::measurement::Measurement;
+use super::prior::LatentPrior;
 
 /// Which method, independent of its settings (the CLI's `--method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,15 +160,72 @@ impl Method {
     }
 }
 
-/// The loss at `x` and its gradient with respect to `x` (a fresh leaf: nothing upstream of
-/// `x` is differentiated).
-pub fn loss_and_gradient(x: &Tensor, loss: impl FnOnce(&Tensor) -> Result<Tensor>) -> Result<(f64, Tensor)> {
-    let leaf = Var::from_tensor(&x.detach())?;
-    let value = loss(leaf.as_tensor())?;
-    let grads = value.backward()?;
-    let grad = match grads.get(leaf.as_tensor()) {
-        Some(g) => g.clone(),
-        None => leaf.zeros_like()?,
-    };
-    Ok((value.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?, grad))
+/// A point between two parts of a sampling step, where the sampler reports (and may stop).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// The prior's noise prediction (DITTO: one step of its chain).
+    Denoise,
+    /// One stage of the prior's decoder, forward ([`LatentPrior::decoder_stages`]).
+    Decode(&'static str),
+    /// The guidance loss and its gradient with respect to the waveform.
+    Loss,
+    /// The gradient through one stage of the decoder.
+    DecodeGradient(&'static str),
+    /// DITTO: the gradient through one step of its chain.
+    DenoiseGradient,
+    /// The update: the step (DITTO: the iteration) is done.
+    Step,
+}
+
+/// `Ok(Break(()))` when the caller stopped the computation at a stage boundary.
+pub type Interruptible<T> = Result<ControlFlow<(), T>>;
+
+/// The measurement's loss at the waveform `z` decodes to, and its gradient with respect to
+/// `z` (a fresh leaf: nothing upstream of `z` is differentiated).
+///
+/// The gradient goes back through the decoder one stage at a time
+/// ([`LatentPrior::decoder_stages`]): each stage's graph is dropped once its gradient has
+/// passed, and `stage_done` is asked after every stage whether to go on.
+pub fn loss_and_gradient<P: LatentPrior + ?Sized>(
+    prior: &P,
+    measurement: &Measurement,
+    z: &Tensor,
+    samples: usize,
+    stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>,
+) -> Interruptible<(f64, Tensor)> {
+    let stages = prior.decoder_stages();
+    let mut links = Vec::with_capacity(stages.len());
+    let mut x = z.detach();
+    for (index, name) in stages.iter().enumerate() {
+        let leaf = Var::from_tensor(&x)?;
+        let out = prior.decode_stage(index, leaf.as_tensor(), samples)?;
+        x = out.detach();
+        links.push((leaf, out));
+        if stage_done(Stage::Decode(name)).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    let wave = Var::from_tensor(&x)?;
+    let loss = measurement.loss(wave.as_tensor())?;
+    let mut grad = gradient(&loss.backward()?, &wave)?;
+    let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+    if stage_done(Stage::Loss).is_break() {
+        return Ok(ControlFlow::Break(()));
+    }
+    for (name, (leaf, out)) in stages.iter().zip(links).rev() {
+        // ∂⟨out, g⟩/∂x is the vector-Jacobian product that carries g one stage back.
+        grad = gradient(&(out * &grad)?.sum_all()?.backward()?, &leaf)?;
+        if stage_done(Stage::DecodeGradient(name)).is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
+    }
+    Ok(ControlFlow::Continue((loss, grad)))
+}
+
+/// The gradient of `leaf` in `grads`, zero when nothing reached it.
+fn gradient(grads: &candle_core::backprop::GradStore, leaf: &Var) -> Result<Tensor> {
+    match grads.get(leaf.as_tensor()) {
+        Some(g) => Ok(g.clone()),
+        None => leaf.zeros_like(),
+    }
 }
