@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, Conditioning, LoadOptions, ModelConfigs};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
 use dgg_restore::restore::guidance::ditto::DittoSettings;
-use dgg_restore::restore::guidance::{Method, MethodKind};
+use dgg_restore::restore::guidance::{Method, MethodKind, Stage};
 use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::{sample, SamplerSettings};
@@ -31,6 +31,25 @@ enum BenchCommand {
     /// Seconds per guided sampling step of each method on a full-size model and a 5.12 s
     /// inpainting window (DITTO: per optimisation iteration), with the peak memory.
     Restore(RestoreBenchArgs),
+    /// One full DGG step, whole and stage by stage (UNet forward, VAE decode and vocoder
+    /// each with its input gradient, loss, update), with the peak memory, next to the same
+    /// step in PyTorch (`tools/bench/step_bench.py --json`).
+    Step(StepBenchArgs),
+}
+
+#[derive(Args)]
+struct StepBenchArgs {
+    #[command(flatten)]
+    model: ModelSource,
+    /// Timed steps (after one warm-up step); medians are reported.
+    #[arg(long, default_value_t = 3)]
+    steps: usize,
+    /// Window length in seconds.
+    #[arg(long, default_value_t = 5.12)]
+    seconds: f64,
+    /// `tools/bench/step_bench.py --json` output from this machine, run just before or after.
+    #[arg(long)]
+    reference: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -64,11 +83,22 @@ struct ModelSource {
     /// f32, f16 or bf16 (UNet and vocoder; the VAE follows its `force_upcast`).
     #[arg(long, default_value = "f32", value_parser = |s: &str| parse_dtype(s))]
     dtype: DType,
+    /// CPU threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
 impl ModelSource {
     /// The prior, its device, and a line saying what it is.
     fn build(&self) -> Result<(AudioLdm2, Device, String)> {
+        if let Some(threads) = self.threads {
+            if threads == 0 {
+                bail!("--threads must be positive");
+            }
+            // Read by rayon's pool when it starts and by candle at every op; nothing has
+            // started a thread yet.
+            std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        }
         let device = self.device.open().map_err(anyhow::Error::msg)?;
         let started = Instant::now();
         let (prior, source) = match &self.model {
@@ -114,6 +144,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchCommand::Model(args) => model(args),
         BenchCommand::Restore(args) => restore(args),
+        BenchCommand::Step(args) => step(args),
     }
 }
 
@@ -176,11 +207,7 @@ fn restore(args: RestoreBenchArgs) -> Result<()> {
     let (prior, device, line) = args.model.build()?;
     println!("{line}");
     let samples = (args.seconds * prior.sample_rate() as f64).round() as usize;
-    // An inpainting window: tones with the middle fifth silenced.
-    let clean: Vec<f32> = (0..samples).map(|n| 0.3 * (n as f32 * 2.0 * std::f32::consts::PI * 440.0 / prior.sample_rate() as f32).sin()).collect();
-    let mask: Vec<f32> = (0..samples).map(|n| if (2 * samples / 5..3 * samples / 5).contains(&n) { 0.0 } else { 1.0 }).collect();
-    let observed: Vec<f32> = clean.iter().zip(&mask).map(|(x, m)| x * m).collect();
-    let measurement = Measurement::with_mask(mask, &Tensor::from_vec(observed, (1, samples), &device)?, prior.sample_rate())?;
+    let measurement = inpainting_window(&prior, samples, &device)?;
     println!("{:.2} s inpainting window, latent {:?}; median over {} steps (DITTO: iterations)", args.seconds, prior.latent_shape(samples), args.steps);
     println!("{:<8} {:>12} {:>16} {:>14}", "method", "s / step", "vs PyTorch DGG", "peak RSS (MB)");
     for kind in &args.methods {
@@ -192,9 +219,11 @@ fn restore(args: RestoreBenchArgs) -> Result<()> {
         let peak = PeakMemory::start();
         let mut times = Vec::new();
         let mut last = Instant::now();
-        sample(&prior, &measurement, samples, &settings, &mut |_| {
-            times.push(last.elapsed().as_secs_f64());
-            last = Instant::now();
+        sample(&prior, &measurement, samples, &settings, &mut |report| {
+            if report.stage == Stage::Step {
+                times.push(last.elapsed().as_secs_f64());
+                last = Instant::now();
+            }
             ControlFlow::Continue(())
         })?;
         device.synchronize()?;
@@ -206,6 +235,119 @@ fn restore(args: RestoreBenchArgs) -> Result<()> {
     }
     println!("PyTorch reference: {DESIGN_DGG_STEP_S} s per DGG step (DESIGN.md §3, 2-core machine, fp32, 5.12 s).");
     Ok(())
+}
+
+/// The stages of a DGG step as `bench step` and `tools/bench/step_bench.py` name them.
+const STEP_STAGES: [&str; 5] = ["unet_forward", "vae_decode_grad", "vocoder_grad", "loss", "update"];
+
+/// Which of [`STEP_STAGES`] the time up to a report belongs to.
+fn step_stage(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Denoise | Stage::DenoiseGradient => "unet_forward",
+        Stage::Decode("vae_decode") | Stage::DecodeGradient("vae_decode") => "vae_decode_grad",
+        Stage::Decode(_) | Stage::DecodeGradient(_) => "vocoder_grad",
+        Stage::Loss => "loss",
+        Stage::Step => "update",
+    }
+}
+
+fn step(args: StepBenchArgs) -> Result<()> {
+    if args.steps == 0 || !(args.seconds > 0.5) {
+        bail!("--steps must be positive and --seconds above 0.5");
+    }
+    let reference = args.reference.as_deref().map(StepReference::read).transpose()?;
+    let (prior, device, line) = args.model.build()?;
+    println!("{line}");
+    let samples = (args.seconds * prior.sample_rate() as f64).round() as usize;
+    let measurement = inpainting_window(&prior, samples, &device)?;
+    println!("{:.2} s inpainting window, latent {:?}; DGG, one warm-up step, then the median of {}", args.seconds, prior.latent_shape(samples), args.steps);
+
+    // The sampler's own loop, timed at every stage boundary it reports.
+    let settings = SamplerSettings::new(MethodKind::Dgg.with_strength(None), args.steps + 1, 0);
+    let mut stages: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut whole = Vec::new();
+    let mut peak = None;
+    let (mut step_started, mut last) = (Instant::now(), Instant::now());
+    sample(&prior, &measurement, samples, &settings, &mut |report| {
+        let now = Instant::now();
+        if report.step > 1 {
+            let times = stages.entry(step_stage(report.stage)).or_default();
+            if times.len() < report.step - 1 {
+                times.push(0.0);
+            }
+            *times.last_mut().expect("pushed above") += (now - last).as_secs_f64();
+        }
+        if report.stage == Stage::Step {
+            if report.step == 1 {
+                peak = Some(PeakMemory::start());
+            } else {
+                whole.push((now - step_started).as_secs_f64());
+            }
+            step_started = Instant::now();
+        }
+        last = Instant::now();
+        ControlFlow::Continue(())
+    })?;
+    device.synchronize()?;
+    let peak = peak.and_then(PeakMemory::finish);
+
+    let reference_of = |stage: &str| reference.as_ref().and_then(|r| r.medians.get(stage).copied());
+    match &reference {
+        Some(r) => println!("reference: {}", r.label),
+        None => println!("reference: none (run tools/bench/step_bench.py --json REF.json and pass --reference REF.json)"),
+    }
+    println!("{:<18} {:>10} {:>10} {:>8}  runs (s)", "stage", "ours (s)", "ref (s)", "ratio");
+    let row = |name: &str, runs: &[f64], reference: Option<f64>| {
+        let m = median(runs);
+        let (r, ratio) = reference.map_or(("-".into(), "-".into()), |r| (format!("{r:.2}"), format!("{:.2}×", m / r)));
+        let runs: Vec<String> = runs.iter().map(|t| format!("{t:.2}")).collect();
+        println!("{name:<18} {m:>10.2} {r:>10} {ratio:>8}  {}", runs.join(" "));
+    };
+    for stage in STEP_STAGES {
+        row(stage, stages.get(stage).map_or(&[][..], |v| v.as_slice()), reference_of(stage));
+    }
+    row("step", &whole, reference_of("step"));
+    let ours = peak.map_or("n/a".into(), |p| format!("{p:.0}"));
+    let theirs = reference.as_ref().and_then(|r| r.peak_rss_mb);
+    let ratio = peak.zip(theirs).map_or("-".into(), |(a, b)| format!("{:.2}×", a / b));
+    println!("{:<18} {ours:>10} {:>10} {ratio:>8}", "peak RSS (MB)", theirs.map_or("-".into(), |t| format!("{t:.0}")));
+    println!("ratio = ours / reference (lower is better); peak RSS: the high-water mark over the timed steps, models included");
+    Ok(())
+}
+
+fn median(runs: &[f64]) -> f64 {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// An inpainting window of `samples`: a 440 Hz tone with the middle fifth silenced.
+fn inpainting_window(prior: &AudioLdm2, samples: usize, device: &Device) -> Result<Measurement> {
+    let rate = prior.sample_rate() as f32;
+    let clean: Vec<f32> = (0..samples).map(|n| 0.3 * (n as f32 * 2.0 * std::f32::consts::PI * 440.0 / rate).sin()).collect();
+    let mask: Vec<f32> = (0..samples).map(|n| if (2 * samples / 5..3 * samples / 5).contains(&n) { 0.0 } else { 1.0 }).collect();
+    let observed: Vec<f32> = clean.iter().zip(&mask).map(|(x, m)| x * m).collect();
+    Ok(Measurement::with_mask(mask, &Tensor::from_vec(observed, (1, samples), device)?, prior.sample_rate())?)
+}
+
+/// `tools/bench/step_bench.py --json`: medians by stage and of the whole step, the peak.
+struct StepReference {
+    label: String,
+    medians: BTreeMap<String, f64>,
+    peak_rss_mb: Option<f64>,
+}
+
+impl StepReference {
+    fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        let stages = json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/step_bench.py --json)", path.display()))?;
+        let mut medians: BTreeMap<String, f64> = stages.iter().filter_map(|(k, v)| Some((k.clone(), v["median_s"].as_f64()?))).collect();
+        let step = json["step"]["median_s"].as_f64().with_context(|| format!("{}: no `step.median_s`", path.display()))?;
+        medians.insert("step".into(), step);
+        let threads = json["threads"].as_u64().map(|t| format!(", {t} threads")).unwrap_or_default();
+        Ok(Self { label: format!("PyTorch {}{threads} ({})", json["torch"].as_str().unwrap_or("?"), path.display()), medians, peak_rss_mb: json["peak_rss_mb"].as_f64() })
+    }
 }
 
 /// Gradient of `sum(f(x) · c)` w.r.t. `x` for a random cotangent `c`; forward included.
