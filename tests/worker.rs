@@ -1,7 +1,7 @@
 //! The background worker on the fixture's tiny model: it loads the prior only when a job
 //! needs it, keeps it warm, runs queued jobs in order with progress, gives the same result
-//! as restoring directly, cancels at once, survives a failed load, and releases the model
-//! on request.
+//! as restoring directly, cancels at once and stops a running job at the next stage
+//! boundary, survives a failed load, and releases the model on request.
 
 mod golden;
 
@@ -11,12 +11,15 @@ use dgg_restore::engine::{restore_clip, RestoreRequest};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::restore::guidance::MethodKind;
 use dgg_restore::restore::operators::{Degradation, Gap};
+use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SamplerSettings;
+use dgg_restore::restore::schedule::DdimSchedule;
 use golden::Golden;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,7 +35,11 @@ fn loader(dir: PathBuf, loads: Arc<AtomicUsize>) -> LoadPrior {
 }
 
 fn job(steps: usize) -> Job {
-    let n = 12_000;
+    job_of(12_000, steps)
+}
+
+/// A job on an `n`-sample clip with a gap at 0.25–0.375 s.
+fn job_of(n: usize, steps: usize) -> Job {
     let tone: Vec<f32> = (0..n).map(|k| if (4_000..6_000).contains(&k) { 0.0 } else { 0.3 * (k as f32 * 0.05).sin() }).collect();
     let degradation = Degradation::Inpaint { gaps: vec![Gap { start: 0.25, end: 0.375 }] };
     Job {
@@ -136,4 +143,86 @@ fn a_failed_load_fails_the_job_with_its_message_and_the_next_job_tries_again() {
     let failures: Vec<(JobId, &str)> = events.iter().filter_map(|e| match e { Event::Failed { job, message } => Some((*job, message.as_str())), _ => None }).collect();
     assert_eq!(failures, [(a, "no AudioLDM2 model directory found"), (b, "no AudioLDM2 model directory found")]);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+/// The tiny model, its first decoder stage held until the test lets it go, and a log of
+/// the decoder stages it runs (the clip length they were for, and when they started).
+struct GatedPrior {
+    inner: AudioLdm2,
+    gate: Mutex<Option<(Sender<()>, Receiver<()>)>>,
+    log: Arc<Mutex<Vec<(usize, Instant)>>>,
+}
+
+impl LatentPrior for GatedPrior {
+    fn sample_rate(&self) -> u32 {
+        self.inner.sample_rate()
+    }
+    fn latent_shape(&self, samples: usize) -> (usize, usize, usize) {
+        self.inner.latent_shape(samples)
+    }
+    fn schedule(&self) -> &DdimSchedule {
+        self.inner.schedule()
+    }
+    fn device(&self) -> &candle_core::Device {
+        self.inner.device()
+    }
+    fn predict_noise(&self, z_t: &candle_core::Tensor, t: &[usize]) -> candle_core::Result<candle_core::Tensor> {
+        self.inner.predict_noise(z_t, t)
+    }
+    fn predict_noise_differentiable(&self, z_t: &candle_core::Tensor, t: &[usize]) -> candle_core::Result<candle_core::Tensor> {
+        self.inner.predict_noise_differentiable(z_t, t)
+    }
+    fn decode(&self, z: &candle_core::Tensor, samples: usize) -> candle_core::Result<candle_core::Tensor> {
+        self.inner.decode(z, samples)
+    }
+    fn decoder_stages(&self) -> &'static [&'static str] {
+        self.inner.decoder_stages()
+    }
+    fn decode_stage(&self, index: usize, x: &candle_core::Tensor, samples: usize) -> candle_core::Result<candle_core::Tensor> {
+        self.log.lock().unwrap().push((samples, Instant::now()));
+        let gate = self.gate.lock().unwrap().take();
+        if let Some((entered, release)) = gate {
+            entered.send(()).unwrap();
+            release.recv().unwrap();
+        }
+        self.inner.decode_stage(index, x, samples)
+    }
+}
+
+/// A step on a CPU can take many seconds; Cancel must not wait for it to end. The job is
+/// held inside a decoder stage, cancelled, then let go: it runs no further stage, and the
+/// worker starts the next job at once.
+#[test]
+fn a_cancelled_job_stops_at_the_next_stage_boundary() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let prior_log = log.clone();
+    let gate = Mutex::new(Some((entered_tx, release_rx)));
+    let model_dir = dir.path().to_path_buf();
+    let worker = Worker::spawn(Box::new(move |p: &PromptSettings| {
+        let inner = AudioLdm2::load_for_prompt(&model_dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map_err(|e| e.to_string())?;
+        let gate = Mutex::new(gate.lock().unwrap().take());
+        Ok(Box::new(GatedPrior { inner, gate, log: prior_log.clone() }) as _)
+    }))
+    .unwrap();
+    let (long_len, next_len) = (12_000, 8_000);
+    let long = worker.submit(job_of(long_len, 100_000));
+    entered.recv_timeout(WAIT).expect("the long job reaches its first decoder stage");
+    worker.cancel(long);
+    let boundary = Instant::now();
+    release.send(()).unwrap();
+    let next = worker.submit(job_of(next_len, 1));
+    let events = until(&worker, |e| matches!(e, Event::Finished { job, .. } | Event::Failed { job, .. } if *job == next));
+    finished(&events, next);
+
+    let log = log.lock().unwrap();
+    let long_stages = log.iter().filter(|(samples, _)| *samples == long_len).count();
+    assert_eq!(long_stages, 1, "the cancelled job ran no stage after the one it was in");
+    let next_started = log.iter().find(|(samples, _)| *samples == next_len).expect("the next job ran").1;
+    let latency = next_started - boundary;
+    eprintln!("from the stage boundary to the next job's first decoder stage: {latency:?}");
+    assert!(latency < Duration::from_secs(1), "the worker took {latency:?} after the stage boundary");
 }

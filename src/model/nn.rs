@@ -137,7 +137,7 @@ pub enum GroupNorm {
 /// `nn.GroupNorm(groups, channels, eps)` with weights `weight` and `bias` under `vb`.
 pub fn group_norm(groups: usize, channels: usize, eps: f64, vb: VarBuilder) -> Result<GroupNorm> {
     let (weight, bias) = (vb.get(channels, "weight")?, vb.get(channels, "bias")?);
-    if groups == 0 || channels % groups != 0 {
+    if groups == 0 || !channels.is_multiple_of(groups) {
         candle_core::bail!("group norm: {groups} groups do not divide {channels} channels")
     }
     if kernels::applies(vb.device(), vb.dtype()) {

@@ -35,6 +35,9 @@ enum BenchCommand {
     /// each with its input gradient, loss, update), with the peak memory, next to the same
     /// step in PyTorch (`tools/bench/step_bench.py --json`).
     Step(StepBenchArgs),
+    /// The CPU convolution kernels at the full-size networks' shapes, forward and adjoint,
+    /// in GFLOP/s.
+    Kernels(crate::kernel_bench::KernelBenchArgs),
 }
 
 #[derive(Args)]
@@ -145,6 +148,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         BenchCommand::Model(args) => model(args),
         BenchCommand::Restore(args) => restore(args),
         BenchCommand::Step(args) => step(args),
+        BenchCommand::Kernels(args) => crate::kernel_bench::run(args),
     }
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod degrade;
 mod eval;
 mod experiment;
+mod kernel_bench;
 mod lsd;
 mod prior;
 mod progress;

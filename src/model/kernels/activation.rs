@@ -1,10 +1,8 @@
 //! The vocoder's leaky ReLU: applied as a convolution gathers its input, and remembered
 //! for the backward as one bit per element (its derivative only needs the input's sign).
 
+use super::elementwise::CHUNK;
 use rayon::prelude::*;
-
-/// Elements per parallel chunk of the elementwise passes.
-const CHUNK: usize = 1 << 16;
 
 /// What a convolution applies to its input as it gathers it (fused into the copy).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -2,7 +2,8 @@
 //! adjoints, on im2col tiles.
 
 use super::activation::Activation1d;
-use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out};
+use rayon::prelude::*;
+use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Weights};
 
 /// One GEMM-shaped convolution:
 /// `y[o, n] (+)= Σ_{m < taps, c < c_in} w[o, m·c_in + c] · act(x[c, n·stride + m·dilation + offset])`,
@@ -48,21 +49,24 @@ impl Plan {
                     act.apply(row);
                 }
             }
-            gemm_tile(out, range, &self.w, self.c_out, kk, &col[..kk * n], accumulate, par);
+            gemm_tile(out, range, Weights { data: &self.w, rows: self.c_out, cols: kk }, &col[..kk * n], accumulate, par);
         });
     }
 }
 
-/// Fills each of the `c` rows of `y` with its bias (and adds `residual`), or zeroes `y`.
+/// Fills each of the `c` rows of `y` with its bias (or zero) plus `residual`.
 fn init_rows(y: &mut [f32], c: usize, bias: Option<&[f32]>, residual: Option<&[f32]>) {
-    let len = y.len() / c.max(1);
-    match bias {
-        Some(b) => y.chunks_mut(len.max(1)).zip(b).for_each(|(row, b)| row.fill(*b)),
-        None => y.fill(0.0),
-    }
-    if let Some(r) = residual {
-        assert_eq!(r.len(), y.len(), "residual and output differ in size");
-        y.iter_mut().zip(r).for_each(|(y, r)| *y += r);
+    let len = (y.len() / c.max(1)).max(1);
+    let bias = |row: usize| bias.map_or(0.0, |b| b[row]);
+    match residual {
+        Some(r) => {
+            assert_eq!(r.len(), y.len(), "residual and output differ in size");
+            y.par_chunks_mut(len).zip(r.par_chunks(len)).enumerate().for_each(|(row, (y, r))| {
+                let b = bias(row);
+                y.iter_mut().zip(r).for_each(|(y, r)| *y = b + r);
+            });
+        }
+        None => y.par_chunks_mut(len).enumerate().for_each(|(row, y)| y.fill(bias(row))),
     }
 }
 
@@ -155,7 +159,7 @@ impl ConvTranspose1d {
                 Plan::new(c_out, c_in, taps, 1, 1, |o, c, m| at(c, o, r + (taps - 1 - m) * stride))
             })
             .collect();
-        let adjoint = Plan::new(c_in, c_out, kernel, stride, 1, |c, o, j| at(c, o, j));
+        let adjoint = Plan::new(c_in, c_out, kernel, stride, 1, at);
         Self { phases, adjoint, bias, padding, output_padding, stride, kernel }
     }
 
@@ -172,12 +176,8 @@ impl ConvTranspose1d {
     pub fn forward(&self, x: &[f32], len_in: usize, act: Activation1d, y: &mut [f32]) {
         let (_, c_out) = self.channels();
         let len_out = self.out_len(len_in).expect("conv_transpose1d: empty output");
-        let accumulate = self.bias.is_some();
-        if accumulate {
-            init_rows(y, c_out, self.bias.as_deref(), None);
-        } else {
-            y.fill(0.0);
-        }
+        // Every phase accumulates into the bias (or zeros): phases with no taps leave it.
+        init_rows(y, c_out, self.bias.as_deref(), None);
         let (s, p) = (self.stride, self.padding);
         for (r, plan) in self.phases.iter().enumerate() {
             // Output t = q·s + r − p takes taps j = r + m·s at inputs q − m.
@@ -256,7 +256,7 @@ mod tests {
             let want_gx = grads.get(act.as_tensor()).unwrap();
             let mut gx = vec![f32::NAN; c_in * l];
             conv.input_grad(&tensor::to_vec(&g).unwrap(), l, &mut gx);
-            assert!(max_diff(&gx, &want_gx) < 2e-6, "case {i}: input gradient off by {}", max_diff(&gx, &want_gx));
+            assert!(max_diff(&gx, want_gx) < 2e-6, "case {i}: input gradient off by {}", max_diff(&gx, want_gx));
         }
     }
 
@@ -274,8 +274,9 @@ mod tests {
         }
     }
 
-    /// PyTorch's definition, in f64: y[o, i·s − p + j] += x[c, i]·w[c, o, j], then bias.
-    fn naive_conv_transpose1d(x: &[f32], w: &[f32], b: &[f32], (c_in, c_out, k): (usize, usize, usize), l: usize, p: usize, op: usize, s: usize) -> Vec<f64> {
+    /// PyTorch's definition, in f64: y[o, i·s − p + j] += x[c, i]·w[c, o, j], then bias;
+    /// (padding, output padding, stride) in `geometry`.
+    fn naive_conv_transpose1d(x: &[f32], w: &[f32], b: &[f32], (c_in, c_out, k): (usize, usize, usize), l: usize, (p, op, s): (usize, usize, usize)) -> Vec<f64> {
         let l_out = (l - 1) * s + k + op - 2 * p;
         let mut y: Vec<f64> = (0..c_out * l_out).map(|i| b[i / l_out] as f64).collect();
         for c in 0..c_in {
@@ -306,7 +307,7 @@ mod tests {
             let l_out = conv.out_len(l).unwrap();
             let mut y = vec![f32::NAN; c_out * l_out];
             conv.forward(&x, l, Activation1d::Identity, &mut y);
-            let want = naive_conv_transpose1d(&x, &w, &b, (c_in, c_out, k), l, p, op, s);
+            let want = naive_conv_transpose1d(&x, &w, &b, (c_in, c_out, k), l, (p, op, s));
             let err = y.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
             assert!(err < 2e-6, "case {i}: forward off by {err}");
             // ⟨A x, g⟩ = ⟨x, Aᵀ g⟩ on the linear part (no bias).

@@ -2,7 +2,7 @@
 //! im2col tiles of whole output rows.
 
 use super::op::Kernel;
-use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out};
+use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Weights};
 use std::sync::OnceLock;
 
 /// Rows × columns of an image.
@@ -50,7 +50,7 @@ impl Geometry {
                     }
                 }
             }
-            gemm_tile(dst, rows.start * wo..rows.end * wo, w, self.c_out, kk, &col[..kk * n], accumulate, par);
+            gemm_tile(dst, rows.start * wo..rows.end * wo, Weights { data: w, rows: self.c_out, cols: kk }, &col[..kk * n], accumulate, par);
         });
     }
 }

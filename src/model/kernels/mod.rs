@@ -17,6 +17,7 @@
 pub mod activation;
 pub mod conv1d;
 pub mod conv2d;
+pub mod elementwise;
 pub mod norm;
 pub mod op;
 pub mod tensor;

@@ -30,7 +30,7 @@ fn sigmoid(v: f32) -> f32 {
 
 impl GroupNorm {
     pub fn new(groups: usize, eps: f64, weight: Vec<f32>, bias: Vec<f32>, silu: bool) -> Self {
-        assert!(groups > 0 && weight.len() % groups == 0 && weight.len() == bias.len(), "group norm: {groups} groups for {} channels", weight.len());
+        assert!(groups > 0 && weight.len().is_multiple_of(groups) && weight.len() == bias.len(), "group norm: {groups} groups for {} channels", weight.len());
         Self { groups, eps, weight, bias, silu }
     }
 
@@ -44,7 +44,7 @@ impl GroupNorm {
         let silu = self.silu;
         assert_eq!(x.len(), y.len());
         let group = spatial * (self.channels() / self.groups);
-        assert!(spatial > 0 && x.len() % (group * self.groups) == 0, "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        assert!(spatial > 0 && x.len().is_multiple_of(group * self.groups), "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
         let cpg = self.channels() / self.groups;
         x.par_chunks(group).zip(y.par_chunks_mut(group)).enumerate().for_each(|(block, (x, y))| {
             let (mean, rstd) = stats(x, self.eps);
@@ -71,7 +71,7 @@ impl GroupNorm {
         assert!(x.len() == g.len() && g.len() == gx.len());
         let cpg = self.channels() / self.groups;
         let group = spatial * cpg;
-        assert!(spatial > 0 && x.len() % (group * self.groups) == 0, "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        assert!(spatial > 0 && x.len().is_multiple_of(group * self.groups), "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
         x.par_chunks(group).zip(g.par_chunks(group)).zip(gx.par_chunks_mut(group)).enumerate().for_each(|(block, ((x, g), gx))| {
             let (mean, rstd) = stats(x, self.eps);
             let c0 = (block % self.groups) * cpg;

@@ -5,7 +5,7 @@
 
 use super::{ConvSpec, Layout, FINAL_LEAKY_RELU_SLOPE};
 use crate::model::kernels::conv1d::{Conv1d, ConvTranspose1d};
-use crate::model::kernels::{tensor, Activation1d, SignMask};
+use crate::model::kernels::{elementwise, tensor, Activation1d, SignMask};
 use candle_core::{CpuStorage, CustomOp1, Layout as TensorLayout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::{Arc, Mutex};
@@ -36,9 +36,6 @@ struct Saved {
     tanh: Vec<f32>,
 }
 
-fn add_assign(acc: &mut [f32], x: &[f32]) {
-    acc.iter_mut().zip(x).for_each(|(a, x)| *a += x);
-}
 
 impl Layers {
     /// Samples after each stage for `frames` input frames: `lens[0] = frames`, then one per
@@ -71,19 +68,21 @@ impl Layers {
             let (mut h, mut next) = (vec![0f32; c * len], vec![0f32; c * len]);
             let mut acc = vec![0f32; c * len];
             for pairs in &stage.resblocks {
-                let mut cur = up.clone();
+                // The first pair reads the upsampled input itself; later ones the chain.
+                let mut cur: Option<Vec<f32>> = None;
                 for (c1, c2) in pairs {
-                    save(&cur);
-                    c1.forward(&cur, len, act, None, &mut h);
+                    let x = cur.as_deref().unwrap_or(&up);
+                    save(x);
+                    c1.forward(x, len, act, None, &mut h);
                     save(&h);
-                    c2.forward(&h, len, act, Some(&cur), &mut next);
-                    std::mem::swap(&mut cur, &mut next);
+                    c2.forward(&h, len, act, Some(x), &mut next);
+                    next = cur.replace(next).unwrap_or_else(|| vec![0f32; c * len]);
                 }
-                add_assign(&mut acc, &cur);
+                elementwise::zip_map(&mut acc, cur.as_deref().unwrap_or(&up), |a, x| *a += x);
             }
             let n = stage.resblocks.len() as f32;
             if n != 1.0 {
-                acc.iter_mut().for_each(|v| *v /= n);
+                elementwise::map(&mut acc, |v| *v /= n);
             }
             x = acc;
         }
@@ -91,7 +90,7 @@ impl Layers {
         let len = *lens.last().expect("starts non-empty");
         let mut wave = vec![0f32; len];
         self.conv_post.forward(&x, len, Activation1d::LeakyRelu(FINAL_LEAKY_RELU_SLOPE as f32), None, &mut wave);
-        wave.iter_mut().for_each(|v| *v = v.tanh());
+        elementwise::map(&mut wave, |v| *v = v.tanh());
         Ok(wave)
     }
 
@@ -100,7 +99,8 @@ impl Layers {
         let lens = self.lengths(frames)?;
         let mut masks = saved.masks.iter().rev();
         let mut next_mask = || masks.next().ok_or_else(|| candle_core::Error::Msg("vocoder backward: fewer masks than activations".into()));
-        let g: Vec<f32> = grad.iter().zip(&saved.tanh).map(|(g, y)| g * (1.0 - y * y)).collect();
+        let mut g = grad.to_vec();
+        elementwise::zip_map(&mut g, &saved.tanh, |g, y| *g *= 1.0 - y * y);
         let len = *lens.last().expect("starts non-empty");
         let mut gx = vec![0f32; self.conv_post.channels().0 * len];
         self.conv_post.input_grad(&g, len, &mut gx);
@@ -109,7 +109,7 @@ impl Layers {
             let c = stage.upsampler.channels().1;
             let n = stage.resblocks.len() as f32;
             if n != 1.0 {
-                gx.iter_mut().for_each(|v| *v /= n);
+                elementwise::map(&mut gx, |v| *v /= n);
             }
             let (mut gh, mut t) = (vec![0f32; c * len], vec![0f32; c * len]);
             let mut gup = vec![0f32; c * len];
@@ -122,9 +122,9 @@ impl Layers {
                     mask_h.leaky_relu_grad(&mut gh, self.slope);
                     c1.input_grad(&gh, len, &mut t);
                     mask_x.leaky_relu_grad(&mut t, self.slope);
-                    add_assign(&mut gcur, &t);
+                    elementwise::zip_map(&mut gcur, &t, |a, x| *a += x);
                 }
-                add_assign(&mut gup, &gcur);
+                elementwise::zip_map(&mut gup, &gcur, |a, x| *a += x);
             }
             gx = vec![0f32; stage.upsampler.channels().0 * len_in];
             stage.upsampler.input_grad(&gup, len_in, &mut gx);
