@@ -3,7 +3,16 @@
 
 use super::op::Kernel;
 use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Weights};
+use super::winograd::Winograd;
 use std::sync::OnceLock;
+
+/// Images from this many pixels on take the Winograd path (3×3, stride 1, padding 1):
+/// below it a layer has too few tiles to keep every thread's GEMMs busy.
+const WINOGRAD_MIN_PIXELS: usize = 1024;
+/// ... and layers with at least this many channels in and out together: with fewer, the
+/// transforms cost what the GEMMs save (`dgg-restore bench kernels`: 128 → 128 runs as
+/// fast either way, 256 → 128 and up 1.3–2× faster by Winograd).
+const WINOGRAD_MIN_CHANNELS: usize = 384;
 
 /// Rows × columns of an image.
 pub type Size = (usize, usize);
@@ -63,6 +72,9 @@ pub struct Conv2d {
     /// (c_out, c_in, kh, kw), PyTorch's layout.
     weight: Vec<f32>,
     adjoint: OnceLock<Vec<f32>>,
+    /// The forward and the adjoint in Winograd's transform domain, laid out on first use.
+    winograd: OnceLock<Winograd>,
+    winograd_adjoint: OnceLock<Winograd>,
     bias: Option<Vec<f32>>,
     c_in: usize,
     c_out: usize,
@@ -76,7 +88,7 @@ impl Conv2d {
         assert!(kh > 0 && kw > 0 && stride > 0, "conv2d: kernel and stride must be non-zero");
         assert_eq!(weight.len(), c_out * c_in * kh * kw, "conv2d weight is not {c_out} × {c_in} × {kh} × {kw}");
         assert!(bias.as_ref().is_none_or(|b| b.len() == c_out), "conv2d bias is not {c_out} long");
-        Self { weight, adjoint: OnceLock::new(), bias, c_in, c_out, kernel: (kh, kw), stride, padding }
+        Self { weight, adjoint: OnceLock::new(), winograd: OnceLock::new(), winograd_adjoint: OnceLock::new(), bias, c_in, c_out, kernel: (kh, kw), stride, padding }
     }
 
     pub fn channels(&self) -> (usize, usize) {
@@ -86,6 +98,11 @@ impl Conv2d {
     /// Whether [`Conv2d::input_grad`] is available.
     pub fn has_adjoint(&self) -> bool {
         self.stride == 1 && self.kernel.0 == self.kernel.1 && self.padding < self.kernel.0
+    }
+
+    /// Whether an image of `size` takes the Winograd path.
+    fn winograd_applies(&self, (h, w): Size) -> bool {
+        self.kernel == (3, 3) && self.stride == 1 && self.padding == 1 && h * w >= WINOGRAD_MIN_PIXELS && self.c_in + self.c_out >= WINOGRAD_MIN_CHANNELS
     }
 
     /// Output size for an input of `size`; `None` when the kernel does not fit.
@@ -100,6 +117,10 @@ impl Conv2d {
         if let Some(b) = &self.bias {
             y.chunks_mut((out.0 * out.1).max(1)).zip(b).for_each(|(row, b)| row.fill(*b));
         }
+        if self.winograd_applies(size) {
+            let winograd = self.winograd.get_or_init(|| Winograd::new(&self.weight, self.c_out, self.c_in));
+            return winograd.run(x, size, y, self.bias.is_some());
+        }
         let geometry = Geometry { c_in: self.c_in, c_out: self.c_out, kernel: self.kernel, stride: self.stride, offset: -(self.padding as isize) };
         geometry.run(&self.weight, x, size, y, out, self.bias.is_some());
     }
@@ -110,7 +131,7 @@ impl Conv2d {
         assert!(self.has_adjoint(), "conv2d: no adjoint for stride {} padding {}", self.stride, self.padding);
         let out = self.out_size(size).expect("conv2d: input smaller than the kernel");
         let (kh, kw) = self.kernel;
-        let adjoint = self.adjoint.get_or_init(|| {
+        let adjoint = || self.adjoint.get_or_init(|| {
             let mut w = Vec::with_capacity(self.weight.len());
             for c in 0..self.c_in {
                 for o in 0..self.c_out {
@@ -123,9 +144,14 @@ impl Conv2d {
             }
             w
         });
+        if self.winograd_applies(size) {
+            // 3×3 with padding 1: the adjoint is a 3×3 convolution with padding 1 too.
+            let winograd = self.winograd_adjoint.get_or_init(|| Winograd::new(adjoint(), self.c_in, self.c_out));
+            return winograd.run(g, out, gx, false);
+        }
         // Stride 1, square kernel k and padding p: the adjoint pads by k − 1 − p.
         let geometry = Geometry { c_in: self.c_out, c_out: self.c_in, kernel: (kh, kw), stride: 1, offset: self.padding as isize - (kh as isize - 1) };
-        geometry.run(adjoint, g, out, gx, size, false);
+        geometry.run(adjoint(), g, out, gx, size, false);
     }
 }
 
@@ -181,8 +207,9 @@ mod tests {
 
     #[test]
     fn conv2d_matches_candle_values_and_input_gradients() {
-        // (c_in, c_out, kernel, stride, padding, h, w): odd sizes, 1×1, strides, no padding.
-        let cases = [(3, 5, 3, 1, 1, 7, 5), (4, 2, 3, 1, 0, 6, 9), (2, 3, 1, 1, 0, 4, 3), (5, 4, 3, 2, 1, 9, 7), (3, 3, 5, 1, 2, 11, 6), (2, 2, 3, 2, 0, 8, 8), (33, 17, 3, 1, 1, 40, 16)];
+        // (c_in, c_out, kernel, stride, padding, h, w): odd sizes, 1×1, strides, no padding;
+        // the last two are large enough for the Winograd path.
+        let cases = [(3, 5, 3, 1, 1, 7, 5), (4, 2, 3, 1, 0, 6, 9), (2, 3, 1, 1, 0, 4, 3), (5, 4, 3, 2, 1, 9, 7), (3, 3, 5, 1, 2, 11, 6), (2, 2, 3, 2, 0, 8, 8), (33, 17, 3, 1, 1, 40, 16), (200, 190, 3, 1, 1, 47, 25), (256, 160, 3, 1, 1, 40, 32)];
         for (i, &(c_in, c_out, k, s, p, h, w)) in cases.iter().enumerate() {
             let wt = rand(&[c_out, c_in, k, k], i as u64);
             let b = rand(&[c_out], 50 + i as u64);

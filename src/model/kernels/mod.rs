@@ -22,6 +22,7 @@ pub mod norm;
 pub mod op;
 pub mod tensor;
 mod tiles;
+mod winograd;
 
 pub use activation::{Activation1d, SignMask};
 

@@ -12,6 +12,7 @@ use std::ops::Range;
 #[derive(Clone, Copy)]
 pub(super) struct Out {
     ptr: *mut f32,
+    rows: usize,
     channel_stride: usize,
     step: usize,
     /// Output positions per row.
@@ -27,7 +28,7 @@ impl Out {
     /// Rows of `len` contiguous positions, one after the other (the usual (C, L) layout).
     pub fn rows(y: &mut [f32], c_out: usize, len: usize) -> Self {
         assert_eq!(y.len(), c_out * len, "output buffer does not hold {c_out} × {len}");
-        Self { ptr: y.as_mut_ptr(), channel_stride: len, step: 1, len }
+        Self { ptr: y.as_mut_ptr(), rows: c_out, channel_stride: len, step: 1, len }
     }
 
     /// Every `step`-th position of rows `channel_stride` long, starting at `first`: one
@@ -37,7 +38,7 @@ impl Out {
         assert_eq!(y.len(), c_out * channel_stride, "output buffer does not hold {c_out} × {channel_stride}");
         // SAFETY: `first < channel_stride` when len > 0, so the offset stays inside `y`.
         let ptr = if len == 0 { y.as_mut_ptr() } else { unsafe { y.as_mut_ptr().add(first) } };
-        Self { ptr, channel_stride, step, len }
+        Self { ptr, rows: c_out, channel_stride, step, len }
     }
 }
 
@@ -49,10 +50,22 @@ pub(super) struct Weights<'a> {
     pub cols: usize,
 }
 
+impl Out {
+    /// Positions `start..start + len` of row `o`, for rows laid out contiguously (`step` 1).
+    /// Each thread must take positions no other thread takes while it holds them.
+    #[allow(clippy::mut_from_ref)] // disjoint per thread, as every write through `Out`
+    pub fn row(&self, o: usize, start: usize, len: usize) -> &mut [f32] {
+        assert!(self.step == 1 && o < self.rows && start + len <= self.len, "output row ({o}, {start}..+{len}) outside {} × {}", self.rows, self.len);
+        // SAFETY: in bounds by the assert and `Out`'s construction; the caller's tiles
+        // never share an output position.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(o * self.channel_stride + start), len) }
+    }
+}
+
 /// `out[o, range] (+)= w (c_out × kk) · col (kk × range.len(), row-major)`.
 pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: Weights, col: &[f32], accumulate: bool, par: Parallelism) {
     let (n, c_out, kk) = (range.len(), w.rows, w.cols);
-    assert!(range.end <= out.len && w.data.len() == c_out * kk && col.len() >= kk * n);
+    assert!(range.end <= out.len && c_out == out.rows && w.data.len() == c_out * kk && col.len() >= kk * n);
     if n == 0 || c_out == 0 {
         return;
     }
