@@ -2,8 +2,9 @@
 //! adjoints, on im2col tiles.
 
 use super::activation::Activation1d;
+use super::fftconv::{self, FftConv};
 use rayon::prelude::*;
-use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Weights};
+use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Update, Weights};
 
 /// One GEMM-shaped convolution:
 /// `y[o, n] (+)= Σ_{m < taps, c < c_in} w[o, m·c_in + c] · act(x[c, n·stride + m·dilation + offset])`,
@@ -49,7 +50,7 @@ impl Plan {
                     act.apply(row);
                 }
             }
-            gemm_tile(out, range, Weights { data: &self.w, rows: self.c_out, cols: kk }, &col[..kk * n], accumulate, par);
+            gemm_tile(out, range, Weights::new(&self.w, self.c_out, kk), &col[..kk * n], Update::adding(accumulate), par);
         });
     }
 }
@@ -72,14 +73,24 @@ fn init_rows(y: &mut [f32], c: usize, bias: Option<&[f32]>, residual: Option<&[f
 
 /// PyTorch's `Conv1d` (stride 1, any padding and dilation) with frozen weights: the forward
 /// and its adjoint, the convolution with the flipped, transposed kernel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Conv1d {
-    forward: Plan,
-    adjoint: Plan,
+    kind: Kind,
     bias: Option<Vec<f32>>,
+    c_in: usize,
+    c_out: usize,
     padding: usize,
     dilation: usize,
     kernel: usize,
+}
+
+/// How the sums are done.
+#[derive(Debug)]
+enum Kind {
+    /// im2col tiles.
+    Direct { forward: Plan, adjoint: Plan },
+    /// Long kernels with "same" padding between wide layers: overlap-save DFTs.
+    Fft(FftConv),
 }
 
 impl Conv1d {
@@ -88,19 +99,20 @@ impl Conv1d {
         assert!(kernel > 0 && dilation > 0, "conv1d: kernel and dilation must be non-zero");
         assert_eq!(weight.len(), c_out * c_in * kernel, "conv1d weight is not {c_out} × {c_in} × {kernel}");
         assert!(bias.as_ref().is_none_or(|b| b.len() == c_out), "conv1d bias is not {c_out} long");
-        let at = |o: usize, c: usize, m: usize| weight[(o * c_in + c) * kernel + m];
-        Self {
-            forward: Plan::new(c_out, c_in, kernel, 1, dilation, at),
-            adjoint: Plan::new(c_in, c_out, kernel, 1, dilation, |c, o, m| at(o, c, kernel - 1 - m)),
-            bias,
-            padding,
-            dilation,
-            kernel,
-        }
+        let kind = if fftconv::applies(c_in, c_out, kernel, padding, dilation) {
+            Kind::Fft(FftConv::new(weight, (c_out, c_in, kernel), dilation))
+        } else {
+            let at = |o: usize, c: usize, m: usize| weight[(o * c_in + c) * kernel + m];
+            Kind::Direct {
+                forward: Plan::new(c_out, c_in, kernel, 1, dilation, at),
+                adjoint: Plan::new(c_in, c_out, kernel, 1, dilation, |c, o, m| at(o, c, kernel - 1 - m)),
+            }
+        };
+        Self { kind, bias, c_in, c_out, padding, dilation, kernel }
     }
 
     pub fn channels(&self) -> (usize, usize) {
-        (self.forward.c_in, self.forward.c_out)
+        (self.c_in, self.c_out)
     }
 
     /// Output length for `len_in` input samples; `None` when the kernel does not fit.
@@ -110,22 +122,28 @@ impl Conv1d {
 
     /// `y = conv(act(x)) + bias (+ residual)`; `x` is (c_in, len_in), `y` (c_out, out_len).
     pub fn forward(&self, x: &[f32], len_in: usize, act: Activation1d, residual: Option<&[f32]>, y: &mut [f32]) {
-        let (_, c_out) = self.channels();
         let len_out = self.out_len(len_in).expect("conv1d: input shorter than the kernel");
         let accumulate = self.bias.is_some() || residual.is_some();
         if accumulate {
-            init_rows(y, c_out, self.bias.as_deref(), residual);
+            init_rows(y, self.c_out, self.bias.as_deref(), residual);
         }
-        self.forward.run(x, len_in, -(self.padding as isize), act, Out::rows(y, c_out, len_out), accumulate);
+        match &self.kind {
+            Kind::Direct { forward, .. } => forward.run(x, len_in, -(self.padding as isize), act, Out::rows(y, self.c_out, len_out), accumulate),
+            Kind::Fft(fft) => fft.forward(x, len_in, act, y, accumulate),
+        }
     }
 
     /// The input gradient `gx` (c_in, len_in) for the output gradient `g` (c_out, out_len).
     pub fn input_grad(&self, g: &[f32], len_in: usize, gx: &mut [f32]) {
-        let (c_in, _) = self.channels();
         let len_out = self.out_len(len_in).expect("conv1d: input shorter than the kernel");
-        // y[n] = Σ_m w[m]·x[n − p + m·d]  ⇒  gx[i] = Σ_m' w[k−1−m']·g[i − (span − p) + m'·d].
-        let offset = self.padding as isize - (self.dilation * (self.kernel - 1)) as isize;
-        self.adjoint.run(g, len_out, offset, Activation1d::Identity, Out::rows(gx, c_in, len_in), false);
+        match &self.kind {
+            Kind::Direct { adjoint, .. } => {
+                // y[n] = Σ_m w[m]·x[n − p + m·d]  ⇒  gx[i] = Σ_m' w[k−1−m']·g[i − (span − p) + m'·d].
+                let offset = self.padding as isize - (self.dilation * (self.kernel - 1)) as isize;
+                adjoint.run(g, len_out, offset, Activation1d::Identity, Out::rows(gx, self.c_in, len_in), false);
+            }
+            Kind::Fft(fft) => fft.adjoint(g, len_in, gx),
+        }
     }
 }
 
@@ -233,7 +251,8 @@ mod tests {
     fn conv1d_matches_candle_values_and_input_gradients() {
         // (c_in, c_out, kernel, padding, dilation, len): odd sizes, paddings below, at and
         // above the kernel span, dilations.
-        let cases = [(3, 5, 3, 1, 1, 17), (4, 2, 7, 9, 3, 11), (1, 6, 11, 0, 5, 63), (5, 3, 4, 2, 2, 9), (2, 2, 1, 0, 1, 5), (32, 33, 11, 25, 5, 301)];
+        // The last two take the DFT path (long odd kernels, "same" padding, wide layers).
+        let cases = [(3, 5, 3, 1, 1, 17), (4, 2, 7, 9, 3, 11), (1, 6, 11, 0, 5, 63), (5, 3, 4, 2, 2, 9), (2, 2, 1, 0, 1, 5), (32, 33, 11, 25, 5, 301), (128, 130, 11, 25, 5, 301), (129, 128, 7, 3, 1, 57)];
         for (i, &(c_in, c_out, k, p, d, l)) in cases.iter().enumerate() {
             let w = rand(&[c_out, c_in, k], i as u64);
             let b = rand(&[c_out], 100 + i as u64);

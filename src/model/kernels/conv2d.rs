@@ -2,7 +2,7 @@
 //! im2col tiles of whole output rows.
 
 use super::op::Kernel;
-use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Weights};
+use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Update, Weights};
 use super::winograd::Winograd;
 use std::sync::OnceLock;
 
@@ -59,7 +59,7 @@ impl Geometry {
                     }
                 }
             }
-            gemm_tile(dst, rows.start * wo..rows.end * wo, Weights { data: w, rows: self.c_out, cols: kk }, &col[..kk * n], accumulate, par);
+            gemm_tile(dst, rows.start * wo..rows.end * wo, Weights::new(w, self.c_out, kk), &col[..kk * n], Update::adding(accumulate), par);
         });
     }
 }

@@ -18,6 +18,7 @@ pub mod activation;
 pub mod conv1d;
 pub mod conv2d;
 pub mod elementwise;
+mod fftconv;
 pub mod norm;
 pub mod op;
 pub mod tensor;

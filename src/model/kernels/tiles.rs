@@ -31,6 +31,12 @@ impl Out {
         Self { ptr: y.as_mut_ptr(), rows: c_out, channel_stride: len, step: 1, len }
     }
 
+    /// A matrix stored column-major: element (row, position) at `position · rows + row`.
+    pub fn columns(y: &mut [f32], rows: usize, len: usize) -> Self {
+        assert_eq!(y.len(), rows * len, "output buffer does not hold {rows} × {len}");
+        Self { ptr: y.as_mut_ptr(), rows, channel_stride: 1, step: rows, len }
+    }
+
     /// Every `step`-th position of rows `channel_stride` long, starting at `first`: one
     /// phase of a transposed convolution's output.
     pub fn strided(y: &mut [f32], c_out: usize, channel_stride: usize, first: usize, step: usize, len: usize) -> Self {
@@ -42,15 +48,62 @@ impl Out {
     }
 }
 
-/// A row-major matrix of weights: one row per output channel.
+/// A matrix of weights, `rows` (one per output channel) × `cols`: `data` holds it
+/// row-major, or its transpose row-major when `transposed`.
 #[derive(Clone, Copy)]
 pub(super) struct Weights<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub cols: usize,
+    pub transposed: bool,
+}
+
+impl<'a> Weights<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, transposed: false }
+    }
+
+    /// The transpose of the row-major `cols × rows` matrix in `data`.
+    pub fn transpose_of(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, transposed: true }
+    }
+}
+
+/// What a GEMM does with what its output held.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Update {
+    Set,
+    Add,
+    Subtract,
+}
+
+impl Update {
+    pub fn adding(accumulate: bool) -> Self {
+        if accumulate {
+            Self::Add
+        } else {
+            Self::Set
+        }
+    }
 }
 
 impl Out {
+    /// `out[o, first + i·stride] (+)= values[i]`. Each position is written from one thread
+    /// only.
+    pub fn put_strided(&self, o: usize, first: usize, stride: usize, values: &[f32], accumulate: bool) {
+        let Some(last) = values.len().checked_sub(1) else { return };
+        assert!(o < self.rows && first + last * stride < self.len, "output ({o}, {first}..+{last}·{stride}) outside {} × {}", self.rows, self.len);
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: in bounds by the assert and `Out`'s construction; callers write each
+            // position from one thread only.
+            unsafe {
+                let p = self.ptr.add(o * self.channel_stride + (first + i * stride) * self.step);
+                *p = if accumulate { *p + v } else { *v };
+            }
+        }
+    }
+
     /// Positions `start..start + len` of row `o`, for rows laid out contiguously (`step` 1).
     /// Each thread must take positions no other thread takes while it holds them.
     #[allow(clippy::mut_from_ref)] // disjoint per thread, as every write through `Out`
@@ -62,15 +115,15 @@ impl Out {
     }
 }
 
-/// `out[o, range] (+)= w (c_out × kk) · col (kk × range.len(), row-major)`.
-pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: Weights, col: &[f32], accumulate: bool, par: Parallelism) {
+/// `out[o, range] = / += / −= w (c_out × kk) · col (kk × range.len(), row-major)`.
+pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: Weights, col: &[f32], update: Update, par: Parallelism) {
     let (n, c_out, kk) = (range.len(), w.rows, w.cols);
     assert!(range.end <= out.len && c_out == out.rows && w.data.len() == c_out * kk && col.len() >= kk * n);
     if n == 0 || c_out == 0 {
         return;
     }
     if kk == 0 {
-        if !accumulate {
+        if update == Update::Set {
             for o in 0..c_out {
                 for i in range.clone() {
                     // SAFETY: o < c_out and i < out.len address the output (see `Out`).
@@ -82,6 +135,9 @@ pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: Weights, col: &[f32], 
     }
     // In gemm's column-major terms: dst = colᵀ (n × kk) · wᵀ (kk × c_out), an (n × c_out)
     // matrix with the output positions along its columns.
+    let (w_cs, w_rs) = if w.transposed { (1, c_out) } else { (kk, 1) };
+    let accumulate = update != Update::Set;
+    let scale = if update == Update::Subtract { -1.0 } else { 1.0 };
     // SAFETY: the bounds are checked above; `Out` guarantees rows `channel_stride` apart
     // with `len` positions `step` apart inside the caller's buffer.
     unsafe {
@@ -97,10 +153,10 @@ pub(super) fn gemm_tile(out: Out, range: Range<usize>, w: Weights, col: &[f32], 
             n as isize,
             1,
             w.data.as_ptr(),
-            kk as isize,
-            1,
+            w_cs as isize,
+            w_rs as isize,
             if accumulate { 1.0 } else { 0.0 },
-            1.0,
+            scale,
             false,
             false,
             false,

@@ -8,7 +8,15 @@
 //! (`M_ξ = U_ξ · V_ξ`, laid out once), and the output transform (`Y = Aᵀ M A`) writes the
 //! 2×2 blocks.
 
-use super::tiles::{for_tiles, gemm_tile, Out, Weights};
+use super::tiles::{for_tiles, gemm_tile, Out, Update, Weights};
+
+/// `line[q] (+)= value` where column `q` exists (the last tile of an odd width has one).
+#[inline]
+fn put(line: &mut [f32], q: usize, value: f32, accumulate: bool) {
+    if let Some(slot) = line.get_mut(q) {
+        *slot = if accumulate { *slot + value } else { value };
+    }
+}
 
 /// Tiles per GEMM: the columns of each of the 16 products.
 fn chunk_len(channels: usize) -> usize {
@@ -59,12 +67,14 @@ impl Winograd {
         for_tiles(th, (chunk_len(c_in.max(c_out)) / tw).max(1), |tile_rows, scratch, par| {
             let n = tile_rows.len() * tw;
             let (v_len, m_len, line_len) = (16 * c_in * n, 16 * c_out * n, 2 * tw + 2);
-            if scratch.len() < v_len + m_len + 8 * line_len {
-                scratch.resize(v_len + m_len + 8 * line_len, 0.0);
+            if scratch.len() < v_len + m_len + 8 * line_len + 8 * tw {
+                scratch.resize(v_len + m_len + 8 * line_len + 8 * tw, 0.0);
             }
             let (v, rest) = scratch.split_at_mut(v_len);
             let (m, rest) = rest.split_at_mut(m_len);
-            let (lines, t) = rest[..8 * line_len].split_at_mut(4 * line_len);
+            let (lines, rest) = rest.split_at_mut(4 * line_len);
+            let (t, rest_pq) = rest.split_at_mut(4 * line_len);
+            let rest_pq = &mut rest_pq[..8 * tw];
             // V[ξ][c][tile] = (Bᵀ d B)_ξ for the 4×4 patch d at rows 2ty − 1.., cols 2tx − 1..;
             // Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
             for c in 0..c_in {
@@ -100,31 +110,36 @@ impl Winograd {
             }
             // M_ξ (c_out × n) = U_ξ (c_out × c_in) · V_ξ (c_in × n).
             for xi in 0..16 {
-                let u = Weights { data: &self.u[xi * c_out * c_in..(xi + 1) * c_out * c_in], rows: c_out, cols: c_in };
+                let u = Weights::new(&self.u[xi * c_out * c_in..(xi + 1) * c_out * c_in], c_out, c_in);
                 let dst = Out::rows(&mut m[xi * c_out * n..(xi + 1) * c_out * n], c_out, n);
-                gemm_tile(dst, 0..n, u, &v[xi * c_in * n..(xi + 1) * c_in * n], false, par);
+                gemm_tile(dst, 0..n, u, &v[xi * c_in * n..(xi + 1) * c_in * n], Update::Set, par);
             }
-            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], into rows 2ty and 2ty + 1.
-            let put = |line: &mut [f32], q: usize, value: f32| {
-                if q < w {
-                    line[q] = if accumulate { line[q] + value } else { value };
-                }
-            };
+            // Y = Aᵀ M A with Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], into rows 2ty and 2ty + 1:
+            // first along ξ's columns (p, q: 4 rows each), then along its rows.
+            let (p, q) = rest_pq.split_at_mut(4 * tw);
             for o in 0..c_out {
                 for (k, ty) in tile_rows.clone().enumerate() {
                     let mv = |xi: usize| &m[(xi * c_out + o) * n + k * tw..][..tw];
+                    for i in 0..4 {
+                        let (m0, m1, m2, m3) = (mv(4 * i), mv(4 * i + 1), mv(4 * i + 2), mv(4 * i + 3));
+                        let (pi, qi) = (&mut p[i * tw..(i + 1) * tw], &mut q[i * tw..(i + 1) * tw]);
+                        for tx in 0..tw {
+                            pi[tx] = m0[tx] + m1[tx] + m2[tx];
+                            qi[tx] = m1[tx] - m2[tx] - m3[tx];
+                        }
+                    }
                     let top = out.row(o, 2 * ty * w, w);
-                    let mut bottom = (2 * ty + 1 < h).then(|| out.row(o, (2 * ty + 1) * w, w));
                     for tx in 0..tw {
-                        let s = [0, 1, 2, 3].map(|i| {
-                            let (m0, m1, m2, m3) = (mv(i * 4)[tx], mv(i * 4 + 1)[tx], mv(i * 4 + 2)[tx], mv(i * 4 + 3)[tx]);
-                            [m0 + m1 + m2, m1 - m2 - m3]
-                        });
-                        for j in 0..2 {
-                            put(top, 2 * tx + j, s[0][j] + s[1][j] + s[2][j]);
-                            if let Some(bottom) = bottom.as_deref_mut() {
-                                put(bottom, 2 * tx + j, s[1][j] - s[2][j] - s[3][j]);
-                            }
+                        let (even, odd) = (p[tx] + p[tw + tx] + p[2 * tw + tx], q[tx] + q[tw + tx] + q[2 * tw + tx]);
+                        put(top, 2 * tx, even, accumulate);
+                        put(top, 2 * tx + 1, odd, accumulate);
+                    }
+                    if 2 * ty + 1 < h {
+                        let bottom = out.row(o, (2 * ty + 1) * w, w);
+                        for tx in 0..tw {
+                            let (even, odd) = (p[tw + tx] - p[2 * tw + tx] - p[3 * tw + tx], q[tw + tx] - q[2 * tw + tx] - q[3 * tw + tx]);
+                            put(bottom, 2 * tx, even, accumulate);
+                            put(bottom, 2 * tx + 1, odd, accumulate);
                         }
                     }
                 }
