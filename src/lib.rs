@@ -5,12 +5,14 @@
 //! `plugin` is the DAW-facing side, `audio` reads and writes files, `dsp` holds the
 //! spectral front end (plain and differentiable), `restore` the algorithm and its
 //! degradation operators, `engine` restores whole clips with it, `evaluation` scores the
-//! results, `model` where the prior's weights live.
+//! results, `model` where the prior's weights live. `kernels` holds the CPU kernels (f32)
+//! the networks and the differentiable front end run on.
 
 pub mod audio;
 pub mod dsp;
 pub mod engine;
 pub mod evaluation;
+pub mod kernels;
 pub mod model;
 pub mod plugin;
 pub mod restore;

@@ -1,11 +1,15 @@
-//! Differentiable short-time Fourier transform as a candle graph.
+//! Differentiable short-time Fourier transform.
 //!
-//! Framing is one `index_select` whose indices already fold the centred reflect padding
+//! On the CPU in f32 the power spectrogram is the FFT kernel of
+//! [`crate::kernels::spectrum`] (with its input gradient). Elsewhere it is a candle graph:
+//! framing is one `index_select` whose indices already fold the centred reflect padding
 //! (as `torch.stft(center=True, pad_mode="reflect")`), and the DFT is one matmul with a
-//! windowed cos/sin basis. Both ops have exact backward passes, so gradients reach the
-//! waveform. Output layout is (batch, frames, bins): frames first, unlike torch.
+//! windowed cos/sin basis; both ops have exact backward passes. Either way gradients reach
+//! the waveform. Output layout is (batch, frames, bins): frames first, unlike torch.
 
+use crate::kernels::{self, spectrum::PowerSpectrum};
 use candle_core::{DType, Device, Result, Tensor};
+use std::sync::Arc;
 
 /// STFT settings. The window is a periodic Hann window of length `n_fft`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +60,8 @@ pub struct Stft {
     config: StftConfig,
     /// (n_fft, 2·bins): windowed cos in the first half of the columns, −sin in the second.
     basis: Tensor,
+    /// The same transform by FFTs, for f32 on the CPU.
+    spectrum: Arc<PowerSpectrum>,
 }
 
 impl Stft {
@@ -75,7 +81,8 @@ impl Stft {
             }
         }
         let basis = Tensor::from_vec(basis, (n, 2 * bins), device)?;
-        Ok(Self { config, basis })
+        let spectrum = Arc::new(PowerSpectrum::new(n, config.hop, window.iter().map(|w| *w as f32).collect()));
+        Ok(Self { config, basis, spectrum })
     }
 
     pub fn config(&self) -> StftConfig {
@@ -108,6 +115,10 @@ impl Stft {
 
     /// Power spectrum |X|², (batch, frames, bins).
     pub fn power(&self, wave: &Tensor) -> Result<Tensor> {
+        if kernels::applies(wave.device(), wave.dtype()) {
+            wave.dims2()?;
+            return kernels::op::apply(&self.spectrum, wave);
+        }
         let (re, im) = self.complex(wave)?;
         re.sqr()? + im.sqr()?
     }

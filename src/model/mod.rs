@@ -8,7 +8,6 @@ pub mod audioldm2;
 pub mod config;
 pub mod device;
 pub mod hub;
-pub mod kernels;
 pub mod loader;
 pub mod nn;
 pub mod ops;

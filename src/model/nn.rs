@@ -4,7 +4,7 @@
 //! All weights are frozen: where a gradient must flow (the VAE decoder), it flows to the
 //! input only, and the convolutions skip the weight gradient candle would compute.
 
-use super::kernels;
+use crate::kernels;
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::{Linear, VarBuilder};
 use std::sync::Arc;
@@ -77,10 +77,14 @@ impl Module for LayerNorm {
     }
 }
 
-/// Softmax along the last axis. candle's fused kernel has no backward (and raises no
-/// error: the input silently gets no gradient), so when a gradient is wanted the composite
-/// form runs; its shift by the maximum is detached, as softmax does not depend on it.
+/// Softmax along the last axis: the CPU kernel (with its input gradient) in f32. candle's
+/// fused kernel has no backward (and raises no error: the input silently gets no
+/// gradient), so elsewhere, when a gradient is wanted, the composite form runs; its shift
+/// by the maximum is detached, as softmax does not depend on it.
 pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if kernels::applies(xs.device(), xs.dtype()) {
+        return kernels::op::apply(&Arc::new(kernels::softmax::Softmax), xs);
+    }
     if !xs.track_op() {
         return candle_nn::ops::softmax_last_dim(xs);
     }

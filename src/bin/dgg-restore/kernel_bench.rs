@@ -3,9 +3,9 @@
 
 use anyhow::{bail, Result};
 use clap::Args;
-use dgg_restore::model::kernels::conv1d::{Conv1d, ConvTranspose1d};
-use dgg_restore::model::kernels::conv2d::Conv2d;
-use dgg_restore::model::kernels::Activation1d;
+use dgg_restore::kernels::conv1d::{Conv1d, ConvTranspose1d};
+use dgg_restore::kernels::conv2d::Conv2d;
+use dgg_restore::kernels::Activation1d;
 use std::time::Instant;
 
 #[derive(Args)]

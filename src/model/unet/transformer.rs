@@ -1,7 +1,9 @@
 //! diffusers' `Transformer2DModel` (continuous input) with its `BasicTransformerBlock`s,
 //! `Attention` (default SDPA processor) and GEGLU `FeedForward`, forward only.
 
+use crate::kernels::{self, geglu::Geglu};
 use crate::model::nn::{group_norm, softmax_last_dim, Conv1x1, GroupNorm, LayerNorm};
+use std::sync::Arc;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
@@ -91,8 +93,12 @@ impl FeedForward {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(x)?;
-        let gate = h.narrow(2, self.inner, self.inner)?.gelu_erf()?;
-        let h = (h.narrow(2, 0, self.inner)? * gate)?;
+        let h = if kernels::applies(h.device(), h.dtype()) {
+            kernels::op::apply(&Arc::new(Geglu), &h)?
+        } else {
+            let gate = h.narrow(2, self.inner, self.inner)?.gelu_erf()?;
+            (h.narrow(2, 0, self.inner)? * gate)?
+        };
         self.out.forward(&h)
     }
 }

@@ -4,8 +4,8 @@
 //! clip keeps a few MB for the backward where a graph of candle ops keeps GBs.
 
 use super::{ConvSpec, Layout, FINAL_LEAKY_RELU_SLOPE};
-use crate::model::kernels::conv1d::{Conv1d, ConvTranspose1d};
-use crate::model::kernels::{elementwise, tensor, Activation1d, SignMask};
+use crate::kernels::conv1d::{Conv1d, ConvTranspose1d};
+use crate::kernels::{elementwise, tensor, Activation1d, SignMask};
 use candle_core::{CpuStorage, CustomOp1, Layout as TensorLayout, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 use std::sync::{Arc, Mutex};

@@ -12,7 +12,7 @@ mod fused;
 mod graph;
 
 use super::config::{read_config, ConfigError};
-use super::kernels;
+use crate::kernels;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;

@@ -1,6 +1,7 @@
 //! Group normalisation (PyTorch's `GroupNorm`), optionally followed by SiLU, fused into one
 //! pass, and its input gradient.
 
+use super::math::sigmoid;
 use super::op::Kernel;
 use rayon::prelude::*;
 
@@ -23,10 +24,6 @@ fn stats(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-#[inline]
-fn sigmoid(v: f32) -> f32 {
-    1.0 / (1.0 + (-v).exp())
-}
 
 impl GroupNorm {
     pub fn new(groups: usize, eps: f64, weight: Vec<f32>, bias: Vec<f32>, silu: bool) -> Self {
@@ -135,7 +132,7 @@ impl Kernel for GroupNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::tensor;
+    use crate::kernels::tensor;
     use candle_core::{DType, Device, Module, Tensor, Var};
 
     fn rand(shape: &[usize], seed: u64, scale: f32, shift: f32) -> Tensor {

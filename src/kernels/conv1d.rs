@@ -222,7 +222,7 @@ impl ConvTranspose1d {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::kernels::tensor;
+    use crate::kernels::tensor;
     use candle_core::{DType, Device, Tensor, Var};
 
     fn rand(shape: &[usize], seed: u64) -> Tensor {
