@@ -31,6 +31,7 @@ pub mod softmax;
 pub mod spectrum;
 pub mod tensor;
 mod tiles;
+pub mod upsample;
 mod winograd;
 
 pub use activation::{Activation1d, SignMask};

@@ -340,9 +340,13 @@ impl Upsample2D {
     }
 }
 
-/// Nearest-neighbour ×2 upsampling written with broadcast + reshape, so its backward is an
-/// ordinary (accumulating) sum; candle's `upsample_nearest2d` backward overwrites instead.
+/// Nearest-neighbour ×2 upsampling: the CPU kernel in f32; elsewhere broadcast + reshape,
+/// so that its backward is an ordinary (accumulating) sum (candle's `upsample_nearest2d`
+/// backward overwrites instead).
 fn upsample_nearest_2x(xs: &Tensor) -> Result<Tensor> {
+    if kernels::applies(xs.device(), xs.dtype()) {
+        return kernels::op::apply(&Arc::new(kernels::upsample::Upsample2x), xs);
+    }
     let (b, c, h, w) = xs.dims4()?;
     xs.reshape((b, c, h, 1, w, 1))?.broadcast_as((b, c, h, 2, w, 2))?.reshape((b, c, 2 * h, 2 * w))
 }
