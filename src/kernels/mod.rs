@@ -19,6 +19,7 @@
 //! dtypes take candle's own ops, and [`crate::model::ops`] where a gradient is needed.
 
 pub mod activation;
+pub mod attention;
 pub mod conv1d;
 pub mod conv2d;
 pub mod elementwise;

@@ -11,16 +11,22 @@ const ROWS: usize = 64;
 #[derive(Debug, Clone, Copy)]
 pub struct Softmax;
 
-/// `p = softmax(x)` for one row.
-fn row(x: &[f32], p: &mut [f32]) {
-    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+/// `row = softmax(row)`.
+pub(super) fn in_place(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
-    for (p, x) in p.iter_mut().zip(x) {
-        *p = math::exp(x - max);
-        sum += *p;
+    for v in row.iter_mut() {
+        *v = math::exp(*v - max);
+        sum += *v;
     }
     let scale = 1.0 / sum;
-    p.iter_mut().for_each(|p| *p *= scale);
+    row.iter_mut().for_each(|v| *v *= scale);
+}
+
+/// `p = softmax(x)` for one row.
+fn row(x: &[f32], p: &mut [f32]) {
+    p.copy_from_slice(x);
+    in_place(p);
 }
 
 impl Kernel for Softmax {

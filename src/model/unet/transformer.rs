@@ -1,6 +1,7 @@
 //! diffusers' `Transformer2DModel` (continuous input) with its `BasicTransformerBlock`s,
 //! `Attention` (default SDPA processor) and GEGLU `FeedForward`, forward only.
 
+use crate::kernels::attention::{attention, Heads};
 use crate::kernels::{self, geglu::Geglu};
 use crate::model::nn::{group_norm, softmax_last_dim, Conv1x1, GroupNorm, LayerNorm};
 use std::sync::Arc;
@@ -56,6 +57,9 @@ impl Attention {
     pub fn forward(&self, x: &Tensor, ctx: Context) -> Result<Tensor> {
         let (b, n, _) = x.dims3()?;
         let kv_in = ctx.states.unwrap_or(x);
+        if kernels::applies(x.device(), x.dtype()) && !x.track_op() && !kv_in.track_op() {
+            return self.to_out.forward(&self.heads_in_place(x, kv_in, ctx.bias)?);
+        }
         let q = self.split_heads(&(self.to_q.forward(x)? * (self.head_dim as f64).powf(-0.5))?)?;
         let k = self.split_heads(&self.to_k.forward(kv_in)?)?;
         let v = self.split_heads(&self.to_v.forward(kv_in)?)?;
@@ -70,6 +74,24 @@ impl Attention {
         let probs = softmax_last_dim(&scores)?.to_dtype(dtype)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, n, self.heads * self.head_dim))?;
         self.to_out.forward(&out)
+    }
+}
+
+impl Attention {
+    /// The attention of the heads on the CPU kernel, forward only: q, k and v are read in
+    /// place, (B, N, heads·head_dim).
+    fn heads_in_place(&self, x: &Tensor, kv_in: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let (batch, queries, _) = x.dims3()?;
+        let keys = kv_in.dim(1)?;
+        let (q, k, v) = (self.to_q.forward(x)?, self.to_k.forward(kv_in)?, self.to_v.forward(kv_in)?);
+        let bias = bias.map(|b| kernels::tensor::to_vec(&b.broadcast_as((batch, 1, 1, keys))?.contiguous()?)).transpose()?;
+        let shape = Heads { batch, queries, keys, heads: self.heads, head_dim: self.head_dim };
+        let scale = (self.head_dim as f32).powf(-0.5);
+        let mut out = vec![0f32; batch * queries * self.heads * self.head_dim];
+        kernels::tensor::with_elements(&q, |q| {
+            kernels::tensor::with_elements(&k, |k| kernels::tensor::with_elements(&v, |v| attention(q, k, v, bias.as_deref(), shape, scale, &mut out)))
+        })???;
+        kernels::tensor::from_vec(out, (batch, queries, self.heads * self.head_dim))
     }
 }
 
