@@ -7,8 +7,9 @@ use super::winograd::Winograd;
 use std::sync::OnceLock;
 
 /// Images from this many pixels on take the Winograd path (3×3, stride 1, padding 1):
-/// below it a layer has too few tiles to keep every thread's GEMMs busy.
-const WINOGRAD_MIN_PIXELS: usize = 1024;
+/// below it a layer has too few tiles to keep every thread's GEMMs busy (`dgg-restore
+/// bench kernels`: the UNet's 32 × 4 level gains by it, its 16 × 2 level does not).
+const WINOGRAD_MIN_PIXELS: usize = 128;
 /// ... and layers with at least this many channels in and out together: with fewer, the
 /// transforms cost what the GEMMs save (`dgg-restore bench kernels`: 128 → 128 runs as
 /// fast either way, 256 → 128 and up 1.3–2× faster by Winograd).

@@ -1,7 +1,7 @@
 //! Group normalisation (PyTorch's `GroupNorm`), optionally followed by SiLU, fused into one
 //! pass, and its input gradient.
 
-use super::math::sigmoid;
+use super::math::{self, sigmoid};
 use super::op::Kernel;
 use rayon::prelude::*;
 
@@ -36,14 +36,65 @@ fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
         .sum()
 }
 
+math::vectorised!(fn stats(x: &[f32], eps: f64) -> (f32, f32) = stats_lanes);
+
 /// Mean and 1/σ of one group (two passes: the variance about the mean).
-fn stats(x: &[f32], eps: f64) -> (f32, f32) {
+#[inline(always)]
+fn stats_lanes(x: &[f32], eps: f64) -> (f32, f32) {
     let n = x.len().max(1) as f64;
     let mean = (lane_sum(x, x, |a, _| a) / n) as f32;
     let var = lane_sum(x, x, |a, _| (a - mean) * (a - mean)) / n;
     (mean, (1.0 / (var + eps).sqrt()) as f32)
 }
 
+
+math::vectorised!(fn affine(x: &[f32], y: &mut [f32], scale: f32, shift: f32, silu: bool) = affine_lanes);
+
+/// `y = x·scale + shift` for one channel, then SiLU when `silu`.
+#[inline(always)]
+fn affine_lanes(x: &[f32], y: &mut [f32], scale: f32, shift: f32, silu: bool) {
+    if silu {
+        for (x, y) in x.iter().zip(y) {
+            let v = x * scale + shift;
+            *y = v * sigmoid(v);
+        }
+    } else {
+        for (x, y) in x.iter().zip(y) {
+            *y = x * scale + shift;
+        }
+    }
+}
+
+math::vectorised!(fn normalised_grad(x: &[f32], g: &[f32], gx: &mut [f32], stats: (f32, f32), affine: (f32, f32), silu: bool) = normalised_grad_lanes);
+
+/// The gradient with respect to the normalised x̂ of one channel, `g·silu'(y)·γ`, into `gx`.
+#[inline(always)]
+fn normalised_grad_lanes(x: &[f32], g: &[f32], gx: &mut [f32], (mean, rstd): (f32, f32), (w, b): (f32, f32), silu: bool) {
+    if silu {
+        for ((x, g), gx) in x.iter().zip(g).zip(gx.iter_mut()) {
+            let v = (x - mean) * rstd * w + b;
+            let sg = sigmoid(v);
+            *gx = g * sg * (1.0 + v * (1.0 - sg)) * w;
+        }
+    } else {
+        gx.iter_mut().zip(g).for_each(|(gx, g)| *gx = g * w);
+    }
+}
+
+math::vectorised!(fn centre_grad(x: &[f32], gx: &mut [f32], mean: f32, rstd: f32) = centre_grad_lanes);
+
+/// The group's input gradient from its x̂ gradient in `gx`, in place, with Σ gx̂ and
+/// Σ gx̂·x̂ = rstd·Σ gx̂·(x − mean).
+#[inline(always)]
+fn centre_grad_lanes(x: &[f32], gx: &mut [f32], mean: f32, rstd: f32) {
+    let n = x.len() as f64;
+    let mean_g = (lane_sum(gx, gx, |a, _| a) / n) as f32;
+    let mean_gx = (lane_sum(gx, x, |a, b| a * (b - mean)) / n) as f32 * rstd;
+    for (x, gx) in x.iter().zip(gx.iter_mut()) {
+        let xh = (x - mean) * rstd;
+        *gx = rstd * (*gx - mean_g - xh * mean_gx);
+    }
+}
 
 impl GroupNorm {
     pub fn new(groups: usize, eps: f64, weight: Vec<f32>, bias: Vec<f32>, silu: bool) -> Self {
@@ -68,16 +119,7 @@ impl GroupNorm {
             let c0 = (block % self.groups) * cpg;
             for (k, (x, y)) in x.chunks(spatial).zip(y.chunks_mut(spatial)).enumerate() {
                 let (scale, shift) = (rstd * self.weight[c0 + k], self.bias[c0 + k] - mean * rstd * self.weight[c0 + k]);
-                if silu {
-                    for (x, y) in x.iter().zip(y) {
-                        let v = x * scale + shift;
-                        *y = v * sigmoid(v);
-                    }
-                } else {
-                    for (x, y) in x.iter().zip(y) {
-                        *y = x * scale + shift;
-                    }
-                }
+                affine(x, y, scale, shift, silu);
             }
         });
     }
@@ -95,24 +137,9 @@ impl GroupNorm {
             // gx̂ = g·silu'(y)·γ into gx.
             for (k, ((x, g), gx)) in x.chunks(spatial).zip(g.chunks(spatial)).zip(gx.chunks_mut(spatial)).enumerate() {
                 let (w, b) = (self.weight[c0 + k], self.bias[c0 + k]);
-                if silu {
-                    for ((x, g), gx) in x.iter().zip(g).zip(gx.iter_mut()) {
-                        let v = (x - mean) * rstd * w + b;
-                        let sg = sigmoid(v);
-                        *gx = g * sg * (1.0 + v * (1.0 - sg)) * w;
-                    }
-                } else {
-                    gx.iter_mut().zip(g).for_each(|(gx, g)| *gx = g * w);
-                }
+                normalised_grad(x, g, gx, (mean, rstd), (w, b), silu);
             }
-            // With Σ gx̂ and Σ gx̂·x̂ = rstd·Σ gx̂·(x − mean):
-            let n = group as f64;
-            let mean_g = (lane_sum(gx, gx, |a, _| a) / n) as f32;
-            let mean_gx = (lane_sum(gx, x, |a, b| a * (b - mean)) / n) as f32 * rstd;
-            for (x, gx) in x.iter().zip(gx.iter_mut()) {
-                let xh = (x - mean) * rstd;
-                *gx = rstd * (*gx - mean_g - xh * mean_gx);
-            }
+            centre_grad(x, gx, mean, rstd);
         });
     }
 }
