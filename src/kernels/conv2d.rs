@@ -184,27 +184,8 @@ impl Kernel for Conv2d {
 mod tests {
     use super::*;
     use crate::kernels::tensor;
-    use candle_core::{DType, Device, Tensor, Var};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// max |a − b| relative to max(1, max |b|).
-    fn max_diff(a: &[f32], b: &Tensor) -> f32 {
-        let b = tensor::to_vec(b).unwrap();
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
-    }
+    use crate::kernels::testing::{max_diff, rand};
+    use candle_core::{DType, Var};
 
     #[test]
     fn conv2d_matches_candle_values_and_input_gradients() {

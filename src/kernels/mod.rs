@@ -31,6 +31,8 @@ pub mod op;
 pub mod softmax;
 pub mod spectrum;
 pub mod tensor;
+#[cfg(test)]
+mod testing;
 mod tiles;
 pub mod upsample;
 mod winograd;

@@ -173,27 +173,8 @@ impl Kernel for GroupNorm {
 mod tests {
     use super::*;
     use crate::kernels::tensor;
-    use candle_core::{DType, Device, Module, Tensor, Var};
-
-    fn rand(shape: &[usize], seed: u64, scale: f32, shift: f32) -> Tensor {
-        let n: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale + shift
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// max |a − b| relative to max(1, max |b|).
-    fn max_diff(a: &[f32], b: &Tensor) -> f32 {
-        let b = tensor::to_vec(b).unwrap();
-        assert_eq!(a.len(), b.len());
-        let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
-        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
-    }
+    use crate::kernels::testing::{max_diff, rand};
+    use candle_core::{DType, Module, Var};
 
     /// Against candle_nn's `GroupNorm` (+ `silu`) and its autograd, in f64.
     #[test]
@@ -201,8 +182,8 @@ mod tests {
         // (batch, channels, groups, spatial dims): odd spatial sizes, one channel per group.
         for (i, &(b, c, groups, h, w)) in [(1, 8, 4, 5, 3), (2, 6, 3, 7, 1), (1, 4, 4, 9, 11), (3, 32, 8, 2, 5)].iter().enumerate() {
             for silu in [false, true] {
-                let x = rand(&[b, c, h, w], i as u64, 3.0, 1.5);
-                let (wt, bs) = (rand(&[c], 10 + i as u64, 1.0, 0.5), rand(&[c], 20 + i as u64, 1.0, 0.0));
+                let x = rand(&[b, c, h, w], i as u64).affine(3.0, 1.5).unwrap();
+                let (wt, bs) = (rand(&[c], 10 + i as u64).affine(1.0, 0.5).unwrap(), rand(&[c], 20 + i as u64));
                 let norm = GroupNorm::new(groups, 1e-6, tensor::to_vec(&wt).unwrap(), tensor::to_vec(&bs).unwrap(), silu);
                 let xs = tensor::to_vec(&x).unwrap();
                 let mut y = vec![f32::NAN; xs.len()];
@@ -214,7 +195,7 @@ mod tests {
                     want = want.silu().unwrap();
                 }
                 assert!(max_diff(&y, &want) < 2e-6, "case {i} silu {silu}: forward off by {}", max_diff(&y, &want));
-                let g = rand(&[b, c, h, w], 30 + i as u64, 1.0, 0.0);
+                let g = rand(&[b, c, h, w], 30 + i as u64);
                 let grads = (want * g.to_dtype(DType::F64).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
                 let mut gx = vec![f32::NAN; xs.len()];
                 norm.input_grad(&xs, &tensor::to_vec(&g).unwrap(), h * w, &mut gx);
