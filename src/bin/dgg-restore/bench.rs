@@ -162,8 +162,8 @@ fn model(args: ModelBenchArgs) -> Result<()> {
     if let Some(bad) = args.only.iter().find(|s| !STAGES.contains(&s.as_str())) {
         bail!("unknown stage `{bad}`: choose from {}", STAGES.join(", "));
     }
-    if args.repeats == 0 || !(args.seconds > 0.0) {
-        bail!("--repeats and --seconds must be positive");
+    if args.repeats == 0 || !args.seconds.is_finite() || args.seconds <= 0.0 {
+        bail!("--repeats must be positive and --seconds positive and finite");
     }
     let reference = Reference::read(args.reference.as_deref())?;
     let (prior, device, line) = args.model.build()?;
@@ -205,8 +205,8 @@ fn model(args: ModelBenchArgs) -> Result<()> {
 const DESIGN_DGG_STEP_S: f64 = 9.5;
 
 fn restore(args: RestoreBenchArgs) -> Result<()> {
-    if args.steps == 0 || !(args.seconds > 0.5) {
-        bail!("--steps must be positive and --seconds above 0.5");
+    if args.steps == 0 || !args.seconds.is_finite() || args.seconds <= 0.5 {
+        bail!("--steps must be positive and --seconds finite and above 0.5");
     }
     let (prior, device, line) = args.model.build()?;
     println!("{line}");
@@ -256,8 +256,8 @@ fn step_stage(stage: Stage) -> &'static str {
 }
 
 fn step(args: StepBenchArgs) -> Result<()> {
-    if args.steps == 0 || !(args.seconds > 0.5) {
-        bail!("--steps must be positive and --seconds above 0.5");
+    if args.steps == 0 || !args.seconds.is_finite() || args.seconds <= 0.5 {
+        bail!("--steps must be positive and --seconds finite and above 0.5");
     }
     let reference = args.reference.as_deref().map(StepReference::read).transpose()?;
     let (prior, device, line) = args.model.build()?;

@@ -100,7 +100,7 @@ impl Config {
                 format!("kernel {k} for rate {r}: the kernel must be at least the (non-zero) rate"),
             ));
         }
-        if self.upsample_initial_channel % (1 << n) != 0 || self.upsample_initial_channel >> n == 0 {
+        if !self.upsample_initial_channel.is_multiple_of(1 << n) || self.upsample_initial_channel >> n == 0 {
             return Err((
                 "upsample_initial_channel",
                 self.upsample_initial_channel.to_string(),
