@@ -42,26 +42,6 @@ macro_rules! vectorised {
 }
 pub(crate) use vectorised;
 
-/// Σ f(a[i], b[i]) accumulated in eight f32 lanes over blocks of 1024 (so that it
-/// vectorises), the blocks added in f64.
-#[inline(always)]
-pub(super) fn lane_sum(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f64 {
-    a.chunks(1024)
-        .zip(b.chunks(1024))
-        .map(|(a, b)| {
-            let mut acc = [0f32; 8];
-            let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
-            for (a, b) in (&mut ca).zip(&mut cb) {
-                for i in 0..8 {
-                    acc[i] += f(a[i], b[i]);
-                }
-            }
-            let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(a, b)| f(*a, *b)).sum();
-            (acc.iter().sum::<f32>() + tail) as f64
-        })
-        .sum()
-}
-
 /// eˣ; 0 below −87.3 (where the result would leave the normal range), +∞ above 88.7.
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {

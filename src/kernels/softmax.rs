@@ -13,7 +13,7 @@ pub struct Softmax;
 
 math::vectorised!(
     /// `row = softmax(row)`, each pass written so that it vectorises (the max and the sum
-    /// in lanes): attention spends most of its time outside GEMMs here.
+    /// in eight lanes): attention spends most of its time outside GEMMs here.
     pub(super) fn in_place(row: &mut [f32]) = in_place_lanes
 );
 
@@ -29,7 +29,15 @@ fn in_place_lanes(row: &mut [f32]) {
     }
     let max = chunks.remainder().iter().chain(&lanes).copied().fold(f32::NEG_INFINITY, f32::max);
     row.iter_mut().for_each(|v| *v = math::exp(*v - max));
-    let scale = (1.0 / math::lane_sum(row, row, |v, _| v)) as f32;
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            sums[i] += c[i];
+        }
+    }
+    let sum = sums.iter().chain(chunks.remainder()).sum::<f32>();
+    let scale = 1.0 / sum;
     row.iter_mut().for_each(|v| *v *= scale);
 }
 
