@@ -6,7 +6,7 @@ mod golden;
 
 use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
-use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions, ModelConfigs};
+use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions, ModelConfigs, VAE_DECODE, VOCODER};
 use dgg_restore::restore::prior::LatentPrior;
 use golden::{assert_close, Golden};
 use std::path::Path;
@@ -92,6 +92,11 @@ fn decode_is_vae_then_vocoder_cropped_and_differentiable() {
     let mel = prior.vae().decode(&(&z / cfgs.vae.scaling_factor).unwrap()).unwrap().squeeze(1).unwrap();
     let direct = prior.vocoder().forward(&mel).unwrap().narrow(1, 0, samples).unwrap();
     assert_close("prior decode vs its components", &wave, &direct, 1e-6);
+    // The guidance steps through the VAE decoder's blocks, then the vocoder's.
+    let networks: Vec<&str> = prior.decoder_stages().iter().map(|s| s.network).collect();
+    let (vae_blocks, vocoder_blocks) = (prior.vae().decode_blocks(), prior.vocoder().blocks());
+    assert_eq!((vae_blocks, vocoder_blocks), (cfgs.vae.block_out_channels.len() + 1, cfgs.vocoder.upsample_rates.len()));
+    assert_eq!(networks, [vec![VAE_DECODE; vae_blocks], vec![VOCODER; vocoder_blocks]].concat());
 
     let z = candle_core::Var::from_tensor(&z).unwrap();
     let loss = prior.decode(z.as_tensor(), samples).unwrap().sqr().unwrap().sum_all().unwrap();

@@ -11,7 +11,7 @@ use dgg_restore::engine::{restore_clip, RestoreRequest};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::restore::guidance::MethodKind;
 use dgg_restore::restore::operators::{Degradation, Gap};
-use dgg_restore::restore::prior::LatentPrior;
+use dgg_restore::restore::prior::{DecoderStage, LatentPrior};
 use dgg_restore::restore::sampler::SamplerSettings;
 use dgg_restore::restore::schedule::DdimSchedule;
 use golden::Golden;
@@ -175,7 +175,7 @@ impl LatentPrior for GatedPrior {
     fn decode(&self, z: &candle_core::Tensor, samples: usize) -> candle_core::Result<candle_core::Tensor> {
         self.inner.decode(z, samples)
     }
-    fn decoder_stages(&self) -> &'static [&'static str] {
+    fn decoder_stages(&self) -> &[DecoderStage] {
         self.inner.decoder_stages()
     }
     fn decode_stage(&self, index: usize, x: &candle_core::Tensor, samples: usize) -> candle_core::Result<candle_core::Tensor> {

@@ -14,7 +14,7 @@ use super::loader::{LoadError, WeightFiles};
 use super::unet::{self, AudioLdm2UNet};
 use super::vae::{self, AutoencoderKL};
 use super::vocoder::{self, SpeechT5HifiGan};
-use crate::restore::prior::LatentPrior;
+use crate::restore::prior::{DecoderStage, LatentPrior};
 use crate::restore::schedule::DdimSchedule;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,11 +141,17 @@ pub struct ComponentWeights<'a> {
     pub vocoder: VarBuilder<'a>,
 }
 
+/// The networks of AudioLDM2's [`LatentPrior::decoder_stages`].
+pub const VAE_DECODE: &str = "vae_decode";
+pub const VOCODER: &str = "vocoder";
+
 /// AudioLDM2's UNet, VAE and vocoder with a fixed conditioning.
 pub struct AudioLdm2 {
     unet: AudioLdm2UNet,
     vae: AutoencoderKL,
     vocoder: SpeechT5HifiGan,
+    /// The VAE decoder's blocks, then the vocoder's ([`LatentPrior::decoder_stages`]).
+    decoder_stages: Vec<DecoderStage>,
     schedule: DdimSchedule,
     conditioning: Conditioning,
     guidance: Option<Guidance>,
@@ -200,6 +206,8 @@ impl AudioLdm2 {
         let vocoder = SpeechT5HifiGan::new(weights.vocoder, &configs.vocoder).map_err(built("vocoder"))?;
         let conditioning = conditioning.prepare(unet.layout(), &device, dtype)?;
         let k = configs.vae.downsample_factor();
+        let blocks = |network, count| (0..count).map(move |block| DecoderStage { network, block });
+        let decoder_stages = blocks(VAE_DECODE, vae.decode_blocks()).chain(blocks(VOCODER, vocoder.blocks())).collect();
         Ok(Self {
             frame_multiple: k << unet.layout().num_upsamplers(),
             vae_factor: k,
@@ -210,6 +218,7 @@ impl AudioLdm2 {
             unet,
             vae,
             vocoder,
+            decoder_stages,
             conditioning,
             guidance: None,
             device,
@@ -308,28 +317,35 @@ impl LatentPrior for AudioLdm2 {
     }
 
     fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor> {
-        self.decode_stage(1, &self.decode_stage(0, z, samples)?, samples)
+        (0..self.decoder_stages.len()).try_fold(z.clone(), |x, index| self.decode_stage(index, &x, samples))
     }
 
-    /// The VAE decoder (latents → log-mel (B, frames, bins)), then the vocoder (→ waveforms,
-    /// cropped to `samples`).
-    fn decoder_stages(&self) -> &'static [&'static str] {
-        &["vae_decode", "vocoder"]
+    /// The VAE decoder's blocks (latents → log-mel (B, frames, bins)), then the vocoder's
+    /// (→ waveforms, cropped to `samples`): each takes at most about a second on a CPU.
+    fn decoder_stages(&self) -> &[DecoderStage] {
+        &self.decoder_stages
     }
 
     fn decode_stage(&self, index: usize, x: &Tensor, samples: usize) -> Result<Tensor> {
-        match index {
-            0 => self.vae.decode(&(x.to_dtype(self.vae_dtype)? / self.scaling_factor)?)?.squeeze(1),
-            1 => {
-                let wave = self.vocoder.forward(&x.to_dtype(self.dtype)?)?;
-                let have = wave.dim(1)?;
-                if samples > have {
-                    candle_core::bail!("decode: {} mel frames give {have} samples, {samples} were asked for", x.dim(1)?);
-                }
-                wave.narrow(1, 0, samples)?.to_dtype(DType::F32)
-            }
-            _ => candle_core::bail!("decode_stage: AudioLDM2's decoder has two stages, not {}", index + 1),
+        let Some(&DecoderStage { network, block }) = self.decoder_stages.get(index) else {
+            candle_core::bail!("decode_stage: AudioLDM2's decoder has {} stages, not {}", self.decoder_stages.len(), index + 1)
+        };
+        let last = |count: usize| block + 1 == count;
+        if network == VAE_DECODE {
+            let x = if block == 0 { (x.to_dtype(self.vae_dtype)? / self.scaling_factor)? } else { x.clone() };
+            let y = self.vae.decode_block(block, &x)?;
+            return if last(self.vae.decode_blocks()) { y.squeeze(1) } else { Ok(y) };
         }
+        let x = if block == 0 { x.to_dtype(self.dtype)? } else { x.clone() };
+        let y = self.vocoder.forward_block(block, &x)?;
+        if !last(self.vocoder.blocks()) {
+            return Ok(y);
+        }
+        let have = y.dim(1)?;
+        if samples > have {
+            candle_core::bail!("decode: the mel frames give {have} samples, {samples} were asked for");
+        }
+        y.narrow(1, 0, samples)?.to_dtype(DType::F32)
     }
 }
 

@@ -358,12 +358,21 @@ impl Decoder {
     }
 }
 
-impl Module for Decoder {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let h = self.conv_in.forward(xs)?;
-        let mut h = self.mid_block.forward(&h)?;
-        for b in &self.up_blocks {
-            h = b.forward(&h)?;
+impl Decoder {
+    /// `conv_in` with the mid block, then one block per up block.
+    fn blocks(&self) -> usize {
+        1 + self.up_blocks.len()
+    }
+
+    /// Block `block` of [`Decoder::blocks`]; the last one ends with the output layers.
+    fn forward_block(&self, block: usize, xs: &Tensor) -> Result<Tensor> {
+        let h = match block {
+            0 => self.mid_block.forward(&self.conv_in.forward(xs)?)?,
+            b if b < self.blocks() => self.up_blocks[b - 1].forward(xs)?,
+            _ => candle_core::bail!("VAE decoder: block {block} of {}", self.blocks()),
+        };
+        if block + 1 < self.blocks() {
+            return Ok(h);
         }
         let h = self.conv_norm_out.forward_act(&h, Activation::Silu)?; // conv_act is always SiLU
         self.conv_out.forward(&h)
@@ -396,11 +405,21 @@ impl AutoencoderKL {
     /// k = 2^(blocks−1). Differentiable w.r.t. `z`. The caller divides latents by
     /// `scaling_factor` first.
     pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
-        let z = match &self.post_quant_conv {
-            Some(conv) => conv.forward(z)?,
-            None => z.clone(),
-        };
-        self.decoder.forward(&z)
+        (0..self.decode_blocks()).try_fold(z.clone(), |x, block| self.decode_block(block, &x))
+    }
+
+    /// How many blocks [`AutoencoderKL::decode`] runs, one after the other.
+    pub fn decode_blocks(&self) -> usize {
+        self.decoder.blocks()
+    }
+
+    /// Block `block` of the decode: the latents (scaled as for `decode`) for block 0, the
+    /// previous block's output after that; the last block gives `decode`'s output.
+    pub fn decode_block(&self, block: usize, x: &Tensor) -> Result<Tensor> {
+        match (block, &self.post_quant_conv) {
+            (0, Some(conv)) => self.decoder.forward_block(0, &conv.forward(x)?),
+            _ => self.decoder.forward_block(block, x),
+        }
     }
 
     /// The latent distribution of `vae.encode(x).latent_dist`: (mean, std), each

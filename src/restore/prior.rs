@@ -41,10 +41,11 @@ pub trait LatentPrior {
 
     /// The decoder's stages, in order: [`LatentPrior::decode`] is their composition. The
     /// guidance back-propagates through them one at a time, so that a run can stop between
-    /// two, each stage's graph is freed as soon as its gradient has passed, and a benchmark
-    /// can time each. One stage unless a prior says otherwise.
-    fn decoder_stages(&self) -> &'static [&'static str] {
-        &["decode"]
+    /// two (a stage should take about a second at most on a CPU), each stage's graph is
+    /// freed as soon as its gradient has passed, and a benchmark can time each. One stage
+    /// unless a prior says otherwise.
+    fn decoder_stages(&self) -> &[DecoderStage] {
+        &[DecoderStage { network: "decode", block: 0 }]
     }
 
     /// Stage `index` of [`LatentPrior::decoder_stages`] applied to `x`: the latents for the
@@ -56,4 +57,13 @@ pub trait LatentPrior {
             _ => candle_core::bail!("decode_stage: this prior's decoder has one stage, not {}", index + 1),
         }
     }
+}
+
+/// One stage of a prior's decoder: a block of one of its networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecoderStage {
+    /// The network, e.g. `"vae_decode"` or `"vocoder"`.
+    pub network: &'static str,
+    /// The block of that network, counted from its input.
+    pub block: usize,
 }

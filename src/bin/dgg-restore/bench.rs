@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use clap::{Args, Subcommand};
-use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, Conditioning, LoadOptions, ModelConfigs};
+use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, Conditioning, LoadOptions, ModelConfigs, VAE_DECODE};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
 use dgg_restore::restore::guidance::ditto::DittoSettings;
 use dgg_restore::restore::guidance::{Method, MethodKind, Stage};
@@ -248,7 +248,7 @@ const STEP_STAGES: [&str; 5] = ["unet_forward", "vae_decode_grad", "vocoder_grad
 fn step_stage(stage: Stage) -> &'static str {
     match stage {
         Stage::Denoise | Stage::DenoiseGradient => "unet_forward",
-        Stage::Decode("vae_decode") | Stage::DecodeGradient("vae_decode") => "vae_decode_grad",
+        Stage::Decode(s) | Stage::DecodeGradient(s) if s.network == VAE_DECODE => "vae_decode_grad",
         Stage::Decode(_) | Stage::DecodeGradient(_) => "vocoder_grad",
         Stage::Loss => "loss",
         Stage::Step => "update",
@@ -272,9 +272,14 @@ fn step(args: StepBenchArgs) -> Result<()> {
     let mut whole = Vec::new();
     let mut peak = None;
     let (mut step_started, mut last) = (Instant::now(), Instant::now());
+    // The longest time between two stage boundaries: how long a Cancel can wait.
+    let mut longest = (0.0, Stage::Step);
     sample(&prior, &measurement, samples, &settings, &mut |report| {
         let now = Instant::now();
         if report.step > 1 {
+            if (now - last).as_secs_f64() > longest.0 {
+                longest = ((now - last).as_secs_f64(), report.stage);
+            }
             let times = stages.entry(step_stage(report.stage)).or_default();
             if times.len() < report.step - 1 {
                 times.push(0.0);
@@ -316,6 +321,7 @@ fn step(args: StepBenchArgs) -> Result<()> {
     let ratio = peak.zip(theirs).map_or("-".into(), |(a, b)| format!("{:.2}×", a / b));
     println!("{:<18} {ours:>10} {:>10} {ratio:>8}", "peak RSS (MB)", theirs.map_or("-".into(), |t| format!("{t:.0}")));
     println!("ratio = ours / reference (lower is better); peak RSS: the high-water mark over the timed steps, models included");
+    println!("longest stage (a Cancel waits at most this long): {:.2} s, up to {:?}", longest.0, longest.1);
     Ok(())
 }
 

@@ -72,16 +72,22 @@ impl Network {
         Ok(Self { conv_pre: conv1d(vb, &layout.conv_pre)?, stages, conv_post: conv1d(vb, &layout.conv_post)?, slope: layout.slope })
     }
 
-    /// Normalised log-mel (batch, frames, bins) → waveform (batch, samples).
-    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
-        let mut x = self.conv_pre.forward(&mel.transpose(1, 2)?.contiguous()?)?;
-        for (upsampler, resblocks) in &self.stages {
-            x = upsampler.forward(&leaky_relu(&x, self.slope)?)?;
-            let mut acc = resblocks[0].forward(&x)?;
-            for block in &resblocks[1..] {
-                acc = (acc + block.forward(&x)?)?;
-            }
-            x = if resblocks.len() == 1 { acc } else { (acc / resblocks.len() as f64)? };
+    pub fn blocks(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// Block `block` of the network (see [`super::SpeechT5HifiGan::forward_block`]).
+    pub fn forward_block(&self, block: usize, x: &Tensor) -> Result<Tensor> {
+        let Some((upsampler, resblocks)) = self.stages.get(block) else { candle_core::bail!("vocoder: block {block} of {}", self.blocks()) };
+        let x = if block == 0 { self.conv_pre.forward(&x.transpose(1, 2)?.contiguous()?)? } else { x.clone() };
+        let x = upsampler.forward(&leaky_relu(&x, self.slope)?)?;
+        let mut acc = resblocks[0].forward(&x)?;
+        for b in &resblocks[1..] {
+            acc = (acc + b.forward(&x)?)?;
+        }
+        let x = if resblocks.len() == 1 { acc } else { (acc / resblocks.len() as f64)? };
+        if block + 1 < self.blocks() {
+            return Ok(x);
         }
         self.conv_post.forward(&leaky_relu(&x, FINAL_LEAKY_RELU_SLOPE)?)?.tanh()?.squeeze(1)
     }

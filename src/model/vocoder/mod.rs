@@ -3,7 +3,7 @@
 //! Log-mel (batch, frames, mel bins) → waveform (batch, samples). All weights are frozen;
 //! the forward is differentiable with respect to the mel input (the guidance
 //! back-propagates through it). Two implementations of the same [`Layout`]:
-//! - [`fused`] (CPU, f32): the whole network is one autograd node over the CPU kernels,
+//! - [`fused`] (CPU, f32): each upsampling block is one autograd node over the CPU kernels,
 //!   with a hand-written backward that keeps one bit per activation;
 //! - [`graph`] (any other device or dtype): candle ops with the input-gradient-only ops of
 //!   [`super::ops`] (candle has no backward for `conv_transpose1d`).
@@ -306,22 +306,40 @@ impl SpeechT5HifiGan {
             _ => candle_core::bail!("vocoder: expected (batch, frames, {}) mel, got {:?}", self.cfg.model_in_dim, mel.dims()),
         };
         let mel = if batched { mel.clone() } else { mel.unsqueeze(0)? };
-        let (_, frames, bins) = mel.dims3()?;
-        if bins != self.cfg.model_in_dim || frames == 0 {
-            candle_core::bail!("vocoder: expected (batch, frames > 0, {}) mel, got {:?}", self.cfg.model_in_dim, mel.dims())
-        }
-        let mel = match &self.normalize {
-            Some((mean, scale)) => mel.broadcast_sub(mean)?.broadcast_div(scale)?,
-            None => mel,
-        };
-        let wave = match &self.network {
-            Network::Fused(n) => n.forward(&mel)?,
-            Network::Graph(n) => n.forward(&mel)?,
-        };
+        let wave = (0..self.blocks()).try_fold(mel, |x, block| self.forward_block(block, &x))?;
         if batched {
             Ok(wave)
         } else {
             wave.squeeze(0)
+        }
+    }
+
+    /// How many blocks [`SpeechT5HifiGan::forward`] runs, one after the other: one per
+    /// upsampler.
+    pub fn blocks(&self) -> usize {
+        self.cfg.upsample_rates.len()
+    }
+
+    /// Block `block` of the forward: the log-mel (batch, frames, model_in_dim) for block 0
+    /// (normalised here, then `conv_pre`), the previous block's output (batch, channels,
+    /// samples) after that; the last block (`conv_post`, tanh) gives the waveform (batch,
+    /// samples). Differentiable w.r.t. `x`.
+    pub fn forward_block(&self, block: usize, x: &Tensor) -> Result<Tensor> {
+        let x = if block > 0 {
+            x.clone()
+        } else {
+            let (_, frames, bins) = x.dims3().map_err(|_| candle_core::Error::Msg(format!("vocoder: expected (batch, frames, {}) mel, got {:?}", self.cfg.model_in_dim, x.dims())))?;
+            if bins != self.cfg.model_in_dim || frames == 0 {
+                candle_core::bail!("vocoder: expected (batch, frames > 0, {}) mel, got {:?}", self.cfg.model_in_dim, x.dims())
+            }
+            match &self.normalize {
+                Some((mean, scale)) => x.broadcast_sub(mean)?.broadcast_div(scale)?,
+                None => x.clone(),
+            }
+        };
+        match &self.network {
+            Network::Fused(n) => n.forward_block(block, &x),
+            Network::Graph(n) => n.forward_block(block, &x),
         }
     }
 }

@@ -13,7 +13,7 @@ use std::ops::ControlFlow;
 
 use super::ddim::DdimStep;
 use super::measurement::Measurement;
-use super::prior::LatentPrior;
+use super::prior::{DecoderStage, LatentPrior};
 
 /// Which method, independent of its settings (the CLI's `--method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -166,11 +166,11 @@ pub enum Stage {
     /// The prior's noise prediction (DITTO: one step of its chain).
     Denoise,
     /// One stage of the prior's decoder, forward ([`LatentPrior::decoder_stages`]).
-    Decode(&'static str),
+    Decode(DecoderStage),
     /// The guidance loss and its gradient with respect to the waveform.
     Loss,
     /// The gradient through one stage of the decoder.
-    DecodeGradient(&'static str),
+    DecodeGradient(DecoderStage),
     /// DITTO: the gradient through one step of its chain.
     DenoiseGradient,
     /// The update: the step (DITTO: the iteration) is done.
@@ -196,12 +196,12 @@ pub fn loss_and_gradient<P: LatentPrior + ?Sized>(
     let stages = prior.decoder_stages();
     let mut links = Vec::with_capacity(stages.len());
     let mut x = z.detach();
-    for (index, name) in stages.iter().enumerate() {
+    for (index, &stage) in stages.iter().enumerate() {
         let leaf = Var::from_tensor(&x)?;
         let out = prior.decode_stage(index, leaf.as_tensor(), samples)?;
         x = out.detach();
         links.push((leaf, out));
-        if stage_done(Stage::Decode(name)).is_break() {
+        if stage_done(Stage::Decode(stage)).is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
@@ -212,10 +212,10 @@ pub fn loss_and_gradient<P: LatentPrior + ?Sized>(
     if stage_done(Stage::Loss).is_break() {
         return Ok(ControlFlow::Break(()));
     }
-    for (name, (leaf, out)) in stages.iter().zip(links).rev() {
+    for (&stage, (leaf, out)) in stages.iter().zip(links).rev() {
         // ∂⟨out, g⟩/∂x is the vector-Jacobian product that carries g one stage back.
         grad = gradient(&(out * &grad)?.sum_all()?.backward()?, &leaf)?;
-        if stage_done(Stage::DecodeGradient(name)).is_break() {
+        if stage_done(Stage::DecodeGradient(stage)).is_break() {
             return Ok(ControlFlow::Break(()));
         }
     }
