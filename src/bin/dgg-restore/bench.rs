@@ -308,9 +308,9 @@ fn step(args: StepBenchArgs) -> Result<()> {
     println!("{:<18} {:>10} {:>10} {:>8}  runs (s)", "stage", "ours (s)", "ref (s)", "ratio");
     let row = |name: &str, runs: &[f64], reference: Option<f64>| {
         let m = median(runs);
-        let (r, ratio) = reference.map_or(("-".into(), "-".into()), |r| (format!("{r:.2}"), format!("{:.2}×", m / r)));
-        let runs: Vec<String> = runs.iter().map(|t| format!("{t:.2}")).collect();
-        println!("{name:<18} {m:>10.2} {r:>10} {ratio:>8}  {}", runs.join(" "));
+        let (r, ratio) = reference.map_or(("-".into(), "-".into()), |r| (format!("{r:.3}"), format!("{:.2}×", m / r)));
+        let runs: Vec<String> = runs.iter().map(|t| format!("{t:.3}")).collect();
+        println!("{name:<18} {m:>10.3} {r:>10} {ratio:>8}  {}", runs.join(" "));
     };
     for stage in STEP_STAGES {
         row(stage, stages.get(stage).map_or(&[][..], |v| v.as_slice()), reference_of(stage));
