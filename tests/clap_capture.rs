@@ -70,6 +70,36 @@ fn a_take_cut_short_by_deactivation_is_kept() {
     assert_synced(&mut rig, &Placed { take: &take, start: START, rate: RATE }, Play::at(START - 500, 7_000));
 }
 
+/// `signal` with every 7th sample replaced by a subnormal of alternating sign.
+fn with_subnormals(mut signal: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    for (i, x) in signal.iter_mut().flatten().enumerate().filter(|(i, _)| i % 7 == 0) {
+        *x = if i % 2 == 0 { 1e-40 } else { -f32::MIN_POSITIVE / 3.0 };
+    }
+    signal
+}
+
+/// Subnormals in the input pass through, and in a take play back, as zeros (validators and
+/// hosts refuse subnormal output); every other sample is untouched.
+#[test]
+fn no_subnormal_reaches_the_output() {
+    let flushed = |s: &[Vec<f32>]| -> Vec<Vec<f32>> { s.iter().map(|c| c.iter().map(|&x| if x.is_subnormal() { 0.0 } else { x }).collect()).collect() };
+    let bundle = Bundle::load_default();
+    let mut rig = Rig::new(&bundle, RATE);
+    let input = with_subnormals(test_signal(2, 4_000, RATE, 3));
+    let out = run_blocks(&mut rig.plugin, &input, BLOCKS, &mut Transport::playing(RATE, TEMPO).at(0), |_, _| {});
+    assert_eq!(out, flushed(&input), "pass-through");
+
+    let take = with_subnormals(test_signal(2, TAKE, RATE, 5));
+    rig.capture(&take);
+    rig.listen("Original");
+    let silence = vec![vec![0.0; TAKE]; 2];
+    let played = run_blocks(&mut rig.plugin, &silence, BLOCKS, &mut Transport::playing(RATE, TEMPO).at(START), |_, _| {});
+    assert!(played.iter().flatten().all(|x| !x.is_subnormal()), "a subnormal in the played take (edge fades included)");
+    // Inside the edge fades (5 ms) the take replaces the input exactly.
+    let inner = |s: &[Vec<f32>]| -> Vec<Vec<f32>> { s.iter().map(|c| c[240..TAKE - 240].to_vec()).collect() };
+    assert_eq!(inner(&played), inner(&flushed(&take)), "the take played over silence");
+}
+
 fn reload_and_rate_change(bundle: &Bundle) {
     let mut rig = Rig::new(bundle, RATE);
     let take = test_signal(2, TAKE, RATE, 11);

@@ -4,8 +4,9 @@
 //! timeline ([`playback`]) through a [`clips::Deck`]; the [`housekeeping`] thread files
 //! finished takes in the [`clips::Clips`] that are saved with the project. The [`restorer`]
 //! restores the take on a worker thread, asked by the editor or the *Restore* switch. Outside a
-//! clip, or listening to the input, the plugin is an exact pass-through: the wrapper has
-//! already copied the input to the output.
+//! clip, or listening to the input, the plugin is an exact pass-through (the wrapper has
+//! already copied the input to the output), but for subnormals: no sample it outputs is
+//! one, and its arithmetic runs with flush-to-zero on (nice-plug's `unsafe_flush_denormals`).
 
 pub mod capture;
 pub mod clips;
@@ -195,6 +196,7 @@ impl Plugin for DggRestore {
                 Listen::Input => {}
             }
         }
+        playback::flush_subnormals(buffer.as_slice());
         ProcessStatus::Normal
     }
 }

@@ -51,6 +51,19 @@ pub fn play<S: AsMut<[f32]>>(clip: &Take, fade: usize, pos: i64, block: &mut [S]
     }
 }
 
+/// Replaces every subnormal sample of `block` with zero. The input passes through, and
+/// captured audio plays back, bit for bit otherwise: a subnormal is far below hearing, but
+/// hosts and validators refuse it, and the next plugin's arithmetic on it can be slow.
+pub fn flush_subnormals<S: AsMut<[f32]>>(block: &mut [S]) {
+    for channel in block {
+        for x in channel.as_mut() {
+            if x.is_subnormal() {
+                *x = 0.0;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +150,14 @@ mod tests {
         let mix = [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.0];
         play(&c, 1, 0, &mut block, &mix);
         assert_eq!(block[0], [-1.0, -0.5, 0.0, 0.5, 1.0, 1.0, 0.0, -1.0]);
+    }
+
+    #[test]
+    fn subnormals_are_flushed_and_nothing_else_changes() {
+        let tiny = f32::MIN_POSITIVE / 2.0;
+        let mut block = vec![vec![tiny, -tiny, 0.25, f32::MIN_POSITIVE], vec![-0.0, 1e-45, -1.0, f32::MAX]];
+        flush_subnormals(&mut block);
+        assert_eq!(block, vec![vec![0.0, 0.0, 0.25, f32::MIN_POSITIVE], vec![-0.0, 0.0, -1.0, f32::MAX]]);
+        assert!(block.iter().flatten().all(|x| !x.is_subnormal()));
     }
 }

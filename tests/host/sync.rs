@@ -81,7 +81,9 @@ impl Rig {
         self.plugin.set_param(self.capture, self.capture.min);
         self.listen("Original");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while self.tick(START + 1_000, true, 64)[0] != signal[0][1_000..1_064] {
+        // The plugin outputs subnormals as zeros.
+        let expected: Vec<f32> = signal[0][1_000..1_064].iter().map(|&x| if x.is_subnormal() { 0.0 } else { x }).collect();
+        while self.tick(START + 1_000, true, 64)[0] != expected {
             assert!(Instant::now() < deadline, "the take never came back to play");
             std::thread::sleep(Duration::from_millis(10));
         }
