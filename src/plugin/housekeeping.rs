@@ -64,7 +64,7 @@ impl Housekeeper {
             std::thread::Builder::new().name("dgg-restore housekeeping".into()).spawn(move || {
                 while !closing.load(Ordering::Acquire) {
                     serve(&requests, &params, &restorer);
-                    std::thread::sleep(TICK);
+                    std::thread::park_timeout(TICK);
                 }
             })
         };
@@ -96,10 +96,13 @@ fn serve(requests: &Requests, params: &DggParams, restorer: &Restorer) {
 }
 
 impl Drop for Housekeeper {
+    /// Tells the thread to end, wakes it, and does not wait: removing the plugin never
+    /// waits on a thread that may be busy (the thread holds what it serves, and the library
+    /// is never unloaded: `-z nodelete` in `build.rs`).
     fn drop(&mut self) {
         self.closing.store(true, Ordering::Release);
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            thread.thread().unpark();
         }
     }
 }

@@ -94,16 +94,18 @@ impl<T: Send + 'static, E: MainThreadExecutor<T> + 'static> WorkerThread<T, E> {
 
 impl<T, E> Drop for WorkerThread<T, E> {
     fn drop(&mut self) {
-        // The thread is shut down and joined when the handle is dropped
-        self.tasks_sender
-            .send(Message::Shutdown)
-            .expect("Failed while sending worker thread shutdown request");
-        self.join_handle
-            .take()
-            // Only possible if the WorkerThread got dropped twice, somehow?
-            .expect("Missing Worker thread JoinHandle")
-            .join()
-            .expect("Worker thread panicked");
+        // The thread is shut down and joined when the handle is dropped. This runs inside a
+        // plugin instance's teardown, often within an FFI call that cannot unwind, so nothing
+        // here may panic: a thread that has already ended cannot receive the message, and a
+        // thread that panicked has nothing left to join.
+        let _ = self.tasks_sender.send(Message::Shutdown);
+        if let Some(join_handle) = self.join_handle.take() {
+            // The last handle can be dropped on the worker thread itself, by a task that
+            // held the last reference to its instance; it ends after this task.
+            if join_handle.thread().id() != thread::current().id() {
+                let _ = join_handle.join();
+            }
+        }
     }
 }
 
@@ -147,13 +149,9 @@ where
         match tasks_receiver.recv() {
             Ok(Message::Task((task, executor))) => match executor.upgrade() {
                 Some(e) => e.execute(task, true),
-                None => {
-                    nice_trace!(
-                        "Received a new task but the executor is no longer alive, shutting down \
-                         worker"
-                    );
-                    return;
-                }
+                // The thread is shared by all instances: a task posted by an instance that
+                // is gone by now is dropped, and the thread goes on serving the others.
+                None => nice_trace!("Dropping a task whose executor is no longer alive"),
             },
             Ok(Message::Shutdown) => return,
             Err(err) => {
