@@ -176,3 +176,11 @@ fn conditioning_of_the_wrong_width_is_refused() {
     let err = AudioLdm2::load(&g.dir, &LoadOptions::default(), &cond).err().unwrap().to_string();
     assert!(err.contains("encoder_hidden_states has width") && err.contains(&format!("{}", d + 1)), "{err}");
 }
+
+#[test]
+fn bf16_on_the_cpu_is_refused_before_loading() {
+    let g = Golden::load();
+    let options = LoadOptions { dtype: candle_core::DType::BF16, ..LoadOptions::default() };
+    let e = AudioLdm2::load_for_prompt(&g.dir, &options, "", 1.0).err().expect("bf16 on the CPU is refused");
+    assert!(e.to_string().contains("does not run on the CPU") && e.to_string().contains("f32"), "{e}");
+}

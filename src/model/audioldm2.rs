@@ -35,6 +35,9 @@ pub enum ModelError {
     /// A text component or tokenizer file that cannot be used.
     #[error("{}: {message}", .path.display())]
     Text { path: PathBuf, message: String },
+    /// A precision the device cannot run.
+    #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use f32 there, or f16, or run on CUDA")]
+    PrecisionOnCpu(DType),
 }
 
 /// The configs of the four components the prior needs, checked against each other.
@@ -89,6 +92,16 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         Self { device: Device::Cpu, dtype: DType::F32 }
+    }
+}
+
+impl LoadOptions {
+    /// Refuses a precision the device cannot run, before anything is read.
+    fn check(&self) -> std::result::Result<(), ModelError> {
+        if self.device.is_cpu() && self.dtype == DType::BF16 {
+            return Err(ModelError::PrecisionOnCpu(self.dtype));
+        }
+        Ok(())
     }
 }
 
@@ -171,6 +184,7 @@ impl AudioLdm2 {
     /// Load a model directory in the diffusers layout (`model_index.json`, `unet/`, `vae/`,
     /// `vocoder/`, `scheduler/`).
     pub fn load(dir: &Path, options: &LoadOptions, conditioning: &Conditioning) -> std::result::Result<Self, ModelError> {
+        options.check()?;
         if !dir.join("model_index.json").is_file() {
             return Err(ModelError::NotAModelDir(dir.to_path_buf()));
         }
@@ -186,6 +200,7 @@ impl AudioLdm2 {
     /// ([`ConditioningCache`]). A `guidance_scale` other than 1 turns on classifier-free
     /// guidance against the empty negative prompt.
     pub fn load_for_prompt(dir: &Path, options: &LoadOptions, prompt: &str, guidance_scale: f64) -> std::result::Result<Self, ModelError> {
+        options.check()?;
         let guided = guidance_scale != 1.0;
         let prompt = Prompt { text: prompt.to_string(), negative: guided.then(String::new) };
         let (conditioning, _) = ConditioningCache::new(dir).get(&prompt, &options.device)?;

@@ -25,7 +25,7 @@ pub struct PriorArgs {
     pub guidance_scale: f64,
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<DeviceChoice>())]
     device: DeviceChoice,
-    /// f32, f16 or bf16 for the UNet and vocoder.
+    /// f32, f16 or bf16 (CUDA only) for the UNet and vocoder.
     #[arg(long, default_value = "f32", value_parser = parse_dtype)]
     dtype: DType,
     /// The AudioLDM2 model directory (diffusers layout). Otherwise $DGG_MODEL_DIR, then
