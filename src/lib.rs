@@ -12,6 +12,7 @@ pub mod audio;
 pub mod dsp;
 pub mod engine;
 pub mod evaluation;
+pub mod files;
 pub mod kernels;
 pub mod model;
 pub mod plugin;

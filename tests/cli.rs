@@ -120,6 +120,54 @@ fn a_failed_run_leaves_an_existing_output_untouched() {
     assert_eq!(leftovers.len(), 2, "no temporary files left: {leftovers:?}");
 }
 
+/// Where the output cannot be written, the command says so before any work; a FIFO or a
+/// device as the output is refused, never replaced.
+#[test]
+fn the_output_is_checked_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    write_music(&input, 16_000, 1, 16_000);
+    let fifo = dir.path().join("pipe.wav");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let missing = dir.path().join("no/such/dir/out.wav");
+    for (output, what) in [(missing.as_path(), "out.wav"), (fifo.as_path(), "FIFO"), (Path::new("/dev/null"), "device")] {
+        // Phase retrieval with many iterations would take minutes: the check comes first.
+        let started = std::time::Instant::now();
+        let o = dgg(&["degrade", "--task", "phase", "--iterations", "100000", arg(&input), arg(output)]);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && stderr.contains(what), "{}: {stderr}", output.display());
+        assert!(started.elapsed().as_secs() < 20, "{}: the check came after the work", output.display());
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "the FIFO is still a FIFO");
+}
+
+/// A signal outside sampling ends the command at once: no temporary file is left, an
+/// existing output is untouched, and the status is 128 + the signal's number.
+#[test]
+fn a_signal_during_a_degrade_leaves_nothing_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    write_music(&input, 16_000, 1, 32_000);
+    std::fs::write(&output, b"precious").unwrap();
+    for (signal, code) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_dgg-restore"))
+            .args(["degrade", "--task", "phase", "--iterations", "100000", arg(&input), arg(&output)])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert!(Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap().success());
+        let status = child.wait().unwrap();
+        assert_eq!((status.code(), status.signal()), (Some(code), None), "SIG{signal}");
+        assert_eq!(std::fs::read(&output).unwrap(), b"precious");
+        let mut left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, ["in.wav", "out.wav"], "SIG{signal}: files left behind");
+    }
+}
+
 #[test]
 fn inpainting_silences_exactly_the_gaps_in_every_channel() {
     let dir = tempfile::tempdir().unwrap();

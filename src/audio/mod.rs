@@ -192,6 +192,12 @@ pub enum AudioError {
     InvalidClip { path: PathBuf, reason: String },
 }
 
+impl From<crate::files::FileError> for AudioError {
+    fn from(e: crate::files::FileError) -> Self {
+        Self::Io { path: e.path, action: e.action, source: e.source }
+    }
+}
+
 impl AudioError {
     /// The file the error is about.
     pub fn path(&self) -> &Path {

@@ -10,12 +10,12 @@
 //! hound re-centres them). Writing multiplies back, rounds to nearest and clamps to the
 //! integer range, so integer files round-trip bit-exactly; float files are written as is.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 
 use super::{AudioClip, AudioError, WavFormat, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+use crate::files::write_atomic;
 
 const TAG_PCM: u16 = 0x0001;
 const TAG_FLOAT: u16 = 0x0003;
@@ -240,81 +240,6 @@ fn validate_for_write(path: &Path, clip: &AudioClip, format: WavFormat) -> Resul
         }
     }
     Ok(())
-}
-
-/// Create a temporary sibling of `path`, let `write` fill it, fsync, rename it over `path`.
-/// The temporary file is removed on every error path (and on panic, via the guard).
-pub(crate) fn write_atomic<F>(path: &Path, write: F) -> Result<(), AudioError>
-where
-    F: FnOnce(&mut BufWriter<File>) -> Result<(), AudioError>,
-{
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-
-    let Some(name) = path.file_name() else {
-        return Err(io_err(
-            path,
-            "write",
-            io::Error::new(io::ErrorKind::InvalidInput, "the path does not name a file"),
-        ));
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(
-        ".tmp-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| io_err(path, "create a temporary file next to it", e))?;
-    let guard = TempGuard(Some(tmp));
-    let mut out = BufWriter::with_capacity(1 << 16, file);
-    write(&mut out)?;
-    let file = out
-        .into_inner()
-        .map_err(|e| io_err(path, "write", e.into_error()))?;
-    file.sync_all()
-        .map_err(|e| io_err(path, "flush the file to disk", e))?;
-    drop(file);
-    let tmp = guard.path();
-    fs::rename(tmp, path).map_err(|e| io_err(path, "replace the file (rename)", e))?;
-    guard.disarm();
-    // Make the rename itself durable; failure here does not un-write the file.
-    #[cfg(unix)]
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Removes the temporary file when dropped, unless disarmed after a successful rename.
-struct TempGuard(Option<PathBuf>);
-
-impl TempGuard {
-    fn path(&self) -> &Path {
-        self.0
-            .as_deref()
-            .expect("guard holds its path until disarmed")
-    }
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
-        }
-    }
 }
 
 fn io_err(path: &Path, action: &'static str, source: io::Error) -> AudioError {
@@ -633,7 +558,9 @@ fn describe_non_wav(head: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::audio::{resampled_len, AudioError as E};
+    use std::fs;
     use std::io::Write;
+    use std::path::PathBuf;
 
     fn tmpdir() -> tempfile::TempDir {
         tempfile::tempdir().expect("tempdir")
@@ -1392,7 +1319,7 @@ mod tests {
 
         // A panic inside the writer also cleans up.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = write_atomic(&target, |out| {
+            let _: Result<(), E> = write_atomic(&target, |out| {
                 out.write_all(b"partial").unwrap();
                 panic!("boom");
             });

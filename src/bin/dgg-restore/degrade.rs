@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use dgg_restore::audio::{read_wav, write_wav};
 use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
+use dgg_restore::files::check_output;
 use std::path::PathBuf;
 
 use crate::task::TaskArgs;
@@ -32,6 +33,7 @@ pub struct DegradeArgs {
 
 pub fn run(args: DegradeArgs) -> Result<()> {
     let (clip, format) = read_wav(&args.input)?;
+    check_output(&args.output)?;
     let degradation = args.task.degradation(clip.sample_rate, args.seed, None)?;
     let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations };
     let degraded = degrade(&clip, &degradation, &options).with_context(|| args.input.display().to_string())?;

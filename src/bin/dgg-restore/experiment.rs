@@ -7,15 +7,18 @@ use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, Resto
 use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
 use dgg_restore::evaluation::experiment::{segments, ExperimentTask, Results, Score, Segment, DEGRADED_ROW};
 use dgg_restore::evaluation::score::lsd_score;
+use dgg_restore::files::{write_atomic, FileError};
 use dgg_restore::restore::guidance::MethodKind;
 use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SampleError;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::eval::wav_names;
 use crate::prior::{PriorArgs, SamplingArgs};
-use crate::progress::{Interrupt, Reporter};
+use crate::progress::Reporter;
+use crate::signals::Signals;
 
 /// Run the paper's protocol: cut every clip into mono 16 kHz segments, degrade each with
 /// every task, restore it with every method (the model's raw output, as the paper scores
@@ -99,10 +102,9 @@ impl RunSettings {
     }
 }
 
-/// Writes `text` to `path` through a temporary file, so a reader never sees half of it.
+/// Writes `text` to `path` atomically, so a reader never sees half of it.
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path)).with_context(|| format!("writing {}", path.display()))
+    Ok(write_atomic(path, |out| out.write_all(text.as_bytes()).map_err(|source| FileError { path: path.to_owned(), action: "write", source }))?)
 }
 
 fn write_results(out: &Path, results: &Results, header: &str) -> Result<()> {
@@ -164,7 +166,6 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     );
     let rows = std::iter::once(DEGRADED_ROW.to_string()).chain(args.methods.iter().map(|m| m.name().to_string())).collect();
     let mut results = Results::new(rows, args.tasks.clone());
-    let interrupt = Interrupt::install()?;
     let jobs = args.tasks.len() * segments.len() * args.methods.len();
     let mut job = 0;
     for &task in &args.tasks {
@@ -199,12 +200,14 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
                     let settings = args.sampling.settings(kind, None, on_gpu)?;
                     let request = RestoreRequest { output: OutputMode::Model, ..RestoreRequest::new(degradation.clone(), settings) };
                     let mut reporter = Reporter::new();
-                    let result = restore_clip(&prior, observed, &request, &mut |p: &Progress| interrupt.observe(&mut reporter, p));
+                    let work = Signals::cancellable();
+                    let result = restore_clip(&prior, observed, &request, &mut |p: &Progress| reporter.observe(p, &work));
                     reporter.finish();
+                    drop(work);
                     let restored = match result {
                         Ok(r) => r,
                         Err(EngineError::Sample(SampleError::Cancelled)) => bail!(
-                            "cancelled: finished restorations are kept in {}; run the same command again to continue",
+                            "stopped by a signal: finished restorations are kept in {}; run the same command again to continue",
                             args.out.display()
                         ),
                         Err(e) => return Err(e).with_context(|| label.clone()),

@@ -9,6 +9,7 @@ mod lsd;
 mod prior;
 mod progress;
 mod restore;
+mod signals;
 mod task;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = signals::Signals::install() {
+        eprintln!("error: {err:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Restore(args) => restore::run(args),
         Command::Degrade(args) => degrade::run(args),
@@ -42,11 +47,13 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Experiment(args) => experiment::run(args),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+    if let Err(err) = &result {
+        eprintln!("error: {err:#}");
+    }
+    match (result, signals::received()) {
+        // Stopped by a signal: the shell's status for it (130 for SIGINT, 143 for SIGTERM).
+        (_, Some(signal)) => ExitCode::from(signals::status(signal)),
+        (Ok(()), None) => ExitCode::SUCCESS,
+        (Err(_), None) => ExitCode::FAILURE,
     }
 }

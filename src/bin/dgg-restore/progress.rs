@@ -1,15 +1,14 @@
 //! Progress of a restoration and of a model download: a bar on a terminal, plain log lines
-//! when stderr is a file or a pipe; and Ctrl-C, which stops a restoration.
+//! when stderr is a file or a pipe; a signal stops a restoration ([`crate::signals`]).
 
-use anyhow::{Context, Result};
 use dgg_restore::engine::Progress;
 use dgg_restore::model::hub::DownloadProgress;
 use dgg_restore::restore::guidance::Stage;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+
+use crate::signals::Cancellable;
 
 const TICKS: u64 = 1000;
 
@@ -62,27 +61,18 @@ impl Reporter {
             bar.finish_and_clear();
         }
     }
-}
 
-/// A flag Ctrl-C raises; the observers below turn it into a cancelled restoration.
-pub struct Interrupt(Arc<AtomicBool>);
-
-impl Interrupt {
-    /// Installs the process's Ctrl-C handler (once per process).
-    pub fn install() -> Result<Self> {
-        let flag = Arc::new(AtomicBool::new(false));
-        let raised = flag.clone();
-        ctrlc::set_handler(move || raised.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
-        Ok(Self(flag))
-    }
-
-    /// Shows `p` on `reporter` when a step is done, and says whether to go on (asked after
-    /// every stage of a step, so Ctrl-C does not wait for a whole step).
-    pub fn observe(&self, reporter: &mut Reporter, p: &Progress) -> ControlFlow<()> {
+    /// Shows `p` when a step is done, and says whether to go on (asked after every stage of
+    /// a step, so a signal does not wait for a whole step).
+    pub fn observe(&mut self, p: &Progress, work: &Cancellable) -> ControlFlow<()> {
         if p.step.stage == Stage::Step {
-            reporter.update(p);
+            self.update(p);
         }
-        if self.0.load(Ordering::SeqCst) { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if work.stop_requested() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     }
 }
 

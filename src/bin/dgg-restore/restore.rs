@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use dgg_restore::audio::{read_wav, write_wav};
+use dgg_restore::files::check_output;
 use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::restore::guidance::MethodKind;
 use dgg_restore::restore::prior::LatentPrior;
@@ -10,7 +11,8 @@ use dgg_restore::restore::sampler::SampleError;
 use std::path::PathBuf;
 
 use crate::prior::{PriorArgs, SamplingArgs};
-use crate::progress::{Interrupt, Reporter};
+use crate::progress::Reporter;
+use crate::signals::{self, Signals};
 use crate::task::TaskArgs;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,6 +74,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
         bail!("--window must exceed 0.5 s and --overlap lie in [0, window/2)");
     }
     let (clip, format) = read_wav(&args.input)?;
+    check_output(&args.output)?;
     let degradation = args.task.degradation(clip.sample_rate, args.room_seed, Some(&clip))?;
 
     let prior = args.prior.load()?;
@@ -85,17 +88,20 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     request.window_seconds = args.window;
     request.overlap_seconds = args.overlap;
 
-    let interrupt = Interrupt::install()?;
+    let work = Signals::cancellable();
     let mut reporter = Reporter::new();
-    let result = restore_clip(&prior, &clip, &request, &mut |p: &Progress| interrupt.observe(&mut reporter, p));
+    let result = restore_clip(&prior, &clip, &request, &mut |p: &Progress| reporter.observe(p, &work));
     reporter.finish();
+    // From here a signal removes the file being written and exits at once.
+    drop(work);
     match result {
+        Ok(_) if signals::received().is_some() => bail!("stopped by a signal: nothing was written"),
         Ok(restored) => {
             write_wav(&args.output, &restored, format)?;
             eprintln!("wrote {}", args.output.display());
             Ok(())
         }
-        Err(EngineError::Sample(SampleError::Cancelled)) => bail!("cancelled: nothing was written"),
+        Err(EngineError::Sample(SampleError::Cancelled)) => bail!("stopped by a signal: nothing was written"),
         Err(e) => Err(e).with_context(|| args.input.display().to_string()),
     }
 }

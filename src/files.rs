@@ -1,0 +1,295 @@
+//! Files in and out, so that nothing is ever half-written or silently replaced.
+//!
+//! - [`write_atomic`]: a temporary sibling is written, flushed to disk and renamed over the
+//!   target; on any error (or panic) it is removed and an existing target is untouched.
+//!   The temporaries in flight are listed, so a signal handler can remove them
+//!   ([`remove_temporaries`]) before the process exits.
+//! - [`check_output`]: before hours of work, whether the output can be written at all.
+//! - [`open_regular`]: inputs and configs must be regular files (a FIFO would block
+//!   forever, a device could be endless), no larger than the caller's bound.
+
+use std::ffi::OsString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// The operating system refused `action` on `path`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: cannot {action}: {source}", .path.display())]
+pub struct FileError {
+    pub path: PathBuf,
+    /// What was being attempted, e.g. "open the file for reading".
+    pub action: &'static str,
+    pub source: io::Error,
+}
+
+fn error(path: &Path, action: &'static str, source: io::Error) -> FileError {
+    FileError { path: path.to_owned(), action, source }
+}
+
+fn invalid(path: &Path, action: &'static str, why: String) -> FileError {
+    error(path, action, io::Error::new(io::ErrorKind::InvalidInput, why))
+}
+
+/// The temporaries [`write_atomic`] is writing. Its lock is held across the final rename,
+/// so [`remove_temporaries`] either removes a temporary before its rename (which then
+/// fails, leaving the target untouched) or finds it already renamed and gone from here.
+static TEMPORARIES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    TEMPORARIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Removes every temporary file [`write_atomic`] has in flight (for a signal handler about
+/// to exit the process). Later renames of those files fail.
+pub fn remove_temporaries() {
+    for tmp in temporaries().drain(..) {
+        let _ = fs::remove_file(tmp);
+    }
+}
+
+/// What [`describe`] calls a file that is not a regular one.
+fn kind(meta: &fs::Metadata) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        if t.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if t.is_char_device() || t.is_block_device() {
+            return "a device";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+    }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The file an output path names: itself, or the final target when it is a symbolic link
+/// (the link is kept and its target replaced, as other audio tools do).
+fn resolve_output(path: &Path) -> Result<PathBuf, FileError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => match fs::canonicalize(path) {
+            Ok(target) => Ok(target),
+            // A dangling link: write where it points.
+            Err(_) => {
+                let target = fs::read_link(path).map_err(|e| error(path, "read the symbolic link", e))?;
+                Ok(path.parent().map_or(target.clone(), |dir| dir.join(&target)))
+            }
+        },
+        _ => Ok(path.to_owned()),
+    }
+}
+
+/// Refuses an output that exists and is not a regular file: renaming over a FIFO, a device
+/// or a directory would replace it.
+fn refuse_special(path: &Path) -> Result<(), FileError> {
+    match fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(invalid(path, "write the output", format!("it is {}; name a regular file", kind(&meta)))),
+        _ => Ok(()),
+    }
+}
+
+/// The temporary sibling of `path` that [`write_atomic`] writes: `.NAME.tmp-PID-N`.
+fn temporary_for(path: &Path) -> Result<PathBuf, FileError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let Some(name) = path.file_name() else {
+        return Err(invalid(path, "write", "the path does not name a file".into()));
+    };
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    Ok(match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp),
+        _ => PathBuf::from(tmp),
+    })
+}
+
+/// Checks, before any work, that [`write_atomic`] can write `path`: its folder exists and
+/// takes a new file of the temporary's name (created and removed here), and `path` is absent
+/// or a regular file (through a symbolic link, its target).
+pub fn check_output(path: &Path) -> Result<(), FileError> {
+    let path = resolve_output(path)?;
+    refuse_special(&path)?;
+    let tmp = temporary_for(&path)?;
+    OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| error(&path, "create a file next to it", e))?;
+    let _ = fs::remove_file(&tmp);
+    Ok(())
+}
+
+/// Creates a temporary sibling of `path`, lets `write` fill it, flushes it to disk and
+/// renames it over `path` (through a symbolic link, over its target). The temporary is
+/// removed on every error path, on a panic, and by [`remove_temporaries`].
+pub fn write_atomic<E, F>(path: &Path, write: F) -> Result<(), E>
+where
+    E: From<FileError>,
+    F: FnOnce(&mut BufWriter<File>) -> Result<(), E>,
+{
+    let target = resolve_output(path)?;
+    refuse_special(&target)?;
+    let tmp = temporary_for(&target)?;
+    let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| error(path, "create a temporary file next to it", e))?;
+    let guard = Temporary::new(tmp);
+    let mut out = BufWriter::with_capacity(1 << 16, file);
+    write(&mut out)?;
+    let file = out.into_inner().map_err(|e| error(path, "write", e.into_error()))?;
+    file.sync_all().map_err(|e| error(path, "flush the file to disk", e))?;
+    drop(file);
+    guard.rename_to(&target).map_err(|e| error(path, "replace the file (rename)", e))?;
+    // Make the rename itself durable; failure here does not un-write the file.
+    #[cfg(unix)]
+    if let Some(Ok(dir)) = target.parent().map(|d| File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d })) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// A temporary file in flight: listed in [`TEMPORARIES`] while it lives, removed when
+/// dropped unless renamed.
+struct Temporary(PathBuf);
+
+impl Temporary {
+    fn new(path: PathBuf) -> Self {
+        temporaries().push(path.clone());
+        Self(path)
+    }
+
+    /// Renames the file to `target`; it is then no longer a temporary.
+    fn rename_to(self, target: &Path) -> io::Result<()> {
+        let mut list = temporaries();
+        let listed = list.iter().position(|p| *p == self.0);
+        let Some(index) = listed else {
+            // A signal handler removed it: the target stays as it was.
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal"));
+        };
+        fs::rename(&self.0, target)?;
+        list.swap_remove(index);
+        drop(list);
+        std::mem::forget(self);
+        Ok(())
+    }
+}
+
+impl Drop for Temporary {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+        temporaries().retain(|p| *p != self.0);
+    }
+}
+
+/// Opens `path` for reading when it is a regular file of at most `max_bytes` (through
+/// symbolic links); a FIFO, a device or a directory is refused by name.
+pub fn open_regular(path: &Path, what: &str, max_bytes: u64) -> Result<(File, u64), FileError> {
+    let meta = fs::metadata(path).map_err(|e| error(path, "open the file for reading", e))?;
+    if !meta.is_file() {
+        return Err(invalid(path, "read", format!("it is {}, not a {what} file", kind(&meta))));
+    }
+    if meta.len() > max_bytes {
+        return Err(invalid(path, "read", format!("{} bytes is more than any {what} file should be ({max_bytes} at most)", meta.len())));
+    }
+    let file = File::open(path).map_err(|e| error(path, "open the file for reading", e))?;
+    Ok((file, meta.len()))
+}
+
+/// [`open_regular`], then the whole file as text.
+pub fn read_text(path: &Path, what: &str, max_bytes: u64) -> Result<String, FileError> {
+    let (mut file, _) = open_regular(path, what, max_bytes)?;
+    let mut text = String::new();
+    io::Read::read_to_string(&mut file, &mut text).map_err(|e| error(path, "read", e))?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    fn write(path: &Path, bytes: &[u8]) -> Result<(), FileError> {
+        write_atomic(path, |out| out.write_all(bytes).map_err(|e| error(path, "write", e)))
+    }
+
+    #[test]
+    fn outputs_are_checked_before_any_work() {
+        let dir = tempfile::tempdir().unwrap();
+        check_output(&dir.path().join("new.wav")).unwrap();
+        assert!(listing(dir.path()).is_empty(), "the check leaves nothing behind");
+        let e = check_output(&dir.path().join("missing/x.wav")).unwrap_err();
+        assert!(e.to_string().contains("x.wav"), "{e}");
+        let long = dir.path().join(format!("{}.wav", "n".repeat(248)));
+        let e = check_output(&long).unwrap_err();
+        assert!(e.to_string().contains("create a file next to it"), "{e}");
+        fs::create_dir(dir.path().join("folder.wav")).unwrap();
+        let e = check_output(&dir.path().join("folder.wav")).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_outputs_are_refused_and_links_write_their_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("pipe.wav");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        for e in [check_output(&fifo).unwrap_err(), write(&fifo, b"x").unwrap_err()] {
+            assert!(e.to_string().contains("a FIFO"), "{e}");
+        }
+        let e = check_output(Path::new("/dev/null")).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+
+        let target = dir.path().join("target.wav");
+        fs::write(&target, b"old").unwrap();
+        let link = dir.path().join("link.wav");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is kept");
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert_eq!(listing(dir.path()), ["link.wav", "pipe.wav", "target.wav"]);
+    }
+
+    /// A signal handler's removal makes the final rename fail and leaves the target as it was.
+    #[test]
+    fn removed_temporaries_never_replace_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.wav");
+        fs::write(&target, b"before").unwrap();
+        let e = write_atomic(&target, |out| {
+            out.write_all(b"after").unwrap();
+            remove_temporaries();
+            Ok::<(), FileError>(())
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("interrupted"), "{e}");
+        assert_eq!(fs::read(&target).unwrap(), b"before");
+        assert_eq!(listing(dir.path()), ["out.wav"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn inputs_must_be_regular_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config.json");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        let e = read_text(&fifo, "config", 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("a FIFO") && e.to_string().contains("config.json"), "{e}");
+        let e = read_text(Path::new("/dev/zero"), "config", 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("a device"), "{e}");
+        let big = dir.path().join("big.json");
+        fs::write(&big, vec![b' '; 2000]).unwrap();
+        let e = read_text(&big, "config", 1000).unwrap_err();
+        assert!(e.to_string().contains("2000 bytes"), "{e}");
+        assert_eq!(read_text(&big, "config", 2000).unwrap().len(), 2000);
+    }
+}
