@@ -14,7 +14,7 @@
 # printed; the full logs are in target/validators/logs/ (fuzz/seed-N.txt for failed seeds).
 # Replay one fuzz seed:
 #   target/validators/bin/clap-validator fuzz -r SEED "target/bundled/DGG Restore.clap"
-# (add `-v debug` before `fuzz` for a trace of the calls).
+# (add `-v debug` before `fuzz` for more detail).
 #
 # Environment (all optional):
 #   DGG_CLAP_BUNDLE, DGG_VST3_BUNDLE   the bundles (default target/bundled/DGG Restore.{clap,vst3};
