@@ -1,14 +1,15 @@
 //! WAV reading and writing.
 //!
-//! Reading first walks the RIFF chunks itself (cheap, header only) so that every kind of bad
-//! input gets its own error with a useful message — hound reports most of them as a generic
-//! "format error", and it never compares the data chunk's declared length with the file size
-//! (a truncated file only shows up as an I/O error in the middle of the sample iterator).
-//! Then hound decodes the samples.
+//! Reading walks the RIFF chunks itself so that every kind of bad input gets its own error
+//! with a useful message, and so that what other readers accept is accepted here too (odd
+//! chunks with their pad byte, a wrong `byte_rate`, fmt chunks longer than needed); then
+//! it decodes the data chunk itself, block by block. (hound, which writes, reports most
+//! problems as a generic "format error", refuses those valid files, and never compares the
+//! data chunk's declared length with the file size.)
 //!
-//! Integer samples map to floats by dividing by 2^(bits-1) (8-bit files are unsigned on disk;
-//! hound re-centres them). Writing multiplies back, rounds to nearest and clamps to the
-//! integer range, so integer files round-trip bit-exactly; float files are written as is.
+//! Integer samples map to floats by dividing by 2^(bits-1) (8-bit files are unsigned on disk
+//! and re-centred). Writing multiplies back, rounds to nearest and clamps to the integer
+//! range, so integer files round-trip bit-exactly; float files are written as is.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -32,6 +33,8 @@ struct Header {
     channels: u16,
     sample_rate: u32,
     frames: u64,
+    /// Where the samples start in the file.
+    data_offset: u64,
 }
 
 /// Read a WAV file into a planar clip, and report the format it was stored in.
@@ -47,66 +50,9 @@ pub fn read_wav(path: &Path) -> Result<(AudioClip, WavFormat), AudioError> {
         .map_err(|e| io_err(path, "read the file's size", e))?
         .len();
     let header = scan_header(&mut file, file_len, path)?;
-    file.seek(SeekFrom::Start(0))
+    file.seek(SeekFrom::Start(header.data_offset))
         .map_err(|e| io_err(path, "read", e))?;
-
-    let mut reader = hound::WavReader::new(BufReader::with_capacity(1 << 16, file))
-        .map_err(|e| hound_read_err(path, e))?;
-    let spec = reader.spec();
-    let hound_float = spec.sample_format == hound::SampleFormat::Float;
-    if spec.channels != header.channels
-        || spec.sample_rate != header.sample_rate
-        || spec.bits_per_sample != header.format.bits_per_sample
-        || hound_float != header.format.float
-        || u64::from(reader.duration()) != header.frames
-    {
-        return Err(AudioError::Malformed {
-            path: path.to_owned(),
-            detail: format!(
-                "inconsistent header (decoder sees {} ch, {} Hz, {} bits, {} frames)",
-                spec.channels,
-                spec.sample_rate,
-                spec.bits_per_sample,
-                reader.duration()
-            ),
-        });
-    }
-
-    let n_ch = usize::from(header.channels);
-    let frames = header.frames as usize;
-    let mut channels: Vec<Vec<f32>> = (0..n_ch).map(|_| Vec::with_capacity(frames)).collect();
-    if header.format.float {
-        for (i, s) in reader.samples::<f32>().enumerate() {
-            let s = s.map_err(|e| hound_read_err(path, e))?;
-            let ch = i % n_ch;
-            if !s.is_finite() {
-                let frame = (i / n_ch) as u64;
-                return Err(AudioError::NonFinite {
-                    path: path.to_owned(),
-                    channel: ch,
-                    frame,
-                    seconds: frame as f64 / f64::from(header.sample_rate),
-                    value: s,
-                });
-            }
-            channels[ch].push(s);
-        }
-    } else {
-        let scale = 1.0 / (1u64 << (header.format.bits_per_sample - 1)) as f64;
-        for (i, s) in reader.samples::<i32>().enumerate() {
-            let s = s.map_err(|e| hound_read_err(path, e))?;
-            // Exact in f64 (power-of-two scale), then one rounding to f32.
-            channels[i % n_ch].push((f64::from(s) * scale) as f32);
-        }
-    }
-    if let Some(short) = channels.iter().map(Vec::len).find(|&n| n != frames) {
-        return Err(AudioError::Truncated {
-            path: path.to_owned(),
-            detail: format!(
-                "the header promises {frames} sample frames but only {short} could be read"
-            ),
-        });
-    }
+    let channels = decode(&mut BufReader::with_capacity(1 << 16, file), &header, path)?;
     Ok((
         AudioClip {
             sample_rate: header.sample_rate,
@@ -114,6 +60,60 @@ pub fn read_wav(path: &Path) -> Result<(AudioClip, WavFormat), AudioError> {
         },
         header.format,
     ))
+}
+
+/// Decodes the data chunk (the reader at its start) into planar channels: integers divided
+/// by 2^(bits−1) (8-bit is unsigned on disk, re-centred first), floats as they are.
+fn decode<R: Read>(r: &mut R, header: &Header, path: &Path) -> Result<Vec<Vec<f32>>, AudioError> {
+    let n_ch = usize::from(header.channels);
+    let frames = header.frames as usize;
+    let bytes = usize::from(header.format.bits_per_sample / 8);
+    let mut channels: Vec<Vec<f32>> = (0..n_ch).map(|_| Vec::with_capacity(frames)).collect();
+    let scale = 1.0 / (1u64 << (header.format.bits_per_sample - 1)) as f64;
+    let frame_bytes = bytes * n_ch;
+    let mut block = vec![0u8; frame_bytes * (1 << 14).min(frames.max(1))];
+    let mut done = 0;
+    while done < frames {
+        let take = (frames - done).min(block.len() / frame_bytes);
+        let buf = &mut block[..take * frame_bytes];
+        r.read_exact(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => AudioError::Truncated {
+                path: path.to_owned(),
+                detail: "the file ends before the last sample".into(),
+            },
+            _ => io_err(path, "read", e),
+        })?;
+        for (f, frame) in buf.chunks_exact(frame_bytes).enumerate() {
+            for (c, b) in frame.chunks_exact(bytes).enumerate() {
+                let v = if header.format.float {
+                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                    if !v.is_finite() {
+                        let frame = (done + f) as u64;
+                        return Err(AudioError::NonFinite {
+                            path: path.to_owned(),
+                            channel: c,
+                            frame,
+                            seconds: frame as f64 / f64::from(header.sample_rate),
+                            value: v,
+                        });
+                    }
+                    v
+                } else {
+                    let i = match bytes {
+                        1 => i32::from(b[0]) - 128,
+                        2 => i32::from(i16::from_le_bytes([b[0], b[1]])),
+                        3 => i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8,
+                        _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    };
+                    // Exact in f64 (power-of-two scale), then one rounding to f32.
+                    (f64::from(i) * scale) as f32
+                };
+                channels[c].push(v);
+            }
+        }
+        done += take;
+    }
+    Ok(channels)
 }
 
 /// Write a clip as a WAV file in `format`, atomically.
@@ -247,27 +247,6 @@ fn io_err(path: &Path, action: &'static str, source: io::Error) -> AudioError {
         path: path.to_owned(),
         action,
         source,
-    }
-}
-
-/// Map a hound error met while reading (after the header scan accepted the file).
-fn hound_read_err(path: &Path, e: hound::Error) -> AudioError {
-    match e {
-        hound::Error::IoError(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-            AudioError::Truncated {
-                path: path.to_owned(),
-                detail: "the file ends before the last sample".into(),
-            }
-        }
-        hound::Error::IoError(e) => io_err(path, "read", e),
-        hound::Error::Unsupported => AudioError::UnsupportedEncoding {
-            path: path.to_owned(),
-            encoding: "a layout the decoder does not support".into(),
-        },
-        other => AudioError::Malformed {
-            path: path.to_owned(),
-            detail: other.to_string(),
-        },
     }
 }
 
@@ -413,6 +392,7 @@ fn scan_header<R: Read + Seek>(
                     channels,
                     sample_rate,
                     frames,
+                    data_offset: body,
                 });
             }
             _ => {}
@@ -778,6 +758,39 @@ mod tests {
         v.extend_from_slice(&sub.to_le_bytes());
         v.extend_from_slice(&KSDATAFORMAT_TAIL);
         v
+    }
+
+    /// What sox, ffmpeg and Python's `wave` read is read here too: a fmt chunk longer than
+    /// it needs (with a wrong `byte_rate`), and an odd-sized chunk with its pad byte before
+    /// the data.
+    #[test]
+    fn files_other_readers_accept_are_read() {
+        let dir = tmpdir();
+        let samples: [i16; 6] = [0, 16384, -16384, 32767, -32768, 1];
+        let data: Vec<u8> = samples.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let mut fmt = fmt_chunk(TAG_PCM, 2, 44_100, 16, 4);
+        fmt[8..12].copy_from_slice(&12_345u32.to_le_bytes()); // byte_rate should be 176400
+        fmt.extend_from_slice(&[0, 0, 0xAB, 0xCD]); // cbSize 0 and two stray bytes: 20 bytes
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&0u32.to_le_bytes());
+        b.extend_from_slice(b"WAVE");
+        b.extend_from_slice(b"fmt ");
+        b.extend_from_slice(&(fmt.len() as u32).to_le_bytes());
+        b.extend_from_slice(&fmt);
+        b.extend_from_slice(b"note");
+        b.extend_from_slice(&3u32.to_le_bytes());
+        b.extend_from_slice(b"abc\0"); // 3 bytes and the pad byte
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        b.extend_from_slice(&data);
+        let riff_len = (b.len() - 8) as u32;
+        b[4..8].copy_from_slice(&riff_len.to_le_bytes());
+        let p = write_bytes(dir.path(), "lenient.wav", &b);
+        let (clip, format) = read_wav(&p).unwrap();
+        assert_eq!((clip.sample_rate, format), (44_100, WavFormat::INT16));
+        let s = |v: i16| f32::from(v) / 32768.0;
+        assert_eq!(clip.channels, vec![vec![s(0), s(-16384), s(-32768)], vec![s(16384), s(32767), s(1)]]);
     }
 
     fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
