@@ -168,6 +168,28 @@ fn a_signal_during_a_degrade_leaves_nothing_behind() {
     }
 }
 
+/// Numbers outside their range are refused by name, before any work.
+#[test]
+fn numeric_arguments_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    write_music(&input, 16_000, 1, 16_000);
+    let gap = ["--task", "inpaint", "--gap", "0.2-0.3"];
+    for (command, bad) in [
+        ("degrade", ["--noise-std=-1"]),
+        ("degrade", ["--noise-std=NaN"]),
+        ("restore", ["--window=inf"]),
+        ("restore", ["--guidance-scale=-1"]),
+    ] {
+        let args: Vec<&str> = [command].into_iter().chain(gap).chain(bad).chain([arg(&input), arg(&output)]).collect();
+        let o = dgg(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        let name = bad[0].split('=').next().unwrap();
+        assert!(!o.status.success() && stderr.contains(name) && stderr.starts_with("error: --"), "{command} {bad:?}: {stderr}");
+        assert!(!output.exists());
+    }
+}
+
 #[test]
 fn inpainting_silences_exactly_the_gaps_in_every_channel() {
     let dir = tempfile::tempdir().unwrap();

@@ -90,6 +90,20 @@ fn without_a_model_the_error_says_how_to_get_one() {
     assert!(!dir.path().join("out.wav").exists());
 }
 
+/// More steps than the model's schedule has timesteps is an error, not a silent clamp.
+#[test]
+fn steps_beyond_the_schedule_are_refused() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    gapped(&input);
+    let o = dgg().args(["restore", "--task", "inpaint", "--gap", "0.5-0.8", "--steps", "100000", "--model"]).arg(model.path()).arg(&input).arg(&output).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("--steps 100000: use 1 to"), "{stderr}");
+    assert!(!output.exists());
+}
+
 /// SIGINT and SIGTERM during sampling: the run stops at the next stage, writes nothing,
 /// and exits as a shell reports the signal (128 + its number).
 #[test]

@@ -1,6 +1,6 @@
 //! `dgg-restore degrade`: make a test clip by applying one degradation operator.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use dgg_restore::audio::{read_wav, write_wav};
 use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
@@ -32,6 +32,9 @@ pub struct DegradeArgs {
 }
 
 pub fn run(args: DegradeArgs) -> Result<()> {
+    if !(args.noise_std.is_finite() && args.noise_std >= 0.0) {
+        bail!("--noise-std {}: use a finite, non-negative value", args.noise_std);
+    }
     let (clip, format) = read_wav(&args.input)?;
     check_output(&args.output)?;
     let degradation = args.task.degradation(clip.sample_rate, args.seed, None)?;

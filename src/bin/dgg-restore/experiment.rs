@@ -9,7 +9,6 @@ use dgg_restore::evaluation::experiment::{segments, ExperimentTask, Results, Sco
 use dgg_restore::evaluation::score::lsd_score;
 use dgg_restore::files::{write_atomic, FileError};
 use dgg_restore::restore::guidance::MethodKind;
-use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SampleError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -140,8 +139,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     let segments = cut_segments(&args)?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let prior = args.prior.load()?;
-    let on_gpu = prior.device().is_cuda();
-    let resolved_steps = args.sampling.settings(MethodKind::Ddim, None, on_gpu)?.steps;
+    let resolved_steps = args.sampling.settings(MethodKind::Ddim, None, &prior)?.steps;
     RunSettings {
         segment: args.segment,
         segments_per_clip: args.segments_per_clip,
@@ -197,7 +195,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
                     read_wav(&path)?.0
                 } else {
                     eprintln!("{label}");
-                    let settings = args.sampling.settings(kind, None, on_gpu)?;
+                    let settings = args.sampling.settings(kind, None, &prior)?;
                     let request = RestoreRequest { output: OutputMode::Model, ..RestoreRequest::new(degradation.clone(), settings) };
                     let mut reporter = Reporter::new();
                     let work = Signals::cancellable();

@@ -10,6 +10,7 @@ use dgg_restore::model::hub::{self, HubError, HUB_REPO, LICENCE};
 use dgg_restore::model::ModelSearch;
 use dgg_restore::restore::guidance::ditto::DittoSettings;
 use dgg_restore::restore::guidance::{Method, MethodKind};
+use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SamplerSettings;
 use std::path::PathBuf;
 
@@ -51,6 +52,9 @@ fn missing_model(search: &ModelSearch, hub_failure: Option<HubError>) -> anyhow:
 impl PriorArgs {
     /// Finds the model, loads it on the chosen device and conditions it on the prompt.
     pub fn load(&self) -> Result<AudioLdm2> {
+        if !(self.guidance_scale.is_finite() && self.guidance_scale >= 1.0) {
+            bail!("--guidance-scale {}: use a finite value of at least 1 (1 = off)", self.guidance_scale);
+        }
         let search = ModelSearch::for_cli(self.model.clone());
         let dir = match search.found() {
             Some(dir) => dir.to_path_buf(),
@@ -83,13 +87,15 @@ pub struct SamplingArgs {
 }
 
 impl SamplingArgs {
-    /// The sampler for `kind` at `strength` (the paper's if `None`).
-    pub fn settings(&self, kind: MethodKind, strength: Option<f64>, on_gpu: bool) -> Result<SamplerSettings> {
+    /// The sampler for `kind` at `strength` (the paper's if `None`) on `prior`.
+    pub fn settings(&self, kind: MethodKind, strength: Option<f64>, prior: &impl LatentPrior) -> Result<SamplerSettings> {
+        let on_gpu = prior.device().is_cuda();
         if let Some(s) = strength.filter(|s| !s.is_finite() || *s < 0.0) {
             bail!("--strength {s}: use a finite, non-negative value");
         }
-        if self.steps == Some(0) {
-            bail!("--steps must be at least 1");
+        let most = prior.schedule().num_train_timesteps();
+        if let Some(steps) = self.steps.filter(|s| !(1..=most).contains(s)) {
+            bail!("--steps {steps}: use 1 to {most} (the model was trained with {most} timesteps)");
         }
         let method = match kind.with_strength(strength) {
             Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: self.steps.unwrap_or(d.chain_steps), iterations: self.iterations, ..d }),

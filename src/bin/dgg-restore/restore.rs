@@ -6,7 +6,6 @@ use dgg_restore::audio::{read_wav, write_wav};
 use dgg_restore::files::check_output;
 use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::restore::guidance::MethodKind;
-use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SampleError;
 use std::path::PathBuf;
 
@@ -70,16 +69,15 @@ pub struct RestoreArgs {
 }
 
 pub fn run(args: RestoreArgs) -> Result<()> {
-    if !(args.window > 0.5 && args.overlap >= 0.0 && args.overlap < args.window / 2.0) {
-        bail!("--window must exceed 0.5 s and --overlap lie in [0, window/2)");
+    if !(args.window.is_finite() && args.window > 0.5 && args.overlap >= 0.0 && args.overlap < args.window / 2.0) {
+        bail!("--window must be finite and exceed 0.5 s, and --overlap lie in [0, window/2)");
     }
     let (clip, format) = read_wav(&args.input)?;
     check_output(&args.output)?;
     let degradation = args.task.degradation(clip.sample_rate, args.room_seed, Some(&clip))?;
 
     let prior = args.prior.load()?;
-    let on_gpu = prior.device().is_cuda();
-    let settings = args.sampling.settings(args.method, args.strength, on_gpu)?;
+    let settings = args.sampling.settings(args.method, args.strength, &prior)?;
     let mut request = RestoreRequest::new(degradation, settings);
     request.output = match args.output_mode {
         OutputArg::Splice => OutputMode::Splice,
