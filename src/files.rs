@@ -15,6 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+/// The largest JSON file read (configs, weight indices, tokenizers): the biggest real one,
+/// Flan-T5's `tokenizer.json`, is 2.4 MB.
+pub const MAX_JSON_BYTES: u64 = 64 << 20;
+
 /// The operating system refused `action` on `path`.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: cannot {action}: {source}", .path.display())]

@@ -83,7 +83,10 @@ fn every_bad_input_is_a_one_line_error_and_writes_nothing() {
     nan[500] = f32::NAN;
     write_raw_wav(&p("nan.wav"), 3, 1, 16_000, 32, &nan.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<_>>());
 
+    assert!(Command::new("mkfifo").arg(p("fifo.wav")).status().unwrap().success());
+
     for (file, what) in [
+        ("fifo.wav", "a FIFO"),
         ("missing.wav", "cannot"),
         ("text.wav", "not a WAV"),
         ("truncated.wav", "truncated"),

@@ -40,3 +40,13 @@ fn one_deterministic_ddim_step_matches() {
     let prev = ((x0 * a_prev.sqrt()).unwrap() + (eps * (1.0 - a_prev).sqrt()).unwrap()).unwrap();
     golden::assert_close("sched.step.prev_sample", &prev, &g.get("sched.step.prev_sample"), 1e-5);
 }
+
+/// An absurd `num_train_timesteps` is an error naming the field, not an allocation abort.
+#[test]
+fn an_absurd_timestep_count_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scheduler_config.json");
+    std::fs::write(&path, r#"{"num_train_timesteps": 1000000000000, "beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear"}"#).unwrap();
+    let e = DdimSchedule::from_file(&path).err().expect("refused");
+    assert!(e.to_string().contains("num_train_timesteps") && e.to_string().contains("scheduler_config.json"), "{e}");
+}

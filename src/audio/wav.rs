@@ -11,7 +11,6 @@
 //! and re-centred). Writing multiplies back, rounds to nearest and clamps to the integer
 //! range, so integer files round-trip bit-exactly; float files are written as is.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -44,11 +43,8 @@ struct Header {
 /// `BadSampleRate` (outside 8–384 kHz), `NonFinite` (NaN/inf in a float file; the first one
 /// in time order is reported), `Malformed` (inconsistent header).
 pub fn read_wav(path: &Path) -> Result<(AudioClip, WavFormat), AudioError> {
-    let mut file = File::open(path).map_err(|e| io_err(path, "open the file for reading", e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| io_err(path, "read the file's size", e))?
-        .len();
+    // A FIFO would block forever and a device could be endless: regular files only.
+    let (mut file, file_len) = crate::files::open_regular(path, "WAV", u64::MAX)?;
     let header = scan_header(&mut file, file_len, path)?;
     file.seek(SeekFrom::Start(header.data_offset))
         .map_err(|e| io_err(path, "read", e))?;

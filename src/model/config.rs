@@ -37,7 +37,7 @@ pub(crate) fn default_act_fn() -> String {
 
 /// Parse a JSON config file into `T`; the error names the file and the offending field.
 pub fn read_config<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_path_buf(), source })?;
+    let text = crate::files::read_text(path, "JSON config", crate::files::MAX_JSON_BYTES).map_err(|e| ConfigError::Io { path: e.path, source: e.source })?;
     serde_json::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })
 }
 

@@ -66,7 +66,7 @@ impl WeightFiles {
 /// The distinct shard files named by a sharded checkpoint's index, in first-use order.
 pub(crate) fn shards(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let bad = |message: String| LoadError::BadIndex { path: index.to_path_buf(), message };
-    let text = std::fs::read_to_string(index).map_err(|e| bad(e.to_string()))?;
+    let text = crate::files::read_text(index, "JSON index", crate::files::MAX_JSON_BYTES).map_err(|e| bad(e.source.to_string()))?;
     let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("no `weight_map` object".into()))?;
     let mut files: Vec<PathBuf> = Vec::new();

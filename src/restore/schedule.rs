@@ -56,6 +56,10 @@ pub struct DdimSchedule {
     steps_offset: usize,
 }
 
+/// The most training timesteps a schedule may have: far above any published model's, far
+/// below what would exhaust memory.
+const MAX_TRAIN_TIMESTEPS: usize = 1_000_000;
+
 impl DdimSchedule {
     /// Read and check `scheduler_config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -75,8 +79,8 @@ impl DdimSchedule {
             }
         }
         let n = cfg.num_train_timesteps;
-        if n < 2 {
-            return Err(unsupported("num_train_timesteps", &n, "needs at least 2 steps"));
+        if !(2..=MAX_TRAIN_TIMESTEPS).contains(&n) {
+            return Err(unsupported("num_train_timesteps", &n, &format!("needs 2 to {MAX_TRAIN_TIMESTEPS} steps (AudioLDM2 has 1000)")));
         }
         // diffusers builds the betas in float32; do the same so ᾱ matches to the last bit
         // that matters, then accumulate in f64.

@@ -36,7 +36,8 @@ impl PromptTokenizer {
     fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join("tokenizer.json");
         let bad = |message: String| ModelError::Text { path: path.clone(), message };
-        let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| bad(e.to_string()))?;
+        let json = crate::files::read_text(&path, "tokenizer", crate::files::MAX_JSON_BYTES).map_err(|e| bad(e.source.to_string()))?;
+        let mut tokenizer: Tokenizer = json.parse().map_err(|e: tokenizers::Error| bad(e.to_string()))?;
         let max_length = max_length(&dir.join("tokenizer_config.json"))?;
         tokenizer.with_truncation(Some(TruncationParams { max_length, ..Default::default() })).map_err(|e| bad(e.to_string()))?;
         tokenizer.with_padding(None);
