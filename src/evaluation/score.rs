@@ -28,6 +28,9 @@ pub enum ScoreError {
     Resample(#[from] ResampleError),
     #[error("computing the LSD failed: {0}")]
     Tensor(#[from] candle_core::Error),
+    /// Samples so large (a float file can hold up to 3e38) that their power overflows.
+    #[error("the {which} has samples too large to score (its spectrum overflows f32): its peak is {peak:e}; normalise it to ±1")]
+    Overflow { which: &'static str, peak: f32 },
 }
 
 /// LSD of `estimate` against `reference`. Both are brought to 16 kHz first, so the rates may
@@ -45,7 +48,12 @@ pub fn lsd_score(reference: &AudioClip, estimate: &AudioClip) -> Result<LsdScore
         return Err(ScoreError::Length { reference: reference.duration_secs(), estimate: estimate.duration_secs() });
     }
     let len = r_len.min(e_len);
-    let per_channel = r.iter().zip(&e).map(|(a, b)| lsd(&a[..len], &b[..len])).collect::<candle_core::Result<_>>()?;
+    let per_channel: Vec<f64> = r.iter().zip(&e).map(|(a, b)| lsd(&a[..len], &b[..len])).collect::<candle_core::Result<_>>()?;
+    if per_channel.iter().any(|v| !v.is_finite()) {
+        let peak = |c: &AudioClip| c.channels.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
+        let (which, clip) = if peak(estimate) >= peak(reference) { ("estimate", estimate) } else { ("reference", reference) };
+        return Err(ScoreError::Overflow { which, peak: peak(clip) });
+    }
     Ok(LsdScore { per_channel })
 }
 
@@ -86,5 +94,13 @@ mod tests {
         assert!(matches!(lsd_score(&mono, &stereo), Err(ScoreError::Channels { reference: 1, estimate: 2 })));
         let err = lsd_score(&mono, &shorter).unwrap_err();
         assert!(err.to_string().contains("same length"), "{err}");
+    }
+
+    #[test]
+    fn samples_too_large_to_score_are_an_error_not_nan() {
+        let clip = AudioClip::new(16_000, vec![tone(16_000, 0.5, 440.0, 0.5)]);
+        let huge = AudioClip::new(16_000, vec![tone(16_000, 0.5, 440.0, 1e30)]);
+        let e = lsd_score(&clip, &huge).unwrap_err();
+        assert!(e.to_string().contains("the estimate has samples too large"), "{e}");
     }
 }

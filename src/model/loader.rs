@@ -20,6 +20,16 @@ pub enum LoadError {
     Unreadable { path: PathBuf, message: String },
     #[error("{}: bad shard index: {message}", .path.display())]
     BadIndex { path: PathBuf, message: String },
+    /// A `.bin` in PyTorch's legacy format (a bare pickle, before 1.6's zip files).
+    #[error("{}: a PyTorch file in the legacy format (before PyTorch 1.6), which is not read: convert it to safetensors, or save it again with a recent torch.save", .0.display())]
+    LegacyPytorch(PathBuf),
+}
+
+/// Whether `path` is a legacy PyTorch file: a bare pickle (first opcode PROTO, 0x80) where
+/// PyTorch 1.6 and later write a zip archive ("PK\x03\x04").
+fn is_legacy_pytorch(path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head[0] == 0x80
 }
 
 /// File names diffusers and transformers use, in the order we prefer them.
@@ -110,6 +120,9 @@ impl CheckedBackend {
                 Store::Safetensors { files: opened, routing }
             }
             WeightFiles::Pytorch(path) => {
+                if is_legacy_pytorch(path) {
+                    return Err(LoadError::LegacyPytorch(path.clone()));
+                }
                 let tensors = candle_core::pickle::PthTensors::new(path, None).map_err(|e| unreadable(path, e))?;
                 Store::Pytorch { path: path.clone(), tensors }
             }
@@ -246,6 +259,17 @@ mod tests {
         std::fs::write(&file, &bytes[..bytes.len() - 7]).unwrap();
         let err = WeightFiles::find(dir.path()).unwrap().var_builder(DType::F32, &Device::Cpu).err().unwrap().to_string();
         assert!(err.contains(&file.display().to_string()) && err.contains("damaged or incomplete"), "{err}");
+    }
+
+    /// A legacy (pre-1.6) torch.save file is named for what it is, not called damaged.
+    #[test]
+    fn a_legacy_pytorch_file_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pytorch_model.bin");
+        // A protocol-2 pickle of PyTorch's legacy magic number, as torch.save wrote before 1.6.
+        std::fs::write(&file, b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.").unwrap();
+        let err = WeightFiles::find(dir.path()).unwrap().var_builder(DType::F32, &Device::Cpu).err().unwrap().to_string();
+        assert!(err.contains(&file.display().to_string()) && err.contains("legacy format") && !err.contains("damaged"), "{err}");
     }
 
     #[test]
