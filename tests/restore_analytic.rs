@@ -184,7 +184,7 @@ fn same_seed_same_output_and_cancel_stops() {
     assert!(matches!(err, SampleError::Cancelled) && seen == 3, "{err}");
 }
 
-/// A prior whose decoder returns NaN: the sampler retries from fresh noise, then fails.
+/// A prior whose decoder returns NaN for every latent: broken, whatever the settings.
 struct BrokenPrior(GaussianPrior);
 
 impl LatentPrior for BrokenPrior {
@@ -211,12 +211,32 @@ impl LatentPrior for BrokenPrior {
     }
 }
 
+/// A network that gives NaN for an ordinary latent is reported as a broken model at once
+/// (no retries, no advice about the strength).
 #[test]
-fn a_run_that_goes_non_finite_is_retried_then_fails_clearly() {
+fn a_broken_model_is_named_as_such() {
     let prior = BrokenPrior(GaussianPrior::new());
     let (_, m) = measurement(&prior.0);
     let mut attempts = std::collections::BTreeSet::new();
-    let settings = SamplerSettings::new(MethodKind::Dgg.with_strength(None), 10, 0);
+    let settings = SamplerSettings::new(MethodKind::Ddim.with_strength(None), 10, 0);
+    let err = sample(&prior, &m, SAMPLES, &settings, &mut |r| {
+        attempts.insert(r.attempt);
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
+    assert!(matches!(err, SampleError::BrokenModel { part: "decoder (VAE and vocoder)", .. }), "{err}");
+    assert!(err.to_string().contains("weights or scheduler are broken"), "{err}");
+    assert_eq!(attempts.len(), 1, "a broken model is not retried");
+}
+
+/// Guidance far too strong makes the run overflow: it is retried from fresh noise, then
+/// fails with advice about the strength.
+#[test]
+fn a_run_that_goes_non_finite_is_retried_then_fails_clearly() {
+    let prior = GaussianPrior::new();
+    let (_, m) = measurement(&prior);
+    let mut attempts = std::collections::BTreeSet::new();
+    let settings = SamplerSettings::new(MethodKind::Dps.with_strength(Some(1e30)), 10, 0);
     let err = sample(&prior, &m, SAMPLES, &settings, &mut |r| {
         attempts.insert(r.attempt);
         ControlFlow::Continue(())

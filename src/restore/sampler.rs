@@ -64,6 +64,13 @@ pub enum SampleError {
          lower the guidance strength, or try another seed or device"
     )]
     NonFinite { attempts: usize, step: usize },
+    /// A network gave NaN or infinity for an input of ordinary size: the model is broken,
+    /// whatever the input or the settings.
+    #[error(
+        "the model's {part} gave NaN or infinite values at step {step} for an ordinary input: \
+         its weights or scheduler are broken; check the model files or download them again"
+    )]
+    BrokenModel { part: &'static str, step: usize },
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -72,6 +79,7 @@ pub enum SampleError {
 enum Attempt {
     Cancelled,
     NonFinite { step: usize },
+    BrokenModel { part: &'static str, step: usize },
     Failed(candle_core::Error),
 }
 
@@ -91,6 +99,27 @@ fn proceed<T>(flow: ControlFlow<(), T>) -> Result<T, Attempt> {
 
 fn finite(x: &Tensor) -> CandleResult<bool> {
     Ok(x.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?.is_finite())
+}
+
+/// The root mean square of a latent, far below this in any sane run (about 1): a network
+/// that overflows on a latent this small is broken, not pushed too far by the guidance.
+const ORDINARY_LATENT_RMS: f64 = 100.0;
+
+fn ordinary(z: &Tensor) -> CandleResult<bool> {
+    let rms = (z.sqr()?.mean_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?).sqrt();
+    Ok(rms < ORDINARY_LATENT_RMS)
+}
+
+/// `Err` when `out`, computed by the model's `part` from the latent `z`, is not finite:
+/// blamed on the model when `z` was ordinary, else on the run.
+fn check_output(out: &Tensor, z: &Tensor, part: &'static str, step: usize) -> Result<(), Attempt> {
+    if finite(out)? {
+        Ok(())
+    } else if ordinary(z)? {
+        Err(Attempt::BrokenModel { part, step })
+    } else {
+        Err(Attempt::NonFinite { step })
+    }
 }
 
 /// Sample a window of `samples` samples guided by `measurement`; returns (1, samples).
@@ -117,6 +146,7 @@ pub fn sample<P: LatentPrior + ?Sized>(
             Ok(wave) => return Ok(wave),
             Err(Attempt::Cancelled) => return Err(SampleError::Cancelled),
             Err(Attempt::Failed(e)) => return Err(e.into()),
+            Err(Attempt::BrokenModel { part, step }) => return Err(SampleError::BrokenModel { part, step }),
             Err(Attempt::NonFinite { step }) => last_step = step,
         }
     }
@@ -160,9 +190,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
 
     fn decode(&self, z: &Tensor, step: usize) -> Result<Tensor, Attempt> {
         let wave = self.prior.decode(z, self.samples)?;
-        if !finite(&wave)? {
-            return Err(Attempt::NonFinite { step });
-        }
+        check_output(&wave, z, "decoder (VAE and vocoder)", step)?;
         Ok(wave)
     }
 
@@ -175,6 +203,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         for (i, &t) in timesteps.iter().enumerate() {
             let step = DdimStep::new(schedule, t, total, method.eta());
             let eps = prior.predict_noise(&z, &[t])?;
+            check_output(&eps, &z, "noise prediction (UNet)", i + 1)?;
             proceed(self.stage_done(i + 1, total, Stage::Denoise, None, observer))?;
             let x0 = step.pred_x0(&z, &eps)?;
             let (loss, grad) = match method.needs_gradient() {

@@ -100,6 +100,8 @@ pub fn run(args: RestoreArgs) -> Result<()> {
             Ok(())
         }
         Err(EngineError::Sample(SampleError::Cancelled)) => bail!("stopped by a signal: nothing was written"),
+        // The model or the settings, not the input: no file name in front.
+        Err(e @ EngineError::Sample(SampleError::NonFinite { .. } | SampleError::BrokenModel { .. })) => Err(e.into()),
         Err(e) => Err(e).with_context(|| args.input.display().to_string()),
     }
 }
