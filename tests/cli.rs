@@ -193,6 +193,18 @@ fn numeric_arguments_out_of_range_are_refused() {
     }
 }
 
+/// A silent impulse response is blamed on the response file, not on the input.
+#[test]
+fn a_silent_impulse_response_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output, rir) = (dir.path().join("in.wav"), dir.path().join("out.wav"), dir.path().join("room.wav"));
+    write_music(&input, 16_000, 1, 16_000);
+    write_raw_wav(&rir, 1, 1, 16_000, 16, &[0u8; 800]);
+    let o = dgg(&["degrade", "--task", "dereverb", "--rir", arg(&rir), arg(&input), arg(&output)]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("room.wav") && stderr.contains("silent") && !stderr.contains("in.wav"), "{stderr}");
+}
+
 #[test]
 fn inpainting_silences_exactly_the_gaps_in_every_channel() {
     let dir = tempfile::tempdir().unwrap();

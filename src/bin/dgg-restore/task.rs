@@ -67,6 +67,9 @@ impl TaskArgs {
                 let response = match &self.rir {
                     Some(path) => {
                         let (clip, _) = read_wav(path)?;
+                        if clip.channels[0].iter().all(|&v| v.abs() < 1e-9) {
+                            bail!("{}: the impulse response (its first channel) is silent: give a recorded response, or --rt60 for a synthetic room", path.display());
+                        }
                         ImpulseResponse::Recorded { samples: clip.channels[0].clone(), sample_rate: clip.sample_rate }
                     }
                     None => ImpulseResponse::Synthetic { rt60: self.rt60, seed: room_seed },
