@@ -148,7 +148,14 @@ where
     loop {
         match tasks_receiver.recv() {
             Ok(Message::Task((task, executor))) => match executor.upgrade() {
-                Some(e) => e.execute(task, true),
+                // A task that panics (it has been seen, on a wrapper cell the host's thread
+                // held) must not end the thread the other instances share either.
+                Some(e) => {
+                    let run = std::panic::AssertUnwindSafe(|| e.execute(task, true));
+                    if std::panic::catch_unwind(run).is_err() {
+                        nice_trace!("A task panicked; the worker goes on");
+                    }
+                }
                 // The thread is shared by all instances: a task posted by an instance that
                 // is gone by now is dropped, and the thread goes on serving the others.
                 None => nice_trace!("Dropping a task whose executor is no longer alive"),
