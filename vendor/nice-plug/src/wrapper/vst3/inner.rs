@@ -234,6 +234,18 @@ impl<P: Plugin> ProcessEvent<P> {
 }
 
 impl<P: Vst3Plugin> WrapperInner<P> {
+    /// The editor window for a notification from a task, or `None` while the host's thread
+    /// is attaching or removing the editor (it then holds the cell mutably, and borrowing it
+    /// from the task's thread would panic); an editor being opened reads the parameters
+    /// afresh anyway.
+    #[cfg(feature = "editor")]
+    #[allow(clippy::type_complexity)]
+    fn editor_window_unless_busy(
+        &self,
+    ) -> Option<atomic_refcell::AtomicRef<'_, Option<fragile::Fragile<SpawnedEditor<<P::Editor as Editor>::Handle>>>>> {
+        self.editor_window.try_borrow().ok()
+    }
+
     #[allow(unused_unsafe)]
     pub fn new() -> Arc<Self> {
         let mut plugin = P::default();
@@ -702,7 +714,7 @@ impl<P: Vst3Plugin> MainThreadExecutor<Task<P>> for WrapperInner<P> {
             Task::StateChanged => {
                 use nice_plug_core::editor::EditorHandle;
 
-                if let Some(editor_window) = self.editor_window.borrow().as_ref() {
+                if let Some(editor_window) = self.editor_window_unless_busy().as_deref().and_then(Option::as_ref) {
                     editor_window.get().handle.state_changed();
                 }
             }
@@ -710,7 +722,7 @@ impl<P: Vst3Plugin> MainThreadExecutor<Task<P>> for WrapperInner<P> {
             Task::ParameterValueChanged(param_hash, normalized_value) => {
                 use nice_plug_core::editor::EditorHandle;
 
-                if let Some(editor_window) = self.editor_window.borrow().as_ref() {
+                if let Some(editor_window) = self.editor_window_unless_busy().as_deref().and_then(Option::as_ref) {
                     let param_id = &self.param_id_by_hash[&param_hash];
                     editor_window
                         .get()
