@@ -183,6 +183,7 @@ fn numeric_arguments_out_of_range_are_refused() {
         ("degrade", ["--noise-std=NaN"]),
         ("restore", ["--window=inf"]),
         ("restore", ["--guidance-scale=-1"]),
+        ("restore", ["--strength=NaN"]),
     ] {
         let args: Vec<&str> = [command].into_iter().chain(gap).chain(bad).chain([arg(&input), arg(&output)]).collect();
         let o = dgg(&args);

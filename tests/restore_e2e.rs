@@ -212,6 +212,9 @@ fn unusable_clips_are_clear_errors() {
     let mut nan = music(16_000, 1.0, 2);
     nan.channels[1][100] = f32::NAN;
     assert!(run(nan).contains("channel 1 has a NaN"));
+    let mut huge = music(16_000, 1.0, 2);
+    huge.channels[0][200] = 1e30;
+    assert!(run(huge).contains("channel 0 has a sample of 1e30 at 200, far beyond full scale"));
     let sr = restore_clip(&prior, &music(44_100, 1.0, 1), &quick(Degradation::SuperResolution { cutoff_hz: 10_000.0 }), &mut |_| ControlFlow::Continue(()));
     assert!(sr.unwrap_err().to_string().contains("model's band limit"));
 }

@@ -79,6 +79,9 @@ pub enum EngineError {
     TooShort { seconds: f64 },
     #[error("channel {channel} has a NaN or infinite sample at {sample}: repair or re-export the file")]
     NonFinite { channel: usize, sample: usize },
+    /// A float file can hold samples up to 3e38, whose spectra overflow.
+    #[error("channel {channel} has a sample of {value:e} at {sample}, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file")]
+    OutOfRange { channel: usize, sample: usize, value: f32 },
     #[error("super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): there is nothing it can restore")]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
     #[error(transparent)]
@@ -199,6 +202,10 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
     }
 }
 
+/// The largest sample magnitude taken (+60 dBFS): real audio, even float files with
+/// headroom, stays far below; beyond it a clip is broken, and its spectra would overflow.
+pub const MAX_SAMPLE: f32 = 1000.0;
+
 fn check_clip(clip: &AudioClip) -> Result<(), EngineError> {
     if !(1..=2).contains(&clip.num_channels()) {
         return Err(EngineError::Channels(clip.num_channels()));
@@ -209,6 +216,9 @@ fn check_clip(clip: &AudioClip) -> Result<(), EngineError> {
     for (channel, samples) in clip.channels.iter().enumerate() {
         if let Some(sample) = samples.iter().position(|v| !v.is_finite()) {
             return Err(EngineError::NonFinite { channel, sample });
+        }
+        if let Some(sample) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
+            return Err(EngineError::OutOfRange { channel, sample, value: samples[sample] });
         }
     }
     Ok(())

@@ -90,9 +90,6 @@ impl SamplingArgs {
     /// The sampler for `kind` at `strength` (the paper's if `None`) on `prior`.
     pub fn settings(&self, kind: MethodKind, strength: Option<f64>, prior: &impl LatentPrior) -> Result<SamplerSettings> {
         let on_gpu = prior.device().is_cuda();
-        if let Some(s) = strength.filter(|s| !s.is_finite() || *s < 0.0) {
-            bail!("--strength {s}: use a finite, non-negative value");
-        }
         let most = prior.schedule().num_train_timesteps();
         if let Some(steps) = self.steps.filter(|s| !(1..=most).contains(s)) {
             bail!("--steps {steps}: use 1 to {most} (the model was trained with {most} timesteps)");

@@ -72,6 +72,9 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     if !(args.window.is_finite() && args.window > 0.5 && args.overlap >= 0.0 && args.overlap < args.window / 2.0) {
         bail!("--window must be finite and exceed 0.5 s, and --overlap lie in [0, window/2)");
     }
+    if let Some(s) = args.strength.filter(|s| !s.is_finite() || *s < 0.0) {
+        bail!("--strength {s}: use a finite, non-negative value");
+    }
     let (clip, format) = read_wav(&args.input)?;
     check_output(&args.output)?;
     let degradation = args.task.degradation(clip.sample_rate, args.room_seed, Some(&clip))?;
