@@ -32,7 +32,7 @@ pub mod softmax;
 pub mod spectrum;
 pub mod tensor;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod tiles;
 pub mod upsample;
 mod winograd;

@@ -294,20 +294,8 @@ impl FrozenConvTranspose1d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::testing::rand_f64 as rand;
     use candle_core::{DType, Device, Var};
-
-    fn rand(shape: &[usize], seed: u64) -> Tensor {
-        // Deterministic pseudo-random values in [-1, 1).
-        let n: usize = shape.iter().product();
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let v: Vec<f64> = (0..n)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
 
     fn dot(a: &Tensor, b: &Tensor) -> f64 {
         (a * b).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
