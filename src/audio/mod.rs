@@ -14,7 +14,7 @@
 mod resample;
 mod wav;
 
-pub use resample::{resample, resample_mono, resampled_len, ResampleError};
+pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
 pub use wav::{read_wav, write_wav};
 
 use std::fmt;

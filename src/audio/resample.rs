@@ -1,7 +1,9 @@
 //! Sample-rate conversion between the host rate and the model's 16 kHz.
 //!
-//! `rubato`'s synchronous FFT resampler (`Fft`, BlackmanHarris² anti-aliasing window), run over
-//! the whole clip with `process_all_into_buffer`, which trims the resampler's startup delay.
+//! `rubato`'s synchronous FFT resampler (`Fft`, BlackmanHarris² anti-aliasing window), fed
+//! chunk by chunk as rubato's own `process_all_into_buffer` does (start-up delay trimmed,
+//! the tail pushed out with zeros), so that a long file streams through [`Resampler`] in
+//! blocks and gets the same samples as a whole clip through [`resample`].
 //! On top of that this module guarantees:
 //!
 //! - **length**: the output has exactly [`resampled_len`]`(len, from, to)` =
@@ -22,7 +24,7 @@
 //! the surrounding FFT block: check samples first (the WAV reader already refuses them).
 
 use audioadapter_buffers::direct::SequentialSliceOfVecs;
-use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+use rubato::{Fft, FixedSync, Indexing, Resampler as _, WindowFunction};
 
 use super::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
@@ -114,11 +116,8 @@ pub fn resample(
     from_hz: u32,
     to_hz: u32,
 ) -> Result<Vec<Vec<f32>>, ResampleError> {
-    let range = MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE;
-    if !range.contains(&from_hz) || !range.contains(&to_hz) {
-        return Err(ResampleError::UnsupportedRate { from_hz, to_hz });
-    }
     let Some(first) = channels.first() else {
+        Resampler::new(0, 0, from_hz, to_hz)?;
         return Ok(Vec::new());
     };
     let len = first.len();
@@ -129,53 +128,137 @@ pub fn resample(
             expected: len,
         });
     }
-    if from_hz == to_hz {
-        return Ok(channels.to_vec());
-    }
-    let out_len = resampled_len(len, from_hz, to_hz);
-    if len == 0 {
-        return Ok(vec![Vec::new(); channels.len()]);
+    Resampler::new(channels.len(), len, from_hz, to_hz)?.push(channels)
+}
+
+/// [`resample`] for a signal that arrives in blocks: the same output, sample for sample,
+/// whatever the block sizes, while holding only about one FFT chunk per channel.
+///
+/// The input's total length is given up front; once that many frames have been pushed,
+/// the call that pushed the last of them also returns the rest of the output, so the
+/// outputs of all calls together are exactly [`resampled_len`] frames.
+pub struct Resampler {
+    /// `None` at equal rates: blocks pass through.
+    fft: Option<Fft<f32>>,
+    from_hz: u32,
+    to_hz: u32,
+    /// Input not yet processed: `filled` frames of a chunk-long buffer per channel.
+    pending: Vec<Vec<f32>>,
+    filled: usize,
+    scratch: Vec<Vec<f32>>,
+    /// Output frames of rubato's start-up delay still to drop.
+    to_trim: usize,
+    input_left: usize,
+    output_left: usize,
+}
+
+impl Resampler {
+    /// A resampler for `channels` channels of `len` frames in total.
+    pub fn new(channels: usize, len: usize, from_hz: u32, to_hz: u32) -> Result<Self, ResampleError> {
+        let range = MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE;
+        if !range.contains(&from_hz) || !range.contains(&to_hz) {
+            return Err(ResampleError::UnsupportedRate { from_hz, to_hz });
+        }
+        let mut this = Self {
+            fft: None,
+            from_hz,
+            to_hz,
+            pending: Vec::new(),
+            filled: 0,
+            scratch: Vec::new(),
+            to_trim: 0,
+            input_left: len,
+            output_left: resampled_len(len, from_hz, to_hz),
+        };
+        if from_hz == to_hz || len == 0 || channels == 0 {
+            return Ok(this);
+        }
+        let (block_in, block_out) = block_sizes(from_hz, to_hz);
+        let fft = Fft::<f32>::new_custom(
+            from_hz as usize,
+            to_hz as usize,
+            block_in * BLOCKS_PER_CHUNK,
+            BLOCKS_PER_CHUNK,
+            channels,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .map_err(|e| this.internal(e.to_string()))?;
+        debug_assert_eq!((fft.fft_size_in(), fft.fft_size_out()), (block_in, block_out));
+        this.pending = vec![vec![0.0; fft.input_frames_next()]; channels];
+        this.scratch = vec![vec![0.0; fft.output_frames_max()]; channels];
+        this.to_trim = fft.output_delay();
+        this.fft = Some(fft);
+        Ok(this)
     }
 
-    let internal = |message: String| ResampleError::Internal {
-        from_hz,
-        to_hz,
-        message,
-    };
-    let (block_in, block_out) = block_sizes(from_hz, to_hz);
-    let n_ch = channels.len();
-    let mut resampler = Fft::<f32>::new_custom(
-        from_hz as usize,
-        to_hz as usize,
-        block_in * BLOCKS_PER_CHUNK,
-        BLOCKS_PER_CHUNK,
-        n_ch,
-        WindowFunction::BlackmanHarris2,
-        FixedSync::Input,
-    )
-    .map_err(|e| internal(e.to_string()))?;
-    debug_assert_eq!(
-        (resampler.fft_size_in(), resampler.fft_size_out()),
-        (block_in, block_out)
-    );
-
-    let input =
-        SequentialSliceOfVecs::new(channels, n_ch, len).map_err(|e| internal(e.to_string()))?;
-    let capacity = resampler.process_all_needed_output_len(len);
-    let mut out = vec![vec![0.0f32; capacity]; n_ch];
-    let produced = {
-        let mut output = SequentialSliceOfVecs::new_mut(&mut out, n_ch, capacity)
-            .map_err(|e| internal(e.to_string()))?;
-        let (_, produced) = resampler
-            .process_all_into_buffer(&input, &mut output, len, None)
-            .map_err(|e| internal(e.to_string()))?;
-        produced
-    };
-    for ch in &mut out {
-        ch.truncate(produced.min(out_len));
-        ch.resize(out_len, 0.0);
+    fn internal(&self, message: String) -> ResampleError {
+        ResampleError::Internal { from_hz: self.from_hz, to_hz: self.to_hz, message }
     }
-    Ok(out)
+
+    /// Feeds the next frames (planar, equal lengths; at most what is left of the total) and
+    /// returns the output they complete.
+    pub fn push(&mut self, input: &[Vec<f32>]) -> Result<Vec<Vec<f32>>, ResampleError> {
+        let n = input.first().map_or(0, Vec::len);
+        if n > self.input_left {
+            return Err(self.internal(format!("{n} frames pushed but only {} expected", self.input_left)));
+        }
+        self.input_left -= n;
+        let Some(chunk) = self.pending.first().map(Vec::len) else {
+            // Equal rates (or nothing to resample): a copy.
+            self.output_left -= n;
+            return Ok(input.to_vec());
+        };
+        let mut out = vec![Vec::new(); input.len()];
+        let mut at = 0;
+        while at < n {
+            let take = (chunk - self.filled).min(n - at);
+            for (p, x) in self.pending.iter_mut().zip(input) {
+                p[self.filled..self.filled + take].copy_from_slice(&x[at..at + take]);
+            }
+            self.filled += take;
+            at += take;
+            // A full chunk is processed once more input follows; the last one always goes
+            // through the final partial call below, as in rubato's `process_all`.
+            if self.filled == chunk && (at < n || self.input_left > 0) {
+                self.process(Some(chunk), &mut out)?;
+                self.filled = 0;
+            }
+        }
+        if self.input_left == 0 {
+            if self.filled > 0 {
+                self.process(Some(self.filled), &mut out)?;
+                self.filled = 0;
+            }
+            // Zeros push the tail of the filter's response out.
+            while self.output_left > 0 {
+                self.process(Some(0), &mut out)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one chunk (`partial` frames of `pending`, zeros after them) and appends what
+    /// is left of its output after the start-up delay, up to the total length.
+    fn process(&mut self, partial: Option<usize>, out: &mut [Vec<f32>]) -> Result<(), ResampleError> {
+        let (n_ch, chunk, cap) = (self.pending.len(), self.pending[0].len(), self.scratch[0].len());
+        let fft = self.fft.as_mut().expect("a chunk buffer implies a resampler");
+        let input = SequentialSliceOfVecs::new(&self.pending, n_ch, chunk).map_err(|e| e.to_string());
+        let produced = input.and_then(|input| {
+            let mut output = SequentialSliceOfVecs::new_mut(&mut self.scratch, n_ch, cap).map_err(|e| e.to_string())?;
+            let indexing = Indexing { input_offset: 0, output_offset: 0, active_channels_mask: None, partial_len: partial };
+            fft.process_into_buffer(&input, &mut output, Some(&indexing)).map(|(_, n)| n).map_err(|e| e.to_string())
+        });
+        let produced = produced.map_err(|e| self.internal(e))?;
+        let skip = self.to_trim.min(produced);
+        self.to_trim -= skip;
+        let keep = (produced - skip).min(self.output_left);
+        self.output_left -= keep;
+        for (o, s) in out.iter_mut().zip(&self.scratch) {
+            o.extend_from_slice(&s[skip..skip + keep]);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +563,31 @@ mod tests {
             let e = resample(&x, a, b).unwrap_err();
             assert!(matches!(e, ResampleError::UnsupportedRate { .. }), "{e}");
             assert!(!e.to_string().contains('\n'));
+        }
+    }
+
+    #[test]
+    fn streaming_in_any_blocks_gives_rubatos_whole_clip_output() {
+        for (from, to, len) in [(44_100, 16_000, 50_000), (16_000, 48_000, 30_001), (48_000, 16_000, 7), (22_050, 16_000, 4_096 * 3)] {
+            let x = sines(&PARTIALS, from, len);
+            // The reference: rubato's own whole-clip call, as `resample` used to make it.
+            let (block_in, _) = block_sizes(from, to);
+            let mut fft = Fft::<f32>::new_custom(from as usize, to as usize, block_in * BLOCKS_PER_CHUNK, BLOCKS_PER_CHUNK, 1, WindowFunction::BlackmanHarris2, FixedSync::Input).unwrap();
+            let input = SequentialSliceOfVecs::new(std::slice::from_ref(&x), 1, len).unwrap();
+            let capacity = fft.process_all_needed_output_len(len);
+            let mut whole = vec![vec![0.0f32; capacity]];
+            let mut output = SequentialSliceOfVecs::new_mut(&mut whole, 1, capacity).unwrap();
+            fft.process_all_into_buffer(&input, &mut output, len, None).unwrap();
+            let want = &whole[0][..resampled_len(len, from, to)];
+            assert_eq!(resample(std::slice::from_ref(&x), from, to).unwrap()[0], want);
+            for block in [1, 999, 4_096, 100_000] {
+                let mut r = Resampler::new(1, len, from, to).unwrap();
+                let mut got = Vec::new();
+                for piece in x.chunks(block) {
+                    got.extend(r.push(&[piece.to_vec()]).unwrap().remove(0));
+                }
+                assert_eq!(got, want, "{from} → {to}, {len} frames in blocks of {block}");
+            }
         }
     }
 
