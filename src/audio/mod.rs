@@ -15,7 +15,7 @@ mod resample;
 mod wav;
 
 pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
-pub use wav::{read_wav, write_wav};
+pub use wav::{read_wav, write_wav, write_wav_with, WavLayout, WavReader, WavSink};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 /// Highest sample rate accepted for files and for resampling (Hz).
 pub const MAX_SAMPLE_RATE: u32 = 384_000;
+/// Most samples (frames × channels) [`read_wav`] holds in memory at once: 2^26, 256 MiB of
+/// `f32`, 11.6 minutes of 48 kHz stereo. Longer files stream ([`WavReader`]).
+pub const MAX_CLIP_SAMPLES: u64 = 1 << 26;
 
 /// A piece of audio held in memory: planar `f32` samples, nominally in [-1, 1].
 ///
@@ -186,6 +189,12 @@ pub enum AudioError {
     /// RIFF/WAVE, but the header is inconsistent or damaged.
     #[error("{} is not a valid WAV file: {detail}", .path.display())]
     Malformed { path: PathBuf, detail: String },
+    /// Too long to hold whole in memory (more than [`MAX_CLIP_SAMPLES`] samples).
+    #[error(
+        "{} is {seconds:.0} s long, more than can be held in memory here ({MAX_CLIP_SAMPLES} samples over all channels); cut it into shorter files",
+        .path.display()
+    )]
+    TooLong { path: PathBuf, seconds: f64 },
     /// [`write_wav`] was handed a clip it cannot write (ragged channels, no channels, no
     /// samples, too long for WAV).
     #[error("cannot write {}: {reason}", .path.display())]
@@ -210,6 +219,7 @@ impl AudioError {
             | Self::BadSampleRate { path, .. }
             | Self::NonFinite { path, .. }
             | Self::Malformed { path, .. }
+            | Self::TooLong { path, .. }
             | Self::InvalidClip { path, .. } => path,
         }
     }

@@ -11,10 +11,11 @@
 //! and re-centred). Writing multiplies back, rounds to nearest and clamps to the integer
 //! range, so integer files round-trip bit-exactly; float files are written as is.
 
+use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{AudioClip, AudioError, WavFormat, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+use super::{AudioClip, AudioError, WavFormat, MAX_CLIP_SAMPLES, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 use crate::files::write_atomic;
 
 const TAG_PCM: u16 = 0x0001;
@@ -38,178 +39,277 @@ struct Header {
 
 /// Read a WAV file into a planar clip, and report the format it was stored in.
 ///
+/// For clips held whole (an impulse response, an experiment's clips, a file opened in the
+/// editor): files of more than [`MAX_CLIP_SAMPLES`] samples are refused; stream longer ones
+/// with [`WavReader`].
+///
 /// Errors (see [`AudioError`]): `Io` (cannot open/read), `NotWav`, `Truncated` (the data
 /// chunk claims more bytes than the file has), `Empty`, `UnsupportedEncoding`,
 /// `BadSampleRate` (outside 8–384 kHz), `NonFinite` (NaN/inf in a float file; the first one
-/// in time order is reported), `Malformed` (inconsistent header).
+/// in time order is reported), `Malformed` (inconsistent header), `TooLong`.
 pub fn read_wav(path: &Path) -> Result<(AudioClip, WavFormat), AudioError> {
-    // A FIFO would block forever and a device could be endless: regular files only.
-    let (mut file, file_len) = crate::files::open_regular(path, "WAV", u64::MAX)?;
-    let header = scan_header(&mut file, file_len, path)?;
-    file.seek(SeekFrom::Start(header.data_offset))
-        .map_err(|e| io_err(path, "read", e))?;
-    let channels = decode(&mut BufReader::with_capacity(1 << 16, file), &header, path)?;
-    Ok((
-        AudioClip {
-            sample_rate: header.sample_rate,
-            channels,
-        },
-        header.format,
-    ))
-}
-
-/// Decodes the data chunk (the reader at its start) into planar channels: integers divided
-/// by 2^(bits−1) (8-bit is unsigned on disk, re-centred first), floats as they are.
-fn decode<R: Read>(r: &mut R, header: &Header, path: &Path) -> Result<Vec<Vec<f32>>, AudioError> {
-    let n_ch = usize::from(header.channels);
-    let frames = header.frames as usize;
-    let bytes = usize::from(header.format.bits_per_sample / 8);
-    let mut channels: Vec<Vec<f32>> = (0..n_ch).map(|_| Vec::with_capacity(frames)).collect();
-    let scale = 1.0 / (1u64 << (header.format.bits_per_sample - 1)) as f64;
-    let frame_bytes = bytes * n_ch;
-    let mut block = vec![0u8; frame_bytes * (1 << 14).min(frames.max(1))];
-    let mut done = 0;
-    while done < frames {
-        let take = (frames - done).min(block.len() / frame_bytes);
-        let buf = &mut block[..take * frame_bytes];
-        r.read_exact(buf).map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => AudioError::Truncated {
-                path: path.to_owned(),
-                detail: "the file ends before the last sample".into(),
-            },
-            _ => io_err(path, "read", e),
-        })?;
-        for (f, frame) in buf.chunks_exact(frame_bytes).enumerate() {
-            for (c, b) in frame.chunks_exact(bytes).enumerate() {
-                let v = if header.format.float {
-                    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                    if !v.is_finite() {
-                        let frame = (done + f) as u64;
-                        return Err(AudioError::NonFinite {
-                            path: path.to_owned(),
-                            channel: c,
-                            frame,
-                            seconds: frame as f64 / f64::from(header.sample_rate),
-                            value: v,
-                        });
-                    }
-                    v
-                } else {
-                    let i = match bytes {
-                        1 => i32::from(b[0]) - 128,
-                        2 => i32::from(i16::from_le_bytes([b[0], b[1]])),
-                        3 => i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8,
-                        _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-                    };
-                    // Exact in f64 (power-of-two scale), then one rounding to f32.
-                    (f64::from(i) * scale) as f32
-                };
-                channels[c].push(v);
-            }
-        }
-        done += take;
+    let mut reader = WavReader::open(path)?;
+    let samples = reader.frames() as u64 * reader.channels() as u64;
+    if samples > MAX_CLIP_SAMPLES {
+        return Err(AudioError::TooLong { path: path.to_owned(), seconds: reader.frames() as f64 / f64::from(reader.sample_rate()) });
     }
-    Ok(channels)
+    let channels = reader.read(reader.frames())?;
+    Ok((AudioClip { sample_rate: reader.sample_rate(), channels }, reader.format()))
 }
 
-/// Write a clip as a WAV file in `format`, atomically.
-///
-/// The file is written to a temporary file in the target's directory
-/// (`.NAME.tmp-PID-N`), flushed to disk, then renamed over `path`; on any error the
-/// temporary file is removed and an existing `path` is left untouched.
+/// A WAV file open for reading block by block: what [`read_wav`] does at once, in bounded
+/// memory. The header is checked by [`WavReader::open`]; samples are decoded as they are read.
+pub struct WavReader {
+    input: BufReader<File>,
+    header: Header,
+    path: PathBuf,
+    /// Frames read so far.
+    position: u64,
+}
+
+impl WavReader {
+    /// Opens `path` and checks its header (the errors of [`read_wav`] but `NonFinite`,
+    /// which [`WavReader::read`] reports when it gets there).
+    pub fn open(path: &Path) -> Result<Self, AudioError> {
+        // A FIFO would block forever and a device could be endless: regular files only.
+        let (mut file, file_len) = crate::files::open_regular(path, "WAV", u64::MAX)?;
+        let header = scan_header(&mut file, file_len, path)?;
+        file.seek(SeekFrom::Start(header.data_offset)).map_err(|e| io_err(path, "read", e))?;
+        Ok(Self { input: BufReader::with_capacity(1 << 16, file), header, path: path.to_owned(), position: 0 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn sample_rate(&self) -> u32 {
+        self.header.sample_rate
+    }
+
+    pub fn channels(&self) -> usize {
+        usize::from(self.header.channels)
+    }
+
+    /// Sample frames in the file.
+    pub fn frames(&self) -> usize {
+        self.header.frames as usize
+    }
+
+    pub fn format(&self) -> WavFormat {
+        self.header.format
+    }
+
+    /// The next `max` frames (fewer at the end of the data, none after it), planar:
+    /// integers divided by 2^(bits−1) (8-bit is unsigned on disk, re-centred first),
+    /// floats as they are.
+    pub fn read(&mut self, max: usize) -> Result<Vec<Vec<f32>>, AudioError> {
+        let (header, path) = (&self.header, self.path.as_path());
+        let frames = (header.frames - self.position).min(max as u64) as usize;
+        let n_ch = usize::from(header.channels);
+        let bytes = usize::from(header.format.bits_per_sample / 8);
+        let mut channels: Vec<Vec<f32>> = (0..n_ch).map(|_| Vec::with_capacity(frames)).collect();
+        let scale = 1.0 / (1u64 << (header.format.bits_per_sample - 1)) as f64;
+        let frame_bytes = bytes * n_ch;
+        let mut block = vec![0u8; frame_bytes * (1 << 14).min(frames.max(1))];
+        let mut done = 0;
+        while done < frames {
+            let take = (frames - done).min(block.len() / frame_bytes);
+            let buf = &mut block[..take * frame_bytes];
+            self.input.read_exact(buf).map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => AudioError::Truncated {
+                    path: path.to_owned(),
+                    detail: "the file ends before the last sample".into(),
+                },
+                _ => io_err(path, "read", e),
+            })?;
+            for (f, frame) in buf.chunks_exact(frame_bytes).enumerate() {
+                for (c, b) in frame.chunks_exact(bytes).enumerate() {
+                    let v = if header.format.float {
+                        let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        if !v.is_finite() {
+                            let frame = self.position + (done + f) as u64;
+                            return Err(AudioError::NonFinite {
+                                path: path.to_owned(),
+                                channel: c,
+                                frame,
+                                seconds: frame as f64 / f64::from(header.sample_rate),
+                                value: v,
+                            });
+                        }
+                        v
+                    } else {
+                        let i = match bytes {
+                            1 => i32::from(b[0]) - 128,
+                            2 => i32::from(i16::from_le_bytes([b[0], b[1]])),
+                            3 => i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8,
+                            _ => i32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                        };
+                        // Exact in f64 (power-of-two scale), then one rounding to f32.
+                        (f64::from(i) * scale) as f32
+                    };
+                    channels[c].push(v);
+                }
+            }
+            done += take;
+        }
+        self.position += frames as u64;
+        Ok(channels)
+    }
+}
+
+/// Write a clip as a WAV file in `format`, atomically (see [`write_wav_with`]).
+pub fn write_wav(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(), AudioError> {
+    let n_ch = clip.channels.len();
+    let frames = clip.num_frames();
+    if let Some((i, ch)) = clip.channels.iter().enumerate().find(|(_, ch)| ch.len() != frames) {
+        return Err(AudioError::InvalidClip {
+            path: path.to_owned(),
+            reason: format!(
+                "channel {} has {} samples but channel 1 has {frames}; all channels must have the same length",
+                i + 1,
+                ch.len()
+            ),
+        });
+    }
+    let layout = WavLayout { sample_rate: clip.sample_rate, channels: n_ch, frames, format };
+    write_wav_with(path, layout, |sink| sink.write(&clip.channels))
+}
+
+/// What [`write_wav_with`] writes: `frames` frames of `channels` channels in `format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WavLayout {
+    pub sample_rate: u32,
+    pub channels: usize,
+    pub frames: usize,
+    pub format: WavFormat,
+}
+
+/// Writes a WAV file atomically while `produce` hands its samples, block by block, to the
+/// [`WavSink`]: a temporary file in the target's directory (`.NAME.tmp-PID-N`), flushed to
+/// disk, then renamed over `path`. On any error (`produce`'s too) the temporary file is
+/// removed and an existing `path` is left untouched.
 ///
 /// Float samples are stored as they are for [`WavFormat::FLOAT32`]; for integer formats they
 /// are scaled by 2^(bits-1), rounded to nearest and clamped (so +1.0 becomes the largest
-/// integer). Refuses (before touching the disk): an unsupported format (`UnsupportedEncoding`),
-/// a sample rate outside 8–384 kHz (`BadSampleRate`), a non-finite sample (`NonFinite`), no
-/// channels / no frames / channels of different lengths / more than 4 GiB of data
-/// (`InvalidClip`).
-pub fn write_wav(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(), AudioError> {
-    validate_for_write(path, clip, format)?;
-    let spec = hound::WavSpec {
-        channels: clip.channels.len() as u16,
-        sample_rate: clip.sample_rate,
-        bits_per_sample: format.bits_per_sample,
-        sample_format: if format.float {
-            hound::SampleFormat::Float
-        } else {
-            hound::SampleFormat::Int
-        },
-    };
-    write_atomic(path, |out| {
-        let hound_err = |e: hound::Error| match e {
-            hound::Error::IoError(e) => io_err(path, "write", e),
-            other => io_err(path, "write", io::Error::other(other.to_string())),
-        };
-        let mut w = hound::WavWriter::new(out, spec).map_err(hound_err)?;
-        let frames = clip.num_frames();
-        if format.float {
-            for f in 0..frames {
-                for ch in &clip.channels {
-                    w.write_sample(ch[f]).map_err(hound_err)?;
-                }
-            }
-        } else {
-            let bits = format.bits_per_sample;
-            let scale = (1u64 << (bits - 1)) as f64;
-            let max = scale - 1.0;
-            let min = -scale;
-            for f in 0..frames {
-                for ch in &clip.channels {
-                    let v = (f64::from(ch[f]) * scale).round().clamp(min, max) as i32;
-                    w.write_sample(v).map_err(hound_err)?;
-                }
-            }
+/// integer). Refuses before touching the disk: an unsupported format
+/// (`UnsupportedEncoding`), a sample rate outside 8–384 kHz (`BadSampleRate`), no channels /
+/// no frames / more than 4 GiB of data (`InvalidClip`); while writing: a non-finite sample
+/// (`NonFinite`), and a different number of frames than `layout` says (`InvalidClip`).
+pub fn write_wav_with<E, F>(path: &Path, layout: WavLayout, produce: F) -> Result<(), E>
+where
+    E: From<AudioError>,
+    F: FnOnce(&mut WavSink<'_>) -> Result<(), E>,
+{
+    enum Failure<E> {
+        Audio(AudioError),
+        Produce(E),
+    }
+    impl<E> From<crate::files::FileError> for Failure<E> {
+        fn from(e: crate::files::FileError) -> Self {
+            Self::Audio(e.into())
         }
-        w.finalize().map_err(hound_err)
+    }
+    validate_layout(path, &layout)?;
+    let spec = hound::WavSpec {
+        channels: layout.channels as u16,
+        sample_rate: layout.sample_rate,
+        bits_per_sample: layout.format.bits_per_sample,
+        sample_format: if layout.format.float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
+    };
+    let written = write_atomic(path, |out| {
+        let writer = hound::WavWriter::new(out, spec).map_err(|e| Failure::Audio(hound_err(path, e)))?;
+        let mut sink = WavSink { writer, path, layout, written: 0 };
+        produce(&mut sink).map_err(Failure::Produce)?;
+        sink.finish().map_err(Failure::Audio)
+    });
+    written.map_err(|e| match e {
+        Failure::Audio(e) => E::from(e),
+        Failure::Produce(e) => e,
     })
 }
 
-fn validate_for_write(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(), AudioError> {
-    let invalid = |reason: String| AudioError::InvalidClip {
-        path: path.to_owned(),
-        reason,
-    };
+/// Where [`write_wav_with`]'s samples go.
+pub struct WavSink<'w> {
+    writer: hound::WavWriter<&'w mut io::BufWriter<File>>,
+    path: &'w Path,
+    layout: WavLayout,
+    written: usize,
+}
+
+impl WavSink<'_> {
+    /// Appends planar frames (one slice per channel, equal lengths).
+    pub fn write(&mut self, block: &[Vec<f32>]) -> Result<(), AudioError> {
+        let frames = block.first().map_or(0, Vec::len);
+        let invalid = |reason: String| AudioError::InvalidClip { path: self.path.to_owned(), reason };
+        if block.len() != self.layout.channels || block.iter().any(|c| c.len() != frames) {
+            return Err(invalid(format!("a block of {} channels of unequal or wrong shape was written to {} channels", block.len(), self.layout.channels)));
+        }
+        if self.written + frames > self.layout.frames {
+            return Err(invalid(format!("more than the {} frames announced were written", self.layout.frames)));
+        }
+        let (path, rate) = (self.path, self.layout.sample_rate);
+        let bits = self.layout.format.bits_per_sample;
+        let scale = (1u64 << (bits - 1)) as f64;
+        for f in 0..frames {
+            for (c, ch) in block.iter().enumerate() {
+                let v = ch[f];
+                if !v.is_finite() {
+                    let frame = (self.written + f) as u64;
+                    return Err(AudioError::NonFinite { path: path.to_owned(), channel: c, frame, seconds: frame as f64 / f64::from(rate), value: v });
+                }
+                let done = if self.layout.format.float {
+                    self.writer.write_sample(v)
+                } else {
+                    self.writer.write_sample((f64::from(v) * scale).round().clamp(-scale, scale - 1.0) as i32)
+                };
+                done.map_err(|e| hound_err(path, e))?;
+            }
+        }
+        self.written += frames;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), AudioError> {
+        if self.written != self.layout.frames {
+            return Err(AudioError::InvalidClip {
+                path: self.path.to_owned(),
+                reason: format!("{} frames were written of the {} announced", self.written, self.layout.frames),
+            });
+        }
+        self.writer.finalize().map_err(|e| hound_err(self.path, e))
+    }
+}
+
+fn hound_err(path: &Path, e: hound::Error) -> AudioError {
+    match e {
+        hound::Error::IoError(e) => io_err(path, "write", e),
+        other => io_err(path, "write", io::Error::other(other.to_string())),
+    }
+}
+
+fn validate_layout(path: &Path, layout: &WavLayout) -> Result<(), AudioError> {
+    let invalid = |reason: String| AudioError::InvalidClip { path: path.to_owned(), reason };
+    let format = layout.format;
     if !format.is_supported() {
-        return Err(AudioError::UnsupportedEncoding {
-            path: path.to_owned(),
-            encoding: format.to_string(),
-        });
+        return Err(AudioError::UnsupportedEncoding { path: path.to_owned(), encoding: format.to_string() });
     }
-    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&clip.sample_rate) {
-        return Err(AudioError::BadSampleRate {
-            path: path.to_owned(),
-            rate: clip.sample_rate,
-        });
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&layout.sample_rate) {
+        return Err(AudioError::BadSampleRate { path: path.to_owned(), rate: layout.sample_rate });
     }
-    let n_ch = clip.channels.len();
+    let n_ch = layout.channels;
     if n_ch == 0 {
         return Err(invalid("the clip has no channels".into()));
     }
     // The fmt chunk stores the frame size in a u16 and the byte rate in a u32 (and hound
     // overflows on them instead of failing).
     let frame_bytes = n_ch as u64 * u64::from(format.bits_per_sample / 8);
-    if frame_bytes > u64::from(u16::MAX)
-        || frame_bytes * u64::from(clip.sample_rate) > u64::from(u32::MAX)
-    {
+    if frame_bytes > u64::from(u16::MAX) || frame_bytes * u64::from(layout.sample_rate) > u64::from(u32::MAX) {
         return Err(invalid(format!(
             "{n_ch} channels of {format} at {} Hz do not fit in a WAV header; write fewer channels",
-            clip.sample_rate
+            layout.sample_rate
         )));
     }
-    let frames = clip.num_frames();
-    if let Some((i, ch)) = clip
-        .channels
-        .iter()
-        .enumerate()
-        .find(|(_, ch)| ch.len() != frames)
-    {
-        return Err(invalid(format!(
-            "channel {} has {} samples but channel 1 has {frames}; all channels must have the same length",
-            i + 1,
-            ch.len()
-        )));
-    }
+    let frames = layout.frames;
     if frames == 0 {
         return Err(invalid("the clip has no samples".into()));
     }
@@ -219,21 +319,6 @@ fn validate_for_write(path: &Path, clip: &AudioClip, format: WavFormat) -> Resul
         return Err(invalid(format!(
             "{frames} frames × {n_ch} channels of {format} exceed the 4 GiB limit of a WAV file; write a shorter clip or fewer bits"
         )));
-    }
-    // Report the earliest non-finite sample in time.
-    for f in 0..frames {
-        for (c, ch) in clip.channels.iter().enumerate() {
-            let v = ch[f];
-            if !v.is_finite() {
-                return Err(AudioError::NonFinite {
-                    path: path.to_owned(),
-                    channel: c,
-                    frame: f as u64,
-                    seconds: f as f64 / f64::from(clip.sample_rate),
-                    value: v,
-                });
-            }
-        }
     }
     Ok(())
 }
@@ -787,6 +872,67 @@ mod tests {
         assert_eq!((clip.sample_rate, format), (44_100, WavFormat::INT16));
         let s = |v: i16| f32::from(v) / 32768.0;
         assert_eq!(clip.channels, vec![vec![s(0), s(-16384), s(-32768)], vec![s(16384), s(32767), s(1)]]);
+    }
+
+    #[test]
+    fn streaming_read_and_write_give_the_whole_file_in_any_blocks() {
+        let dir = tmpdir();
+        let (src, dst) = (dir.path().join("a.wav"), dir.path().join("b.wav"));
+        let channels: Vec<Vec<f32>> = (0..2).map(|c| (0..10_007).map(|n| ((n * (c + 3)) % 101) as f32 / 128.0 - 0.4).collect()).collect();
+        let clip = AudioClip::new(22_050, channels);
+        write_wav(&src, &clip, WavFormat::INT24).unwrap();
+        let whole = read_wav(&src).unwrap().0;
+        for block in [1, 333, 10_007, 50_000] {
+            let mut reader = WavReader::open(&src).unwrap();
+            assert_eq!((reader.frames(), reader.channels(), reader.sample_rate()), (10_007, 2, 22_050));
+            let layout = WavLayout { sample_rate: 22_050, channels: 2, frames: 10_007, format: WavFormat::INT24 };
+            write_wav_with(&dst, layout, |sink| -> Result<(), AudioError> {
+                loop {
+                    let b = reader.read(block)?;
+                    if b[0].is_empty() {
+                        return Ok(());
+                    }
+                    sink.write(&b)?;
+                }
+            })
+            .unwrap();
+            assert_eq!(read_wav(&dst).unwrap().0, whole, "blocks of {block}");
+        }
+        // Fewer frames than announced, or a NaN late in the stream: nothing is written.
+        let layout = WavLayout { sample_rate: 22_050, channels: 1, frames: 100, format: WavFormat::FLOAT32 };
+        let short = write_wav_with(&dst, layout, |sink| sink.write(&[vec![0.5; 99]])).unwrap_err();
+        assert!(short.to_string().contains("99 frames were written of the 100"), "{short}");
+        let nan = write_wav_with(&dst, layout, |sink| {
+            sink.write(&[vec![0.5; 60]])?;
+            sink.write(&[[vec![0.5; 10], vec![f32::NAN; 30]].concat()])
+        })
+        .unwrap_err();
+        assert!(matches!(nan, E::NonFinite { frame: 70, .. }), "{nan}");
+        assert_eq!(read_wav(&dst).unwrap().0, whole);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary is left");
+    }
+
+    #[test]
+    fn a_file_too_long_to_hold_whole_is_refused_by_read_wav_but_streams() {
+        let dir = tmpdir();
+        let frames = (MAX_CLIP_SAMPLES / 2 + 1) as u32;
+        // A sparse 8-bit stereo file just over the limit (its zero bytes are −1.0 in 8 bit).
+        let mut head = b"RIFF".to_vec();
+        head.extend((36 + 2 * frames).to_le_bytes());
+        head.extend(b"WAVEfmt ");
+        head.extend(16u32.to_le_bytes());
+        head.extend([1u16, 2].iter().flat_map(|v| v.to_le_bytes()));
+        head.extend([8_000u32, 16_000].iter().flat_map(|v| v.to_le_bytes()));
+        head.extend([2u16, 8].iter().flat_map(|v| v.to_le_bytes()));
+        head.extend(b"data");
+        head.extend((2 * frames).to_le_bytes());
+        let p = write_bytes(dir.path(), "long.wav", &head);
+        fs::OpenOptions::new().write(true).open(&p).unwrap().set_len(44 + 2 * u64::from(frames)).unwrap();
+        let e = read_wav(&p).unwrap_err();
+        assert!(matches!(e, E::TooLong { .. }) && e.to_string().contains("cut it into shorter files"), "{e}");
+        let mut reader = WavReader::open(&p).unwrap();
+        assert_eq!(reader.frames(), frames as usize);
+        assert_eq!(reader.read(4).unwrap(), vec![vec![-1.0; 4]; 2]);
     }
 
     fn write_bytes(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
