@@ -12,9 +12,11 @@
 //! of channels, sample rates [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
 
 mod resample;
+mod source;
 mod wav;
 
 pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
+pub use source::{ClipReader, FrameSource, OpenSource};
 pub use wav::{read_wav, write_wav, write_wav_with, WavLayout, WavReader, WavSink};
 
 use std::fmt;

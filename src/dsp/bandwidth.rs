@@ -14,41 +14,80 @@ const SMOOTH: usize = 4;
 /// The frequency (Hz) above which `channels` hold nothing but noise floor, or `None` when
 /// the spectrum reaches (nearly) to the Nyquist frequency or the clip is silent or short.
 pub fn detect_cutoff(channels: &[Vec<f32>], sample_rate: u32) -> Option<f64> {
-    let len = channels.first()?.len();
-    if len < FRAME {
-        return None;
-    }
-    let window: Vec<f32> = hann_periodic(FRAME).into_iter().map(|w| w as f32).collect();
-    let fft = RealFftPlanner::<f32>::new().plan_fft_forward(FRAME);
-    let (mut input, mut spectrum) = (fft.make_input_vec(), fft.make_output_vec());
-    let mut power = vec![0f64; FRAME / 2 + 1];
-    for channel in channels {
-        for start in (0..=len - FRAME).step_by(FRAME / 2) {
-            for (x, (s, w)) in input.iter_mut().zip(channel[start..start + FRAME].iter().zip(&window)) {
-                *x = s * w;
-            }
-            fft.process(&mut input, &mut spectrum).ok()?;
-            for (p, c) in power.iter_mut().zip(&spectrum) {
-                *p += c.norm_sqr() as f64;
-            }
+    let mut detector = CutoffDetector::new(channels.len(), sample_rate);
+    detector.push(channels);
+    detector.cutoff()
+}
+
+/// [`detect_cutoff`] for audio that arrives in blocks: the same frames, one spectrum of
+/// sums, and a frame's worth of samples per channel held between blocks.
+pub struct CutoffDetector {
+    sample_rate: u32,
+    window: Vec<f32>,
+    fft: std::sync::Arc<dyn realfft::RealToComplex<f32>>,
+    /// Each channel's samples not yet in a frame that has started.
+    pending: Vec<Vec<f32>>,
+    power: Vec<f64>,
+    frames: usize,
+}
+
+impl CutoffDetector {
+    pub fn new(channels: usize, sample_rate: u32) -> Self {
+        Self {
+            sample_rate,
+            window: hann_periodic(FRAME).into_iter().map(|w| w as f32).collect(),
+            fft: RealFftPlanner::<f32>::new().plan_fft_forward(FRAME),
+            pending: vec![Vec::new(); channels],
+            power: vec![0f64; FRAME / 2 + 1],
+            frames: 0,
         }
     }
-    let db: Vec<f64> = power.iter().map(|p| 10.0 * (p + 1e-30).log10()).collect();
-    let smoothed: Vec<f64> = (0..db.len())
-        .map(|k| {
-            let (a, b) = (k.saturating_sub(SMOOTH), (k + SMOOTH + 1).min(db.len()));
-            db[a..b].iter().sum::<f64>() / (b - a) as f64
-        })
-        .collect();
-    let bin_hz = sample_rate as f64 / FRAME as f64;
-    let first = (50.0 / bin_hz).ceil() as usize;
-    let peak = smoothed[first..].iter().copied().fold(f64::MIN, f64::max);
-    if power[first..].iter().all(|&p| p <= 1e-20) {
-        return None;
+
+    /// The next frames of every channel (planar).
+    pub fn push(&mut self, block: &[Vec<f32>]) {
+        let (mut input, mut spectrum) = (self.fft.make_input_vec(), self.fft.make_output_vec());
+        for (pending, samples) in self.pending.iter_mut().zip(block) {
+            pending.extend_from_slice(samples);
+            let mut start = 0;
+            while start + FRAME <= pending.len() {
+                for (x, (s, w)) in input.iter_mut().zip(pending[start..start + FRAME].iter().zip(&self.window)) {
+                    *x = s * w;
+                }
+                if self.fft.process(&mut input, &mut spectrum).is_ok() {
+                    for (p, c) in self.power.iter_mut().zip(&spectrum) {
+                        *p += c.norm_sqr() as f64;
+                    }
+                    self.frames += 1;
+                }
+                start += FRAME / 2;
+            }
+            pending.drain(..start);
+        }
     }
-    let last_loud = (first..smoothed.len()).rev().find(|&k| smoothed[k] >= peak - FLOOR_DB)?;
-    let cutoff = (last_loud + 1) as f64 * bin_hz;
-    (cutoff < 0.95 * sample_rate as f64 / 2.0).then_some(cutoff)
+
+    /// The cutoff of everything pushed (see [`detect_cutoff`]).
+    pub fn cutoff(&self) -> Option<f64> {
+        let (power, sample_rate) = (&self.power, self.sample_rate);
+        if self.frames == 0 {
+            return None;
+        }
+        let db: Vec<f64> = power.iter().map(|p| 10.0 * (p + 1e-30).log10()).collect();
+        let smoothed: Vec<f64> = (0..db.len())
+            .map(|k| {
+                let (a, b) = (k.saturating_sub(SMOOTH), (k + SMOOTH + 1).min(db.len()));
+                db[a..b].iter().sum::<f64>() / (b - a) as f64
+            })
+            .collect();
+        let bin_hz = sample_rate as f64 / FRAME as f64;
+        let first = (50.0 / bin_hz).ceil() as usize;
+        let peak = smoothed[first..].iter().copied().fold(f64::MIN, f64::max);
+        if power[first..].iter().all(|&p| p <= 1e-20) {
+            return None;
+        }
+        let last_loud = (first..smoothed.len()).rev().find(|&k| smoothed[k] >= peak - FLOOR_DB)?;
+        let cutoff = (last_loud + 1) as f64 * bin_hz;
+        (cutoff < 0.95 * sample_rate as f64 / 2.0).then_some(cutoff)
+    }
 }
 
 #[cfg(test)]
@@ -72,5 +111,15 @@ mod tests {
         assert_eq!(detect_cutoff(&[vec![0.0; 88_200]], 44_100), None);
         assert_eq!(detect_cutoff(&[noise(1_000, 3)], 44_100), None);
         assert_eq!(detect_cutoff(&[], 44_100), None);
+    }
+
+    #[test]
+    fn blocks_of_any_size_find_the_same_cutoff() {
+        let x = lowpass(5_000.0, 32_000).filter(&noise(100_000, 4));
+        let whole = detect_cutoff(&[x.clone()], 32_000);
+        let mut detector = CutoffDetector::new(1, 32_000);
+        x.chunks(3_001).for_each(|b| detector.push(&[b.to_vec()]));
+        assert!(whole.is_some());
+        assert_eq!(detector.cutoff(), whole);
     }
 }

@@ -17,12 +17,13 @@ pub mod worker;
 use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
-use crate::audio::{resample, resample_mono, AudioClip, ResampleError};
+use crate::audio::{resample_mono, resampled_len, AudioClip, AudioError, ClipReader, FrameSource, OpenSource, ResampleError, Resampler};
+use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
-use crate::restore::operators::{Degradation, Operator, OperatorError};
+use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
 use crate::restore::prior::LatentPrior;
 use crate::restore::sampler::{sample, SampleError, SamplerSettings, StepReport};
-use splice::Splice;
+use splice::{Splice, Splicer};
 
 /// Shortest clip the loss's STFT and the prior can work on.
 pub const MIN_SECONDS: f64 = 0.25;
@@ -85,6 +86,8 @@ pub enum EngineError {
     #[error("super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): there is nothing it can restore")]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
     #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error(transparent)]
     Resample(#[from] ResampleError),
@@ -107,98 +110,240 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
     request: &RestoreRequest,
     observer: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<AudioClip, EngineError> {
-    check_clip(clip)?;
-    let (rate, len) = (clip.sample_rate, clip.num_frames());
+    let (rate, frames) = output_shape(request, clip.sample_rate, clip.num_frames(), prior.sample_rate());
+    let mut channels = vec![Vec::with_capacity(frames); clip.num_channels()];
+    let open = || Ok(Box::new(ClipReader::new(clip)) as Box<dyn FrameSource>);
+    let mut collect = |block: &[Vec<f32>]| {
+        channels.iter_mut().zip(block).for_each(|(c, b)| c.extend_from_slice(b));
+        Ok(())
+    };
+    restore_stream(prior, &open, request, &mut collect, observer)?;
+    Ok(AudioClip::new(rate, channels))
+}
+
+/// The rate and length of what [`restore_stream`] writes for a clip of `len` frames at `rate`.
+pub fn output_shape(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) -> (u32, usize) {
+    match request.output {
+        OutputMode::Splice => (rate, len),
+        OutputMode::Model => (model_rate, resampled_len(len, rate, model_rate)),
+    }
+}
+
+/// Frames read, resampled and written at a time.
+const BLOCK: usize = 1 << 16;
+
+/// [`restore_clip`] for audio of any length: the input is read twice from `open` (a scan of
+/// its samples, then the restoration, with the original beside it for the splice) and the
+/// result goes to `sink` block by block, in [`output_shape`]. What is held at once is a
+/// few windows and blocks per channel, whatever the clip's length.
+///
+/// Stereo windows are sampled mid then side, window by window, each with the seed
+/// `seed + window index`.
+pub fn restore_stream<P: LatentPrior + ?Sized>(
+    prior: &P,
+    open: &OpenSource<'_>,
+    request: &RestoreRequest,
+    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+    observer: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
+) -> Result<(), EngineError> {
+    let mut input = open()?;
+    let (rate, n_ch, len) = (input.sample_rate(), input.channels(), input.frames());
+    if !(1..=2).contains(&n_ch) {
+        return Err(EngineError::Channels(n_ch));
+    }
+    let seconds = len as f64 / rate as f64;
+    if seconds < MIN_SECONDS {
+        return Err(EngineError::TooShort { seconds });
+    }
     let model_rate = prior.sample_rate();
     let splice = splice_for(&request.degradation, rate, len, model_rate)?;
+    let active = scan(input.as_mut())?;
 
-    // Mid and side (or the mono channel) at the model's rate.
-    let parts: Vec<Vec<f32>> = match clip.channels.as_slice() {
-        [mono] => vec![mono.clone()],
-        [l, r] => vec![
-            l.iter().zip(r).map(|(a, b)| 0.5 * (a + b)).collect(),
-            l.iter().zip(r).map(|(a, b)| 0.5 * (a - b)).collect(),
-        ],
-        _ => unreachable!("checked"),
-    };
-    let parts = resample(&parts, rate, model_rate)?;
-    let model_len = parts[0].len();
+    let model_len = resampled_len(len, rate, model_rate);
     let window = ((request.window_seconds * model_rate as f64).round() as usize).max(1);
     let overlap = ((request.overlap_seconds * model_rate as f64).round() as usize).min(window / 2);
     let plan = windows::plan(model_len, window, overlap);
-    let known = match &request.degradation {
-        Degradation::Inpaint { .. } => Some(mask_at(&request.degradation, model_rate, model_len)?),
+    let gaps = match &request.degradation {
+        Degradation::Inpaint { gaps } => Some(gap_ranges(gaps, model_rate, model_len)?),
         _ => None,
     };
-    let needs_sampling = |w: &Range<usize>| known.as_ref().is_none_or(|k| k[w.clone()].iter().any(|&m| m == 0.0));
-    let silent = |p: &[f32]| p.iter().all(|&v| v == 0.0);
-    let active: Vec<bool> = parts.iter().map(|p| !silent(p)).collect();
+    let needs_sampling = |w: &Range<usize>| gaps.as_ref().is_none_or(|g| g.iter().any(|g| g.start < w.end && w.start < g.end));
     let windows_total = plan.iter().filter(|w| needs_sampling(w)).count() * active.iter().filter(|&&a| a).count();
+    let waiting = |done| Progress {
+        window: done,
+        windows: windows_total,
+        step: StepReport { step: 0, total: request.sampler.steps, stage: Stage::Step, loss: None, attempt: 0 },
+    };
 
+    let mut output = Output::new(request.output, splice, open, model_len, model_rate)?;
+    let mut input = open()?;
+    let mut to_model = Resampler::new(active.len(), len, rate, model_rate)?;
+    // From model frame `base` on: each part, with what earlier windows restored in its gaps
+    // (later windows are conditioned on it), and which samples are known.
+    let mut base = 0;
+    let mut parts: Vec<Vec<f32>> = vec![Vec::new(); active.len()];
+    let mut known: Vec<f32> = Vec::new();
+    // The overlap-add of the restored windows from model frame `base` on.
+    let mut joined: Vec<Vec<f32>> = vec![Vec::new(); active.len()];
     let mut done = 0;
-    let mut restored_parts = Vec::with_capacity(parts.len());
-    for (part, &active) in parts.iter().zip(&active) {
-        if !active {
-            restored_parts.push(part.clone());
-            continue;
+    for (k, w) in plan.iter().enumerate() {
+        while base + parts[0].len() < w.end {
+            if observer(&waiting(done)).is_break() {
+                return Err(SampleError::Cancelled.into());
+            }
+            let block = to_model.push(&split(input.read(BLOCK)?))?;
+            let from = base + parts[0].len();
+            known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| g.iter().any(|g| g.contains(&n))) { 0.0 } else { 1.0 }));
+            parts.iter_mut().zip(block).for_each(|(p, b)| p.extend(b));
         }
-        let mut current = part.clone();
-        let mut known = known.clone();
-        let mut pieces = Vec::with_capacity(plan.len());
-        for (k, w) in plan.iter().enumerate() {
-            if !needs_sampling(w) {
-                pieces.push(part[w.clone()].to_vec());
+        let local = w.start - base..w.end - base;
+        let sampled = needs_sampling(w);
+        let mut pieces = Vec::with_capacity(parts.len());
+        for (part, &active) in parts.iter().zip(&active) {
+            if !(sampled && active) {
+                pieces.push(part[local.clone()].to_vec());
                 continue;
             }
-            let observed = Tensor::from_slice(&current[w.clone()], (1, w.len()), prior.device())?;
-            let measurement = match &mut known {
-                Some(known) => Measurement::with_mask(known[w.clone()].to_vec(), &observed, model_rate)?,
+            let observed = Tensor::from_slice(&part[local.clone()], (1, w.len()), prior.device())?;
+            let measurement = match &gaps {
+                Some(_) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
                 None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_mono)?,
             };
             let settings = SamplerSettings { seed: request.sampler.seed.wrapping_add(k as u64), ..request.sampler.clone() };
             let wave = sample(prior, &measurement, w.len(), &settings, &mut |step| {
                 observer(&Progress { window: done, windows: windows_total, step: *step })
             })?;
-            let piece: Vec<f32> = wave.flatten_all()?.to_vec1()?;
-            if let Some(known) = &mut known {
-                // Later windows are conditioned on this one: inside its gaps what it
-                // restored now counts as known.
-                for (i, n) in w.clone().enumerate() {
-                    if known[n] == 0.0 {
-                        current[n] = piece[i];
-                        known[n] = 1.0;
-                    }
-                }
-            }
-            pieces.push(piece);
+            pieces.push(wave.flatten_all()?.to_vec1()?);
             done += 1;
         }
-        restored_parts.push(windows::join(model_len, &plan, &pieces));
+        if gaps.is_some() {
+            // Inside its gaps, what this window restored counts as known from now on.
+            for i in local.clone() {
+                if known[i] == 0.0 {
+                    parts.iter_mut().zip(&pieces).for_each(|(p, piece)| p[i] = piece[i - local.start]);
+                    known[i] = 1.0;
+                }
+            }
+        }
+        let weights = windows::crossfade_weights(&plan, k);
+        for (j, piece) in joined.iter_mut().zip(&pieces) {
+            j.resize(local.end, 0.0);
+            for ((o, &p), g) in j[local.clone()].iter_mut().zip(piece).zip(&weights) {
+                *o += g * p;
+            }
+        }
+        // Nothing before the next window's start changes any more.
+        let next = plan.get(k + 1).map_or(model_len, |n| n.start);
+        let finished: Vec<Vec<f32>> = joined.iter_mut().map(|j| j.drain(..next - base).collect()).collect();
+        output.push(&merge(finished), sink)?;
+        parts.iter_mut().for_each(|p| drop(p.drain(..next - base)));
+        known.drain(..next - base);
+        base = next;
+    }
+    output.finish(sink)
+}
+
+/// Mono as it is; stereo as mid and side.
+fn split(block: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    match <[Vec<f32>; 2]>::try_from(block) {
+        Ok([l, r]) => vec![
+            l.iter().zip(&r).map(|(a, b)| 0.5 * (a + b)).collect(),
+            l.iter().zip(&r).map(|(a, b)| 0.5 * (a - b)).collect(),
+        ],
+        Err(mono) => mono,
+    }
+}
+
+/// The inverse of [`split`].
+fn merge(parts: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    match <[Vec<f32>; 2]>::try_from(parts) {
+        Ok([mid, side]) => vec![
+            mid.iter().zip(&side).map(|(m, s)| m + s).collect(),
+            mid.iter().zip(&side).map(|(m, s)| m - s).collect(),
+        ],
+        Err(mono) => mono,
+    }
+}
+
+/// Checks every sample of the input and returns which of its [`split`] parts have sound
+/// (a silent side is not restored).
+fn scan(input: &mut dyn FrameSource) -> Result<Vec<bool>, EngineError> {
+    let mut active = vec![false; input.channels()];
+    let mut at = 0;
+    loop {
+        let block = input.read(BLOCK)?;
+        let Some(n) = block.first().map(Vec::len).filter(|&n| n > 0) else {
+            return Ok(active);
+        };
+        for (channel, samples) in block.iter().enumerate() {
+            if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
+                return Err(EngineError::NonFinite { channel, sample: at + i });
+            }
+            if let Some(i) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
+                return Err(EngineError::OutOfRange { channel, sample: at + i, value: samples[i] });
+            }
+        }
+        for (a, part) in active.iter_mut().zip(split(block)) {
+            *a |= part.iter().any(|&v| v != 0.0);
+        }
+        at += n;
+    }
+}
+
+/// What becomes of the restored model-rate signal: written as it is, or brought back to
+/// the input's rate and spliced into the original (read again beside it).
+enum Output<'a> {
+    Model,
+    Splice { to_input: Resampler, original: Box<dyn FrameSource + 'a>, splicer: Splicer, written: usize, len: usize },
+}
+
+impl<'a> Output<'a> {
+    fn new(mode: OutputMode, splice: Splice, open: &OpenSource<'a>, model_len: usize, model_rate: u32) -> Result<Self, EngineError> {
+        Ok(match mode {
+            OutputMode::Model => Output::Model,
+            OutputMode::Splice => {
+                let original = open()?;
+                let (rate, channels, len) = (original.sample_rate(), original.channels(), original.frames());
+                let to_input = Resampler::new(channels, model_len, model_rate, rate)?;
+                Output::Splice { to_input, original, splicer: Splicer::new(splice, channels, len), written: 0, len }
+            }
+        })
     }
 
-    let model_channels: Vec<Vec<f32>> = match restored_parts.as_slice() {
-        [mono] => vec![mono.clone()],
-        [mid, side] => vec![
-            mid.iter().zip(side).map(|(m, s)| m + s).collect(),
-            mid.iter().zip(side).map(|(m, s)| m - s).collect(),
-        ],
-        _ => unreachable!("one or two parts"),
-    };
-    match request.output {
-        OutputMode::Model => Ok(AudioClip::new(model_rate, model_channels)),
-        OutputMode::Splice => {
-            let at_rate = resample(&model_channels, model_rate, rate)?;
-            let channels = clip
-                .channels
-                .iter()
-                .zip(at_rate)
-                .map(|(original, mut restored)| {
-                    restored.resize(len, 0.0);
-                    splice.apply(original, &restored)
-                })
-                .collect();
-            Ok(AudioClip::new(rate, channels))
+    fn push(&mut self, block: &[Vec<f32>], sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
+        match self {
+            Output::Model => Ok(sink(block)?),
+            Output::Splice { to_input, .. } => {
+                let restored = to_input.push(block)?;
+                self.splice(restored, sink)
+            }
         }
+    }
+
+    /// Splices restored frames at the input's rate; those beyond the input's length (the
+    /// rate conversions round) are dropped.
+    fn splice(&mut self, mut restored: Vec<Vec<f32>>, sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
+        let Output::Splice { original, splicer, written, len, .. } = self else { return Ok(()) };
+        let n = restored.first().map_or(0, Vec::len).min(*len - *written);
+        restored.iter_mut().for_each(|r| r.truncate(n));
+        if n == 0 {
+            return Ok(());
+        }
+        *written += n;
+        let spliced = splicer.push(&original.read(n)?, &restored);
+        if spliced.first().is_some_and(|s| !s.is_empty()) {
+            sink(&spliced)?;
+        }
+        Ok(())
+    }
+
+    /// Pads a restoration the rate conversions left short, and flushes the splice.
+    fn finish(mut self, sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
+        if let Output::Splice { written, len, original, .. } = &self {
+            let missing = vec![vec![0.0; len - written]; original.channels()];
+            self.splice(missing, sink)?;
+        }
+        Ok(())
     }
 }
 
@@ -206,52 +351,11 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
 /// headroom, stays far below; beyond it a clip is broken, and its spectra would overflow.
 pub const MAX_SAMPLE: f32 = 1000.0;
 
-fn check_clip(clip: &AudioClip) -> Result<(), EngineError> {
-    if !(1..=2).contains(&clip.num_channels()) {
-        return Err(EngineError::Channels(clip.num_channels()));
-    }
-    if clip.duration_secs() < MIN_SECONDS {
-        return Err(EngineError::TooShort { seconds: clip.duration_secs() });
-    }
-    for (channel, samples) in clip.channels.iter().enumerate() {
-        if let Some(sample) = samples.iter().position(|v| !v.is_finite()) {
-            return Err(EngineError::NonFinite { channel, sample });
-        }
-        if let Some(sample) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
-            return Err(EngineError::OutOfRange { channel, sample, value: samples[sample] });
-        }
-    }
-    Ok(())
-}
-
-/// The inpainting mask of `degradation` for `len` samples at `rate` (1 known, 0 lost).
-fn mask_at(degradation: &Degradation, rate: u32, len: usize) -> Result<Vec<f32>, EngineError> {
-    match Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_mono)? {
-        Operator::Mask { mask } => Ok(mask.flatten_all()?.to_vec1()?),
-        _ => unreachable!("an inpainting degradation gives a mask"),
-    }
-}
-
 /// How the restoration goes back into a clip of `len` samples at `rate`; also checks the
 /// degradation against the clip and the model.
 fn splice_for(degradation: &Degradation, rate: u32, len: usize, model_rate: u32) -> Result<Splice, EngineError> {
     Ok(match degradation {
-        Degradation::Inpaint { .. } => {
-            let mask = mask_at(degradation, rate, len)?;
-            let mut gaps = Vec::new();
-            let mut start = None;
-            for (n, &m) in mask.iter().chain(std::iter::once(&1.0)).enumerate() {
-                match (m == 0.0, start) {
-                    (true, None) => start = Some(n),
-                    (false, Some(s)) => {
-                        gaps.push(s..n);
-                        start = None;
-                    }
-                    _ => {}
-                }
-            }
-            Splice::gaps(gaps, rate)
-        }
+        Degradation::Inpaint { gaps } => Splice::gaps(gap_ranges(gaps, rate, len)?, rate),
         Degradation::SuperResolution { cutoff_hz } => {
             let limit_hz = model_rate as f64 / 2.0;
             if *cutoff_hz >= limit_hz {

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::dsp::fir::lowpass;
+use crate::dsp::fir::{lowpass, FirStream};
 
 /// What of the original is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,31 +32,81 @@ impl Splice {
     /// One channel: `original` and `restored` have the same length and rate.
     pub fn apply(&self, original: &[f32], restored: &[f32]) -> Vec<f32> {
         assert_eq!(original.len(), restored.len(), "splice needs equal lengths");
-        match self {
-            Splice::Replace => restored.to_vec(),
+        let mut splicer = Splicer::new(self.clone(), 1, original.len());
+        splicer.push(&[original.to_vec()], &[restored.to_vec()]).remove(0)
+    }
+}
+
+/// A [`Splice`] applied to a clip that arrives in blocks, all channels together.
+pub struct Splicer {
+    splice: Splice,
+    /// Frames returned so far.
+    position: usize,
+    /// Super-resolution: each channel's restoration through the low-pass, and the original
+    /// and restored samples waiting for it.
+    lowpass: Vec<FirStream>,
+    waiting: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl Splicer {
+    /// For `channels` channels of `len` frames in all.
+    pub fn new(splice: Splice, channels: usize, len: usize) -> Self {
+        let lowpass = match &splice {
             Splice::AboveCutoff { cutoff_hz, sample_rate } => {
-                let low = lowpass(*cutoff_hz, *sample_rate).filter(restored);
-                original.iter().zip(restored).zip(low).map(|((&x, &r), l)| x + (r - l)).collect()
+                (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect()
             }
-            Splice::Gaps { gaps, fade } => {
-                let mut out = original.to_vec();
-                for gap in gaps {
-                    splice_gap(&mut out, restored, gap.clone(), *fade);
-                }
-                out
-            }
-        }
+            _ => Vec::new(),
+        };
+        Self { splice, position: 0, lowpass, waiting: vec![(Vec::new(), Vec::new()); channels] }
+    }
+
+    /// The next frames of the original and of the restoration (equal lengths); returns the
+    /// spliced frames ready so far (all of them once the last frame is in).
+    pub fn push(&mut self, original: &[Vec<f32>], restored: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let at = self.position;
+        let out: Vec<Vec<f32>> = match &self.splice {
+            Splice::Replace => restored.to_vec(),
+            Splice::Gaps { gaps, fade } => original
+                .iter()
+                .zip(restored)
+                .map(|(x, r)| {
+                    let mut out = x.clone();
+                    for gap in gaps.iter().filter(|g| g.start < at + x.len() && at < g.end) {
+                        splice_gap(&mut out, r, at, gap.clone(), *fade);
+                    }
+                    out
+                })
+                .collect(),
+            Splice::AboveCutoff { .. } => original
+                .iter()
+                .zip(restored)
+                .zip(self.lowpass.iter_mut().zip(&mut self.waiting))
+                .map(|((x, r), (filter, (xs, rs)))| {
+                    xs.extend_from_slice(x);
+                    rs.extend_from_slice(r);
+                    let low = filter.push(r);
+                    let out = xs.iter().zip(rs.iter()).zip(&low).map(|((&x, &r), &l)| x + (r - l)).collect();
+                    xs.drain(..low.len());
+                    rs.drain(..low.len());
+                    out
+                })
+                .collect(),
+        };
+        self.position += out.first().map_or(0, Vec::len);
+        out
     }
 }
 
 /// The gap's samples from `restored`, faded in over its first `fade` samples and out over
-/// its last, so that the edges do not click. Samples outside the gap are not touched.
-fn splice_gap(out: &mut [f32], restored: &[f32], gap: Range<usize>, fade: usize) {
+/// its last, so that the edges do not click; `out` and `restored` hold the frames from
+/// `at` on. Samples outside the gap are not touched.
+fn splice_gap(out: &mut [f32], restored: &[f32], at: usize, gap: Range<usize>, fade: usize) {
     let n = gap.len();
-    for (i, k) in gap.enumerate() {
+    for k in gap.start.max(at)..gap.end.min(at + out.len()) {
+        let i = k - gap.start;
         let edge = i.min(n - 1 - i);
         let w = if edge < fade { (edge as f32 + 0.5) / fade as f32 } else { 1.0 };
-        out[k] = (1.0 - w) * out[k] + w * restored[k];
+        out[k - at] = (1.0 - w) * out[k - at] + w * restored[k - at];
     }
 }
 
@@ -110,5 +160,27 @@ mod tests {
         // and the restored 6 kHz tone is there
         let k6 = (6000.0 / sr as f32 * config.n_fft as f32) as usize;
         assert!(a[8 * bins + k6] > 20.0, "6 kHz magnitude {}", a[8 * bins + k6]);
+    }
+
+    #[test]
+    fn splicing_in_blocks_matches_splicing_whole() {
+        let original: Vec<f32> = (0..50_000).map(|n| (n as f32 * 0.37).sin() * 0.3).collect();
+        let restored: Vec<f32> = (0..50_000).map(|n| (n as f32 * 0.11).cos() * 0.5).collect();
+        let splices = [Splice::gaps(vec![1000..1800, 20_000..33_000], 16_000), Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 16_000 }, Splice::Replace];
+        for splice in splices {
+            let whole = splice.apply(&original, &restored);
+            let mut splicer = Splicer::new(splice.clone(), 1, original.len());
+            let got: Vec<f32> = original
+                .chunks(7_001)
+                .zip(restored.chunks(7_001))
+                .flat_map(|(x, r)| splicer.push(&[x.to_vec()], &[r.to_vec()]).remove(0))
+                .collect();
+            assert_eq!(got.len(), whole.len());
+            let err = got.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(err < 1e-5, "{splice:?}: {err}");
+            if !matches!(splice, Splice::AboveCutoff { .. }) {
+                assert_eq!(got, whole);
+            }
+        }
     }
 }

@@ -3,11 +3,13 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::audio::{resample_mono, AudioClip};
+use crate::audio::{resample_mono, AudioClip, AudioError, ClipReader, FrameSource};
+use crate::dsp::fir::FirStream;
 use crate::dsp::griffin_lim;
 use crate::dsp::stft::StftConfig;
 use crate::dsp::MODEL_SAMPLE_RATE;
-use crate::restore::operators::{add_measurement_noise, Degradation, Operator, OperatorError};
+use crate::restore::noise::NoiseSource;
+use crate::restore::operators::{add_measurement_noise, gap_ranges, Degradation, Operator, OperatorError};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DegradeOptions {
@@ -29,6 +31,10 @@ impl Default for DegradeOptions {
 pub enum DegradeError {
     #[error("{samples} samples is too short for phase retrieval (needs more than {needed})")]
     TooShortForPhase { samples: usize, needed: usize },
+    #[error("{seconds:.0} s is too long for phase retrieval here (Griffin-Lim holds the whole spectrogram): at most {limit:.0} s; cut the file into shorter ones")]
+    TooLongForPhase { seconds: f64, limit: f64 },
+    #[error(transparent)]
+    Audio(#[from] AudioError),
     #[error(transparent)]
     Operator(#[from] OperatorError),
     #[error("degrading failed: {0}")]
@@ -44,38 +50,110 @@ fn phase_stft_at(sample_rate: u32) -> StftConfig {
     }
 }
 
-/// `A(clip)` plus measurement noise, as audio. Phase retrieval keeps only the STFT magnitude,
-/// so its result is a Griffin-Lim reconstruction: what a user with that magnitude would hear.
+/// Longest clip phase retrieval degrades, in samples per channel: Griffin-Lim holds the
+/// whole STFT (about 130 bytes per sample), so 2^23 samples (3 minutes at 44.1 kHz) take
+/// about 1 GiB.
+pub const MAX_PHASE_SAMPLES: usize = 1 << 23;
+
+/// `A(clip)` plus measurement noise, as audio (see [`degrade_stream`]).
 pub fn degrade(clip: &AudioClip, degradation: &Degradation, options: &DegradeOptions) -> Result<AudioClip, DegradeError> {
-    let (rate, len) = (clip.sample_rate, clip.num_frames());
-    let channels = if let Degradation::PhaseRetrieval = degradation {
-        let config = phase_stft_at(rate);
-        if len <= config.n_fft / 2 {
-            return Err(DegradeError::TooShortForPhase { samples: len, needed: config.n_fft / 2 });
-        }
-        clip.channels
-            .iter()
-            .enumerate()
-            .map(|(c, x)| {
-                let shape = (1, x.len() / config.hop + 1, config.bins());
-                let magnitude = Tensor::from_vec(griffin_lim::magnitude(x, config), shape, &Device::Cpu)?;
-                let noisy = add_measurement_noise(&magnitude, options.noise_std, options.seed.wrapping_add(c as u64))?.relu()?;
-                let noisy: Vec<f32> = noisy.flatten_all()?.to_vec1()?;
-                Ok(griffin_lim::reconstruct(&noisy, len, config, options.griffin_lim_iterations))
-            })
-            .collect::<candle_core::Result<Vec<_>>>()?
-    } else {
-        let operator = Operator::new(degradation, rate, len, &Device::Cpu, resample_mono)?;
-        let wave = Tensor::from_vec(clip.channels.concat(), (clip.num_channels(), len), &Device::Cpu)?;
-        add_measurement_noise(&operator.apply(&wave)?, options.noise_std, options.seed)?.to_vec2()?
+    let mut channels = vec![Vec::with_capacity(clip.num_frames()); clip.num_channels()];
+    degrade_stream(&mut ClipReader::new(clip), degradation, options, &mut |block| {
+        channels.iter_mut().zip(block).for_each(|(c, b)| c.extend_from_slice(b));
+        Ok(())
+    })?;
+    Ok(AudioClip::new(clip.sample_rate, channels))
+}
+
+/// Frames degraded at a time.
+const BLOCK: usize = 1 << 16;
+
+/// `A(input)` plus measurement noise (channel `c` draws from stream `c` of the seed), as
+/// audio, block by block into `sink`: gaps and filters hold a block and the filter's span
+/// per channel, whatever the length. Phase retrieval keeps only the STFT magnitude, so its
+/// result is a Griffin-Lim reconstruction, what a user with that magnitude would hear; it
+/// holds the clip, up to [`MAX_PHASE_SAMPLES`] per channel.
+pub fn degrade_stream(
+    input: &mut dyn FrameSource,
+    degradation: &Degradation,
+    options: &DegradeOptions,
+    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+) -> Result<(), DegradeError> {
+    let (rate, n_ch, len) = (input.sample_rate(), input.channels(), input.frames());
+    if let Degradation::PhaseRetrieval = degradation {
+        return degrade_phase(input, options, sink);
+    }
+    let gaps = match degradation {
+        Degradation::Inpaint { gaps } => gap_ranges(gaps, rate, len)?,
+        _ => Vec::new(),
     };
-    Ok(AudioClip::new(rate, channels))
+    let mut filters: Vec<FirStream> = match degradation {
+        Degradation::Inpaint { .. } => Vec::new(),
+        _ => match Operator::new(degradation, rate, len, &Device::Cpu, resample_mono)? {
+            Operator::Filter(fir) => (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
+            _ => unreachable!("super-resolution and dereverberation filter"),
+        },
+    };
+    let mut noise: Vec<NoiseSource> = (0..n_ch as u64).map(|c| NoiseSource::new(options.seed, c)).collect();
+    let (mut read, mut written) = (0, 0);
+    while written < len {
+        let mut block = input.read(BLOCK)?;
+        let n = block[0].len();
+        for g in gaps.iter().filter(|g| g.start < read + n && read < g.end) {
+            for ch in &mut block {
+                ch[g.start.max(read) - read..g.end.min(read + n) - read].fill(0.0);
+            }
+        }
+        read += n;
+        if !filters.is_empty() {
+            block = block.iter().zip(&mut filters).map(|(x, f)| f.push(x)).collect();
+        }
+        if options.noise_std > 0.0 {
+            for (ch, source) in block.iter_mut().zip(&mut noise) {
+                let draws = source.values(ch.len());
+                ch.iter_mut().zip(draws).for_each(|(v, z)| *v += (f64::from(z) * options.noise_std) as f32);
+            }
+        }
+        written += block[0].len();
+        if !block[0].is_empty() {
+            sink(&block)?;
+        }
+    }
+    Ok(())
+}
+
+fn degrade_phase(
+    input: &mut dyn FrameSource,
+    options: &DegradeOptions,
+    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+) -> Result<(), DegradeError> {
+    let (rate, len) = (input.sample_rate(), input.frames());
+    let config = phase_stft_at(rate);
+    if len <= config.n_fft / 2 {
+        return Err(DegradeError::TooShortForPhase { samples: len, needed: config.n_fft / 2 });
+    }
+    if len > MAX_PHASE_SAMPLES {
+        return Err(DegradeError::TooLongForPhase { seconds: len as f64 / rate as f64, limit: MAX_PHASE_SAMPLES as f64 / rate as f64 });
+    }
+    let clip = input.read(len)?;
+    let channels = clip
+        .iter()
+        .enumerate()
+        .map(|(c, x)| {
+            let shape = (1, x.len() / config.hop + 1, config.bins());
+            let magnitude = Tensor::from_vec(griffin_lim::magnitude(x, config), shape, &Device::Cpu)?;
+            let noisy = add_measurement_noise(&magnitude, options.noise_std, options.seed.wrapping_add(c as u64))?.relu()?;
+            let noisy: Vec<f32> = noisy.flatten_all()?.to_vec1()?;
+            Ok(griffin_lim::reconstruct(&noisy, len, config, options.griffin_lim_iterations))
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(sink(&channels)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::restore::operators::Gap;
+    use crate::restore::operators::{Gap, ImpulseResponse};
 
     #[test]
     fn inpainting_silences_only_the_gap_and_noise_is_seeded() {
@@ -97,5 +175,35 @@ mod tests {
         let clip = AudioClip::new(16_000, vec![vec![0.1; 400]]);
         let err = degrade(&clip, &Degradation::PhaseRetrieval, &DegradeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("too short for phase retrieval"), "{err}");
+    }
+
+    #[test]
+    fn long_clips_stream_through_the_filters_in_blocks() {
+        let len = 3 * BLOCK + 123;
+        let x: Vec<f32> = (0..len).map(|n| ((n * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+        let clip = AudioClip::new(16_000, vec![x.clone()]);
+        let room = Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.3, seed: 1 } };
+        for degradation in [Degradation::SuperResolution { cutoff_hz: 2000.0 }, room] {
+            let Operator::Filter(fir) = Operator::new(&degradation, 16_000, len, &Device::Cpu, resample_mono).unwrap() else { unreachable!() };
+            let want = fir.filter(&x);
+            let got = degrade(&clip, &degradation, &DegradeOptions::default()).unwrap().channels.remove(0);
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(got.len() == len && err < 1e-4, "{degradation:?}: {err}");
+        }
+        // The noise of a channel is one sequence across blocks.
+        let silence = AudioClip::new(16_000, vec![vec![0.0; len]; 2]);
+        let gap = Degradation::Inpaint { gaps: vec![Gap { start: 0.0, end: 0.1 }] };
+        let noisy = degrade(&silence, &gap, &DegradeOptions { noise_std: 0.5, seed: 9, ..Default::default() }).unwrap();
+        for (c, ch) in noisy.channels.iter().enumerate() {
+            let want: Vec<f32> = NoiseSource::new(9, c as u64).values(len).iter().map(|z| (f64::from(*z) * 0.5) as f32).collect();
+            assert_eq!(*ch, want, "channel {c}");
+        }
+    }
+
+    #[test]
+    fn phase_retrieval_refuses_what_it_cannot_hold() {
+        let clip = AudioClip::new(8_000, vec![vec![0.1; MAX_PHASE_SAMPLES + 1]]);
+        let err = degrade(&clip, &Degradation::PhaseRetrieval, &DegradeOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("too long for phase retrieval here"), "{err}");
     }
 }

@@ -21,7 +21,11 @@ impl NoiseSource {
     /// A tensor of independent N(0, 1) draws (f32).
     pub fn draw(&mut self, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
-        let values: Vec<f32> = (0..shape.elem_count()).map(|_| StandardNormal.sample(&mut self.rng)).collect();
-        Tensor::from_vec(values, shape, device)
+        Tensor::from_vec(self.values(shape.elem_count()), shape, device)
+    }
+
+    /// The next `n` draws: consecutive calls continue one sequence.
+    pub fn values(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| StandardNormal.sample(&mut self.rng)).collect()
     }
 }

@@ -6,6 +6,7 @@
 //! ready to apply to (batch, samples) candle tensors with gradients flowing through.
 
 use candle_core::{Device, Tensor};
+use std::ops::Range;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -175,13 +176,15 @@ impl Operator {
     }
 }
 
-/// 1 where audio is kept, 0 inside the gaps.
-fn inpainting_mask(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<f32>, OperatorError> {
+/// The sample ranges `gaps` cover in `len` samples at `sample_rate`: sorted, disjoint and
+/// merged where they touch. Refuses empty, reversed and outside gaps, and gaps that leave
+/// nothing known.
+pub fn gap_ranges(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<Range<usize>>, OperatorError> {
     if gaps.is_empty() {
         return Err(OperatorError::NoGaps);
     }
     let clip = len as f64 / sample_rate as f64;
-    let mut mask = vec![1f32; len];
+    let mut ranges = Vec::with_capacity(gaps.len());
     for &Gap { start, end } in gaps {
         if !(end > start) {
             return Err(OperatorError::EmptyGap { start, end });
@@ -189,17 +192,35 @@ fn inpainting_mask(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<f32
         if start < 0.0 || end > clip + 1e-9 {
             return Err(OperatorError::GapOutsideClip { start, end, clip });
         }
-        let a = (start * sample_rate as f64).round() as usize;
+        let a = ((start * sample_rate as f64).round() as usize).min(len);
         let b = ((end * sample_rate as f64).round() as usize).min(len);
-        mask[a..b].iter_mut().for_each(|m| *m = 0.0);
+        if a < b {
+            ranges.push(a..b);
+        }
     }
-    if mask.iter().all(|&m| m == 0.0) {
+    ranges.sort_by_key(|r| r.start);
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
+    if merged.first().is_some_and(|r| *r == (0..len)) {
         return Err(OperatorError::NothingKept);
+    }
+    Ok(merged)
+}
+
+/// 1 where a sample is known, 0 inside [`gap_ranges`].
+fn inpainting_mask(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<f32>, OperatorError> {
+    let mut mask = vec![1f32; len];
+    for r in gap_ranges(gaps, sample_rate, len)? {
+        mask[r].iter_mut().for_each(|m| *m = 0.0);
     }
     Ok(mask)
 }
 
-/// Add seeded Gaussian measurement noise of standard deviation `std` to `y`.
 pub fn add_measurement_noise(y: &Tensor, std: f64, seed: u64) -> candle_core::Result<Tensor> {
     if std <= 0.0 {
         return Ok(y.clone());

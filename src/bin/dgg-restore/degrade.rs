@@ -1,9 +1,9 @@
 //! `dgg-restore degrade`: make a test clip by applying one degradation operator.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use dgg_restore::audio::{read_wav, write_wav};
-use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
+use dgg_restore::audio::{write_wav_with, WavLayout, WavReader};
+use dgg_restore::evaluation::degrade::{degrade_stream, DegradeError, DegradeOptions};
 use dgg_restore::files::check_output;
 use std::path::PathBuf;
 
@@ -35,11 +35,16 @@ pub fn run(args: DegradeArgs) -> Result<()> {
     if !(args.noise_std.is_finite() && args.noise_std >= 0.0) {
         bail!("--noise-std {}: use a finite, non-negative value", args.noise_std);
     }
-    let (clip, format) = read_wav(&args.input)?;
+    let mut input = WavReader::open(&args.input)?;
     check_output(&args.output)?;
-    let degradation = args.task.degradation(clip.sample_rate, args.seed, None)?;
+    let degradation = args.task.degradation(input.sample_rate(), args.seed, None)?;
     let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations };
-    let degraded = degrade(&clip, &degradation, &options).with_context(|| args.input.display().to_string())?;
-    write_wav(&args.output, &degraded, format)?;
-    Ok(())
+    let layout = WavLayout { sample_rate: input.sample_rate(), channels: input.channels(), frames: input.frames(), format: input.format() };
+    // The file streams through: a long one takes little memory.
+    let written = write_wav_with(&args.output, layout, |sink| degrade_stream(&mut input, &degradation, &options, &mut |block| sink.write(block)));
+    written.map_err(|e| match e {
+        // Reading and writing errors name their file.
+        DegradeError::Audio(e) => e.into(),
+        e => anyhow::Error::from(e).context(args.input.display().to_string()),
+    })
 }

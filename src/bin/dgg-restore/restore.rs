@@ -2,17 +2,18 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use dgg_restore::audio::{read_wav, write_wav};
+use dgg_restore::audio::{write_wav_with, FrameSource, WavLayout, WavReader};
+use dgg_restore::engine::{output_shape, restore_stream, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::files::check_output;
-use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::SampleError;
 use std::path::PathBuf;
 
 use crate::prior::{PriorArgs, SamplingArgs};
 use crate::progress::Reporter;
-use crate::signals::{self, Signals};
-use crate::task::TaskArgs;
+use crate::signals::Signals;
+use crate::task::{detect_cutoff_in, TaskArgs};
 
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputArg {
@@ -75,9 +76,11 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     if let Some(s) = args.strength.filter(|s| !s.is_finite() || *s < 0.0) {
         bail!("--strength {s}: use a finite, non-negative value");
     }
-    let (clip, format) = read_wav(&args.input)?;
+    let input = WavReader::open(&args.input)?;
     check_output(&args.output)?;
-    let degradation = args.task.degradation(clip.sample_rate, args.room_seed, Some(&clip))?;
+    let (rate, channels, len) = (input.sample_rate(), input.channels(), input.frames());
+    let detect = || detect_cutoff_in(&args.input);
+    let degradation = args.task.degradation(rate, args.room_seed, Some(&detect))?;
 
     let prior = args.prior.load()?;
     let settings = args.sampling.settings(args.method, args.strength, &prior)?;
@@ -89,22 +92,33 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     request.window_seconds = args.window;
     request.overlap_seconds = args.overlap;
 
+    // The restoration streams from the input into the output's temporary file, which a
+    // signal or an error removes: a long file takes little memory, and nothing half-done
+    // is left.
+    let (out_rate, frames) = output_shape(&request, rate, len, prior.sample_rate());
+    let layout = WavLayout { sample_rate: out_rate, channels, frames, format: input.format() };
+    let open = || WavReader::open(&args.input).map(|r| Box::new(r) as Box<dyn FrameSource>);
     let work = Signals::cancellable();
     let mut reporter = Reporter::new();
-    let result = restore_clip(&prior, &clip, &request, &mut |p: &Progress| reporter.observe(p, &work));
+    let result = write_wav_with(&args.output, layout, |sink| {
+        restore_stream(&prior, &open, &request, &mut |block| sink.write(block), &mut |p: &Progress| reporter.observe(p, &work))?;
+        // A signal after the last step still means: write nothing.
+        match work.stop_requested() {
+            true => Err(EngineError::Sample(SampleError::Cancelled)),
+            false => Ok(()),
+        }
+    });
     reporter.finish();
-    // From here a signal removes the file being written and exits at once.
     drop(work);
     match result {
-        Ok(_) if signals::received().is_some() => bail!("stopped by a signal: nothing was written"),
-        Ok(restored) => {
-            write_wav(&args.output, &restored, format)?;
+        Ok(()) => {
             eprintln!("wrote {}", args.output.display());
             Ok(())
         }
         Err(EngineError::Sample(SampleError::Cancelled)) => bail!("stopped by a signal: nothing was written"),
-        // The model or the settings, not the input: no file name in front.
+        // The model or the settings, or a file that names itself: no input name in front.
         Err(e @ EngineError::Sample(SampleError::NonFinite { .. } | SampleError::BrokenModel { .. })) => Err(e.into()),
+        Err(EngineError::Audio(e)) => Err(e.into()),
         Err(e) => Err(e).with_context(|| args.input.display().to_string()),
     }
 }

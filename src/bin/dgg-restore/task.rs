@@ -2,10 +2,10 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use dgg_restore::audio::{read_wav, AudioClip};
-use dgg_restore::dsp::bandwidth::detect_cutoff;
+use dgg_restore::audio::{read_wav, WavReader};
+use dgg_restore::dsp::bandwidth::CutoffDetector;
 use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Task {
@@ -43,16 +43,17 @@ pub struct TaskArgs {
 
 impl TaskArgs {
     /// The degradation for a file at `sample_rate`; `room_seed` draws the synthetic room.
-    /// A super-resolution cutoff not given is detected in `degraded`, if given.
-    pub fn degradation(&self, sample_rate: u32, room_seed: u64, degraded: Option<&AudioClip>) -> Result<Degradation> {
+    /// A super-resolution cutoff not given comes from `detect`, if given (the degraded
+    /// file's spectrum).
+    pub fn degradation(&self, sample_rate: u32, room_seed: u64, detect: Option<&dyn Fn() -> Result<Option<f64>>>) -> Result<Degradation> {
         Ok(match self.task {
             Task::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
             Task::Superres => {
-                let cutoff_hz = match (self.cutoff, self.factor, degraded) {
+                let cutoff_hz = match (self.cutoff, self.factor, detect) {
                     (Some(hz), _, _) => hz,
                     (None, Some(f), _) if f >= 2 => cutoff_for_factor(sample_rate, f),
                     (None, Some(f), _) => bail!("--factor {f}: use an integer of 2 or more"),
-                    (None, None, Some(clip)) => match detect_cutoff(&clip.channels, clip.sample_rate) {
+                    (None, None, Some(detect)) => match detect()? {
                         Some(hz) => {
                             eprintln!("detected the cutoff at {hz:.0} Hz (set --cutoff to override)");
                             hz
@@ -78,5 +79,18 @@ impl TaskArgs {
             }
             Task::Phase => Degradation::PhaseRetrieval,
         })
+    }
+}
+
+/// Where the spectrum of the WAV file at `path` ends ([`CutoffDetector`]), read block by block.
+pub fn detect_cutoff_in(path: &Path) -> Result<Option<f64>> {
+    let mut input = WavReader::open(path)?;
+    let mut detector = CutoffDetector::new(input.channels(), input.sample_rate());
+    loop {
+        let block = input.read(1 << 16)?;
+        if block[0].is_empty() {
+            return Ok(detector.cutoff());
+        }
+        detector.push(&block);
     }
 }
