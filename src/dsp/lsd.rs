@@ -17,23 +17,134 @@ pub fn lsd(reference: &[f32], estimate: &[f32]) -> Result<f64> {
             estimate.len()
         );
     }
-    let stft = Stft::new(StftConfig::AUDIOLDM, &Device::Cpu)?;
-    let log_mag = |x: &[f32]| -> Result<Vec<Vec<f32>>> {
-        let mag = stft.magnitude(&wave_tensor(x, &Device::Cpu)?)?;
-        mag.squeeze(0)?.to_vec2()
-    };
-    let (r, e) = (log_mag(reference)?, log_mag(estimate)?);
-    let per_frame = r.iter().zip(&e).map(|(fr, fe)| {
-        let mean_sq = fr
-            .iter()
-            .zip(fe)
-            .map(|(&a, &b)| {
-                let d = (a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10();
-                d * d
-            })
-            .sum::<f64>()
-            / fr.len() as f64;
-        mean_sq.sqrt()
-    });
-    Ok(per_frame.sum::<f64>() / r.len() as f64)
+    let mut accumulator = LsdAccumulator::new(reference.len())?;
+    accumulator.push(reference, estimate)?;
+    accumulator.finish()
+}
+
+/// Samples past the last scored frame before the next frames are scored.
+const SEGMENT: usize = 1 << 19;
+
+/// [`lsd`] over two signals that arrive in blocks: the same frames, summed in the same
+/// order, holding one segment of each signal rather than the signals.
+pub struct LsdAccumulator {
+    stft: Stft,
+    /// Length of the whole signals.
+    len: usize,
+    /// Both signals from sample `start` on.
+    reference: Vec<f32>,
+    estimate: Vec<f32>,
+    start: usize,
+    /// The next frame to score.
+    next: usize,
+    sum: f64,
+}
+
+impl LsdAccumulator {
+    /// For two signals of `len` samples each.
+    pub fn new(len: usize) -> Result<Self> {
+        let stft = Stft::new(StftConfig::AUDIOLDM, &Device::Cpu)?;
+        Ok(Self { stft, len, reference: Vec::new(), estimate: Vec::new(), start: 0, next: 0, sum: 0.0 })
+    }
+
+    /// The next samples of both signals (equal lengths).
+    pub fn push(&mut self, reference: &[f32], estimate: &[f32]) -> Result<()> {
+        if reference.len() != estimate.len() {
+            candle_core::bail!("LSD needs blocks of equal length, got {} and {}", reference.len(), estimate.len());
+        }
+        self.reference.extend_from_slice(reference);
+        self.estimate.extend_from_slice(estimate);
+        let received = self.start + self.reference.len();
+        if received > self.len {
+            candle_core::bail!("LSD was given {received} samples of the {} announced", self.len);
+        }
+        let scored = self.next * StftConfig::AUDIOLDM.hop;
+        if received < self.len && received < scored + SEGMENT {
+            return Ok(());
+        }
+        self.score(received)
+    }
+
+    /// Scores the frames the samples up to `received` determine.
+    fn score(&mut self, received: usize) -> Result<()> {
+        let StftConfig { n_fft, hop } = StftConfig::AUDIOLDM;
+        let last = received == self.len;
+        // Frame `f` spans samples f·hop ± n_fft/2: the segment starts that far before the
+        // next frame (on a frame's centre), or at 0 where the signal's own edge reflects.
+        let margin = (n_fft / 2).div_ceil(hop);
+        let first = self.next.saturating_sub(margin);
+        let end = if last { StftConfig::AUDIOLDM.frames(self.len) } else { (received.saturating_sub(n_fft / 2)) / hop + 1 };
+        if end <= self.next {
+            return Ok(());
+        }
+        let (a, b) = (first * hop - self.start, received - self.start);
+        let log_mag = |x: &[f32]| -> Result<Vec<Vec<f32>>> {
+            let mag = self.stft.magnitude(&wave_tensor(x, &Device::Cpu)?)?;
+            mag.squeeze(0)?.narrow(0, self.next - first, end - self.next)?.to_vec2()
+        };
+        let (r, e) = (log_mag(&self.reference[a..b])?, log_mag(&self.estimate[a..b])?);
+        for (fr, fe) in r.iter().zip(&e) {
+            let mean_sq = fr
+                .iter()
+                .zip(fe)
+                .map(|(&a, &b)| {
+                    let d = (a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10();
+                    d * d
+                })
+                .sum::<f64>()
+                / fr.len() as f64;
+            self.sum += mean_sq.sqrt();
+        }
+        self.next = end;
+        let keep = self.next.saturating_sub(margin) * hop;
+        self.reference.drain(..keep - self.start);
+        self.estimate.drain(..keep - self.start);
+        self.start = keep;
+        Ok(())
+    }
+
+    /// The LSD, once all samples are in.
+    pub fn finish(self) -> Result<f64> {
+        let frames = StftConfig::AUDIOLDM.frames(self.len);
+        if self.next != frames {
+            candle_core::bail!("LSD was given {} samples of the {} announced", self.start + self.reference.len(), self.len);
+        }
+        Ok(self.sum / frames as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition on whole signals: one STFT of each.
+    fn whole(reference: &[f32], estimate: &[f32]) -> f64 {
+        let stft = Stft::new(StftConfig::AUDIOLDM, &Device::Cpu).unwrap();
+        let log_mag = |x: &[f32]| stft.magnitude(&wave_tensor(x, &Device::Cpu).unwrap()).unwrap().squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+        let (r, e) = (log_mag(reference), log_mag(estimate));
+        let per_frame = r.iter().zip(&e).map(|(fr, fe)| {
+            let d2 = fr.iter().zip(fe).map(|(&a, &b)| ((a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10()).powi(2));
+            (d2.sum::<f64>() / fr.len() as f64).sqrt()
+        });
+        per_frame.sum::<f64>() / r.len() as f64
+    }
+
+    #[test]
+    fn scoring_in_blocks_gives_the_whole_signals_score() {
+        let len = 2 * SEGMENT + 12_345;
+        let x: Vec<f32> = (0..len).map(|n| ((n * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+        let y: Vec<f32> = x.iter().enumerate().map(|(n, v)| v * (1.0 + (n % 17) as f32 * 0.01)).collect();
+        let want = whole(&x, &y);
+        for block in [len, 100_000, 4_099] {
+            let mut acc = LsdAccumulator::new(len).unwrap();
+            for (a, b) in x.chunks(block).zip(y.chunks(block)) {
+                acc.push(a, b).unwrap();
+            }
+            let got = acc.finish().unwrap();
+            assert!((got - want).abs() <= 1e-12 * want, "blocks of {block}: {got} vs {want}");
+        }
+        let mut short = LsdAccumulator::new(len).unwrap();
+        short.push(&x[..1000], &y[..1000]).unwrap();
+        assert!(short.finish().is_err());
+    }
 }

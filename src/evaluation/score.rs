@@ -1,8 +1,8 @@
 //! How close a restoration is to the clean reference, as the paper scores it: the
 //! log-spectral distance ([`crate::dsp::lsd`]) at 16 kHz, per channel.
 
-use crate::audio::{resample, AudioClip, ResampleError};
-use crate::dsp::lsd::lsd;
+use crate::audio::{resampled_len, AudioClip, AudioError, ClipReader, FrameSource, ResampleError, Resampler};
+use crate::dsp::lsd::LsdAccumulator;
 use crate::dsp::MODEL_SAMPLE_RATE;
 
 /// LSD of each channel of an estimate against its reference (lower is better).
@@ -25,6 +25,8 @@ pub enum ScoreError {
     #[error("the reference is {reference:.3} s long but the estimate is {estimate:.3} s: score clips of the same length")]
     Length { reference: f64, estimate: f64 },
     #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
     Resample(#[from] ResampleError),
     #[error("computing the LSD failed: {0}")]
     Tensor(#[from] candle_core::Error),
@@ -37,29 +39,86 @@ pub enum ScoreError {
 /// differ (the model's raw output against a 44.1 kHz original); after that the lengths may
 /// differ by the one sample that rounding allows, and the longer is cropped.
 pub fn lsd_score(reference: &AudioClip, estimate: &AudioClip) -> Result<LsdScore, ScoreError> {
-    let (channels, estimate_channels) = (reference.num_channels(), estimate.num_channels());
+    lsd_score_stream(&mut ClipReader::new(reference), &mut ClipReader::new(estimate))
+}
+
+/// Frames read from each input at a time.
+const BLOCK: usize = 1 << 16;
+
+/// [`lsd_score`] for audio of any length: both inputs are read, resampled and scored block
+/// by block.
+pub fn lsd_score_stream(reference: &mut dyn FrameSource, estimate: &mut dyn FrameSource) -> Result<LsdScore, ScoreError> {
+    let (channels, estimate_channels) = (reference.channels(), estimate.channels());
     if channels != estimate_channels {
         return Err(ScoreError::Channels { reference: channels, estimate: estimate_channels });
     }
-    let r = resample(&reference.channels, reference.sample_rate, MODEL_SAMPLE_RATE)?;
-    let e = resample(&estimate.channels, estimate.sample_rate, MODEL_SAMPLE_RATE)?;
-    let (r_len, e_len) = (r[0].len(), e[0].len());
+    let at_16k = |s: &dyn FrameSource| resampled_len(s.frames(), s.sample_rate(), MODEL_SAMPLE_RATE);
+    let (r_len, e_len) = (at_16k(reference), at_16k(estimate));
     if r_len.abs_diff(e_len) > 1 {
-        return Err(ScoreError::Length { reference: reference.duration_secs(), estimate: estimate.duration_secs() });
+        let seconds = |s: &dyn FrameSource| s.frames() as f64 / s.sample_rate() as f64;
+        return Err(ScoreError::Length { reference: seconds(reference), estimate: seconds(estimate) });
     }
     let len = r_len.min(e_len);
-    let per_channel: Vec<f64> = r.iter().zip(&e).map(|(a, b)| lsd(&a[..len], &b[..len])).collect::<candle_core::Result<_>>()?;
+    let mut sides = [Side::new(reference)?, Side::new(estimate)?];
+    let mut scores: Vec<LsdAccumulator> = (0..channels).map(|_| LsdAccumulator::new(len)).collect::<candle_core::Result<_>>()?;
+    let [r, e] = &mut sides;
+    let mut scored = 0;
+    while scored < len {
+        r.fill(reference)?;
+        e.fill(estimate)?;
+        // Both at 16 kHz as far as both have come, up to the common length.
+        let n = r.pending[0].len().min(e.pending[0].len()).min(len - scored);
+        if n == 0 {
+            break;
+        }
+        for (c, score) in scores.iter_mut().enumerate() {
+            score.push(&r.pending[c][..n], &e.pending[c][..n])?;
+        }
+        r.pending.iter_mut().chain(e.pending.iter_mut()).for_each(|p| drop(p.drain(..n)));
+        scored += n;
+    }
+    let per_channel: Vec<f64> = scores.into_iter().map(LsdAccumulator::finish).collect::<candle_core::Result<_>>()?;
     if per_channel.iter().any(|v| !v.is_finite()) {
-        let peak = |c: &AudioClip| c.channels.iter().flatten().fold(0f32, |m, v| m.max(v.abs()));
-        let (which, clip) = if peak(estimate) >= peak(reference) { ("estimate", estimate) } else { ("reference", reference) };
-        return Err(ScoreError::Overflow { which, peak: peak(clip) });
+        let (which, peak) = if e.peak >= r.peak { ("estimate", e.peak) } else { ("reference", r.peak) };
+        return Err(ScoreError::Overflow { which, peak });
     }
     Ok(LsdScore { per_channel })
+}
+
+/// One input on its way to 16 kHz.
+struct Side {
+    resampler: Resampler,
+    /// Resampled and not yet scored, per channel.
+    pending: Vec<Vec<f32>>,
+    /// The largest magnitude read so far.
+    peak: f32,
+}
+
+impl Side {
+    fn new(source: &dyn FrameSource) -> Result<Self, ScoreError> {
+        let resampler = Resampler::new(source.channels(), source.frames(), source.sample_rate(), MODEL_SAMPLE_RATE)?;
+        Ok(Self { resampler, pending: vec![Vec::new(); source.channels()], peak: 0.0 })
+    }
+
+    /// Reads another block unless one is pending.
+    fn fill(&mut self, source: &mut dyn FrameSource) -> Result<(), ScoreError> {
+        if !self.pending[0].is_empty() {
+            return Ok(());
+        }
+        let block = source.read(BLOCK)?;
+        self.peak = block.iter().flatten().fold(self.peak, |m, v| m.max(v.abs()));
+        for (p, b) in self.pending.iter_mut().zip(self.resampler.push(&block)?) {
+            p.extend(b);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::resample;
+    use crate::dsp::lsd::lsd;
 
     fn tone(rate: u32, seconds: f64, hz: f64, gain: f32) -> Vec<f32> {
         let n = (seconds * rate as f64) as usize;

@@ -2,9 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use dgg_restore::audio::read_wav;
-use dgg_restore::evaluation::score::lsd_score;
 use std::path::{Path, PathBuf};
+
+use crate::lsd::score_files;
 
 /// LSD (lower is better) of every WAV in --restored against the WAV of the same name in
 /// --reference, and the mean. Rates may differ (both are scored at 16 kHz), channels and
@@ -54,9 +54,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     println!("{:<width$}  LSD", "file");
     let mut total = 0.0;
     for name in &names {
-        let (reference, _) = read_wav(&args.reference.join(name))?;
-        let (restored, _) = read_wav(&args.restored.join(name))?;
-        let score = lsd_score(&reference, &restored).with_context(|| format!("scoring {name}"))?;
+        let score = score_files(&args.reference.join(name), &args.restored.join(name))?;
         println!("{name:<width$}  {:.4}", score.mean());
         total += score.mean();
     }
