@@ -146,5 +146,5 @@ fn eval_scores_each_file_and_refuses_mismatched_ones() {
     write_wav(&restored.join("b.wav"), 16_000, &[tone(0.5, 12_000)]);
     let o = dgg(&args);
     assert!(!o.status.success());
-    assert!(text(&o).1.contains("scoring b.wav") && text(&o).1.contains("same length"), "{}", text(&o).1);
+    assert!(text(&o).1.contains("res/b.wav against") && text(&o).1.contains("same length"), "{}", text(&o).1);
 }

@@ -20,7 +20,7 @@ pub enum Reporter {
 fn describe(p: &Progress) -> String {
     let loss = p.step.loss.map(|l| format!(" · loss {l:.4}")).unwrap_or_default();
     let retry = if p.step.attempt > 0 { format!(" · restart {}", p.step.attempt) } else { String::new() };
-    format!("window {}/{} · step {}/{}{loss}{retry}", p.window + 1, p.windows, p.step.step, p.step.total)
+    format!("window {}/{} · step {}/{}{loss}{retry}", (p.window + 1).min(p.windows), p.windows, p.step.step, p.step.total)
 }
 
 impl Reporter {
@@ -50,7 +50,8 @@ impl Reporter {
                     let elapsed = started.elapsed().as_secs_f64();
                     let eta = if fraction > 0.0 { elapsed * (1.0 - fraction) / fraction } else { f64::NAN };
                     eprintln!("{:3.0}% {} · ETA {eta:.0} s", fraction * 100.0, describe(p));
-                    *next = (fraction + 0.05).min(1.0);
+                    // Every 5 %, and 100 % once.
+                    *next = if fraction >= 1.0 { f64::INFINITY } else { (fraction + 0.05).min(1.0) };
                 }
             }
         }
