@@ -20,6 +20,12 @@ pub(crate) mod context_checks;
 #[cfg(all(not(miri), target_feature = "sse", feature = "unsafe_flush_denormals"))]
 const SSE_FTZ_BIT: u32 = 1 << 15;
 
+/// Bit 6 of the MXCSR register, Denormals-Are-Zero (section 10.2.3.4): denormal *inputs* are
+/// read as zero, so arithmetic on a host's denormal input does not take the slow path either.
+/// Set with [`SSE_FTZ_BIT`]; each is cleared again only if it was not set before.
+#[cfg(all(not(miri), target_feature = "sse", feature = "unsafe_flush_denormals"))]
+const SSE_DAZ_BIT: u32 = 1 << 6;
+
 /// The bit that controls flush-to-zero behavior for denormals in 32 and 64-bit floating point
 /// numbers on AArch64.
 ///
@@ -211,6 +217,9 @@ struct ScopedFtz {
     /// feature enabled.
     #[allow(unused)]
     should_disable_again: bool,
+    /// On SSE, the MXCSR bits (FTZ, DAZ) this object set and clears again.
+    #[allow(unused)]
+    sse_bits_set: u32,
     /// We can't directly implement !Send and !Sync, but this will do the same thing. This object
     /// affects the current thread's floating point registers, so it may only be dropped on the
     /// current thread.
@@ -230,13 +239,14 @@ impl ScopedFtz {
                 // <https://cdrdv2-public.intel.com/843823/252046-sdm-change-document-1.pdf>
                 let mut mxcsr: u32 = 0;
                 unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut mxcsr) };
-                let should_disable_again = mxcsr & SSE_FTZ_BIT == 0;
-                if should_disable_again {
-                    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &(mxcsr | SSE_FTZ_BIT)) };
+                let sse_bits_set = (SSE_FTZ_BIT | SSE_DAZ_BIT) & !mxcsr;
+                if sse_bits_set != 0 {
+                    unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &(mxcsr | sse_bits_set)) };
                 }
 
                 return Self {
-                    should_disable_again,
+                    should_disable_again: sse_bits_set != 0,
+                    sse_bits_set,
                     _send_sync_marker: PhantomData,
                 };
             }
@@ -256,6 +266,7 @@ impl ScopedFtz {
 
                 return Self {
                     should_disable_again,
+                    sse_bits_set: 0,
                     _send_sync_marker: PhantomData,
                 };
             }
@@ -266,6 +277,7 @@ impl ScopedFtz {
         #[allow(unreachable_code)]
         Self {
             should_disable_again: false,
+            sse_bits_set: 0,
             _send_sync_marker: PhantomData,
         }
     }
@@ -279,7 +291,7 @@ impl Drop for ScopedFtz {
             {
                 let mut mxcsr: u32 = 0;
                 unsafe { std::arch::asm!("stmxcsr [{}]", in(reg) &mut mxcsr) };
-                unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &(mxcsr & !SSE_FTZ_BIT)) };
+                unsafe { std::arch::asm!("ldmxcsr [{}]", in(reg) &(mxcsr & !self.sse_bits_set)) };
             }
 
             #[cfg(target_arch = "aarch64")]
