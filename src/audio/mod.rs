@@ -16,7 +16,7 @@ mod source;
 mod wav;
 
 pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
-pub use source::{ClipReader, FrameSource, OpenSource};
+pub use source::{BlockSink, ClipReader, FrameSource, OpenSource};
 pub use wav::{read_wav, write_wav, write_wav_with, WavLayout, WavReader, WavSink};
 
 use std::fmt;

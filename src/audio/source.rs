@@ -17,6 +17,9 @@ pub trait FrameSource {
 /// or the original beside its restoration, opens it more than once.
 pub type OpenSource<'a> = dyn Fn() -> Result<Box<dyn FrameSource + 'a>, AudioError> + 'a;
 
+/// Where planar blocks of audio go as they are made (a WAV file's sink, a clip in memory).
+pub type BlockSink<'a> = dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError> + 'a;
+
 impl FrameSource for WavReader {
     fn sample_rate(&self) -> u32 {
         WavReader::sample_rate(self)

@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn blocks_of_any_size_find_the_same_cutoff() {
         let x = lowpass(5_000.0, 32_000).filter(&noise(100_000, 4));
-        let whole = detect_cutoff(&[x.clone()], 32_000);
+        let whole = detect_cutoff(std::slice::from_ref(&x), 32_000);
         let mut detector = CutoffDetector::new(1, 32_000);
         x.chunks(3_001).for_each(|b| detector.push(&[b.to_vec()]));
         assert!(whole.is_some());

@@ -17,7 +17,7 @@ pub mod worker;
 use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
-use crate::audio::{resample_mono, resampled_len, AudioClip, AudioError, ClipReader, FrameSource, OpenSource, ResampleError, Resampler};
+use crate::audio::{resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, FrameSource, OpenSource, ResampleError, Resampler};
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
 use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
@@ -143,7 +143,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
     prior: &P,
     open: &OpenSource<'_>,
     request: &RestoreRequest,
-    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+    sink: &mut BlockSink<'_>,
     observer: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<(), EngineError> {
     let mut input = open()?;
@@ -290,58 +290,68 @@ fn scan(input: &mut dyn FrameSource) -> Result<Vec<bool>, EngineError> {
     }
 }
 
-/// What becomes of the restored model-rate signal: written as it is, or brought back to
-/// the input's rate and spliced into the original (read again beside it).
-enum Output<'a> {
-    Model,
-    Splice { to_input: Resampler, original: Box<dyn FrameSource + 'a>, splicer: Splicer, written: usize, len: usize },
+/// What becomes of the restored model-rate signal: written as it is (`back: None`), or
+/// brought back to the input's rate and spliced into the original, read again beside it.
+struct Output<'a> {
+    back: Option<SpliceBack<'a>>,
+}
+
+struct SpliceBack<'a> {
+    to_input: Resampler,
+    original: Box<dyn FrameSource + 'a>,
+    splicer: Splicer,
+    /// Frames written, of the input's `len`.
+    written: usize,
+    len: usize,
 }
 
 impl<'a> Output<'a> {
     fn new(mode: OutputMode, splice: Splice, open: &OpenSource<'a>, model_len: usize, model_rate: u32) -> Result<Self, EngineError> {
-        Ok(match mode {
-            OutputMode::Model => Output::Model,
+        let back = match mode {
+            OutputMode::Model => None,
             OutputMode::Splice => {
                 let original = open()?;
                 let (rate, channels, len) = (original.sample_rate(), original.channels(), original.frames());
                 let to_input = Resampler::new(channels, model_len, model_rate, rate)?;
-                Output::Splice { to_input, original, splicer: Splicer::new(splice, channels, len), written: 0, len }
+                Some(SpliceBack { to_input, original, splicer: Splicer::new(splice, channels, len), written: 0, len })
             }
-        })
+        };
+        Ok(Self { back })
     }
 
-    fn push(&mut self, block: &[Vec<f32>], sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
-        match self {
-            Output::Model => Ok(sink(block)?),
-            Output::Splice { to_input, .. } => {
-                let restored = to_input.push(block)?;
-                self.splice(restored, sink)
+    fn push(&mut self, block: &[Vec<f32>], sink: &mut BlockSink<'_>) -> Result<(), EngineError> {
+        match &mut self.back {
+            None => Ok(sink(block)?),
+            Some(back) => {
+                let restored = back.to_input.push(block)?;
+                back.splice(restored, sink)
             }
         }
     }
 
+    /// Pads a restoration the rate conversions left short, and flushes the splice.
+    fn finish(self, sink: &mut BlockSink<'_>) -> Result<(), EngineError> {
+        if let Some(mut back) = self.back {
+            let missing = vec![vec![0.0; back.len - back.written]; back.original.channels()];
+            back.splice(missing, sink)?;
+        }
+        Ok(())
+    }
+}
+
+impl SpliceBack<'_> {
     /// Splices restored frames at the input's rate; those beyond the input's length (the
     /// rate conversions round) are dropped.
-    fn splice(&mut self, mut restored: Vec<Vec<f32>>, sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
-        let Output::Splice { original, splicer, written, len, .. } = self else { return Ok(()) };
-        let n = restored.first().map_or(0, Vec::len).min(*len - *written);
+    fn splice(&mut self, mut restored: Vec<Vec<f32>>, sink: &mut BlockSink<'_>) -> Result<(), EngineError> {
+        let n = restored.first().map_or(0, Vec::len).min(self.len - self.written);
         restored.iter_mut().for_each(|r| r.truncate(n));
         if n == 0 {
             return Ok(());
         }
-        *written += n;
-        let spliced = splicer.push(&original.read(n)?, &restored);
+        self.written += n;
+        let spliced = self.splicer.push(&self.original.read(n)?, &restored);
         if spliced.first().is_some_and(|s| !s.is_empty()) {
             sink(&spliced)?;
-        }
-        Ok(())
-    }
-
-    /// Pads a restoration the rate conversions left short, and flushes the splice.
-    fn finish(mut self, sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>) -> Result<(), EngineError> {
-        if let Output::Splice { written, len, original, .. } = &self {
-            let missing = vec![vec![0.0; len - written]; original.channels()];
-            self.splice(missing, sink)?;
         }
         Ok(())
     }

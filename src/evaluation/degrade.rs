@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::audio::{resample_mono, AudioClip, AudioError, ClipReader, FrameSource};
+use crate::audio::{resample_mono, AudioClip, AudioError, BlockSink, ClipReader, FrameSource};
 use crate::dsp::fir::FirStream;
 use crate::dsp::griffin_lim;
 use crate::dsp::stft::StftConfig;
@@ -77,7 +77,7 @@ pub fn degrade_stream(
     input: &mut dyn FrameSource,
     degradation: &Degradation,
     options: &DegradeOptions,
-    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+    sink: &mut BlockSink<'_>,
 ) -> Result<(), DegradeError> {
     let (rate, n_ch, len) = (input.sample_rate(), input.channels(), input.frames());
     if let Degradation::PhaseRetrieval = degradation {
@@ -125,7 +125,7 @@ pub fn degrade_stream(
 fn degrade_phase(
     input: &mut dyn FrameSource,
     options: &DegradeOptions,
-    sink: &mut dyn FnMut(&[Vec<f32>]) -> Result<(), AudioError>,
+    sink: &mut BlockSink<'_>,
 ) -> Result<(), DegradeError> {
     let (rate, len) = (input.sample_rate(), input.frames());
     let config = phase_stft_at(rate);
