@@ -172,7 +172,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
     let waiting = |done| Progress {
         window: done,
         windows: windows_total,
-        step: StepReport { step: 0, total: request.sampler.steps, stage: Stage::Step, loss: None, attempt: 0 },
+        step: StepReport { step: 0, total: request.sampler.steps, stage: Stage::Input, loss: None, attempt: 0 },
     };
 
     let mut output = Output::new(request.output, splice, open, model_len, model_rate)?;

@@ -50,7 +50,7 @@ impl StepReport {
         if self.stage == Stage::Step {
             self.step
         } else {
-            self.step - 1
+            self.step.saturating_sub(1)
         }
     }
 }

@@ -265,7 +265,8 @@ fn step_stage(stage: Stage) -> &'static str {
         Stage::Decode(s) | Stage::DecodeGradient(s) if s.network == VAE_DECODE => "vae_decode_grad",
         Stage::Decode(_) | Stage::DecodeGradient(_) => "vocoder_grad",
         Stage::Loss => "loss",
-        Stage::Step => "update",
+        // `bench step` samples without the engine: no input is read between its steps.
+        Stage::Step | Stage::Input => "update",
     }
 }
 

@@ -175,6 +175,9 @@ pub enum Stage {
     DenoiseGradient,
     /// The update: the step (DITTO: the iteration) is done.
     Step,
+    /// No step under way: the engine is reading and resampling its input between windows
+    /// (reported so that a long read can be cancelled too; the sampler never reports it).
+    Input,
 }
 
 /// `Ok(Break(()))` when the caller stopped the computation at a stage boundary.
