@@ -36,7 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(err) = signals::Signals::install() {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", describe(&err));
         return ExitCode::FAILURE;
     }
     let result = match cli.command {
@@ -48,7 +48,7 @@ fn main() -> ExitCode {
         Command::Experiment(args) => experiment::run(args),
     };
     if let Err(err) = &result {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", describe(err));
     }
     match (result, signals::received()) {
         // Stopped by a signal: the shell's status for it (130 for SIGINT, 143 for SIGTERM).
@@ -56,4 +56,16 @@ fn main() -> ExitCode {
         (Ok(()), None) => ExitCode::SUCCESS,
         (Err(_), None) => ExitCode::FAILURE,
     }
+}
+
+/// The error and its causes, as `{:#}` prints them, but a cause whose text the message
+/// before it already holds (errors that quote their source) is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1).map(ToString::to_string) {
+        if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }
