@@ -181,13 +181,14 @@ fn numeric_arguments_out_of_range_are_refused() {
     write_music(&input, 16_000, 1, 16_000);
     let gap = ["--task", "inpaint", "--gap", "0.2-0.3"];
     for (command, bad) in [
-        ("degrade", ["--noise-std=-1"]),
-        ("degrade", ["--noise-std=NaN"]),
-        ("restore", ["--window=inf"]),
-        ("restore", ["--guidance-scale=-1"]),
-        ("restore", ["--strength=NaN"]),
+        ("degrade", &["--noise-std=-1"][..]),
+        ("degrade", &["--noise-std", "-1"]),
+        ("degrade", &["--noise-std=NaN"]),
+        ("restore", &["--window=inf"]),
+        ("restore", &["--guidance-scale", "-1"]),
+        ("restore", &["--strength=NaN"]),
     ] {
-        let args: Vec<&str> = [command].into_iter().chain(gap).chain(bad).chain([arg(&input), arg(&output)]).collect();
+        let args: Vec<&str> = [command].into_iter().chain(gap).chain(bad.iter().copied()).chain([arg(&input), arg(&output)]).collect();
         let o = dgg(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         let name = bad[0].split('=').next().unwrap();

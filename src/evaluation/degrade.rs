@@ -5,6 +5,7 @@ use candle_core::{Device, Tensor};
 
 use crate::audio::{resample_mono, AudioClip, AudioError, BlockSink, ClipReader, FrameSource};
 use crate::dsp::fir::FirStream;
+use crate::engine::MAX_SAMPLE;
 use crate::dsp::griffin_lim;
 use crate::dsp::stft::StftConfig;
 use crate::dsp::MODEL_SAMPLE_RATE;
@@ -33,6 +34,9 @@ pub enum DegradeError {
     TooShortForPhase { samples: usize, needed: usize },
     #[error("{seconds:.0} s is too long for phase retrieval here (Griffin-Lim holds the whole spectrogram): at most {limit:.0} s; cut the file into shorter ones")]
     TooLongForPhase { seconds: f64, limit: f64 },
+    /// A float file can hold samples up to 3e38, whose filtered or noisy versions overflow.
+    #[error("channel {} has a sample of {value:e} at {seconds:.3} s, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file", .channel + 1)]
+    OutOfRange { channel: usize, seconds: f64, value: f32 },
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -99,6 +103,7 @@ pub fn degrade_stream(
     while written < len {
         let mut block = input.read(BLOCK)?;
         let n = block[0].len();
+        check_range(&block, read, rate)?;
         for g in gaps.iter().filter(|g| g.start < read + n && read < g.end) {
             for ch in &mut block {
                 ch[g.start.max(read) - read..g.end.min(read + n) - read].fill(0.0);
@@ -122,6 +127,16 @@ pub fn degrade_stream(
     Ok(())
 }
 
+/// Refuses samples beyond [`MAX_SAMPLE`] in a block that starts at frame `at`.
+fn check_range(block: &[Vec<f32>], at: usize, rate: u32) -> Result<(), DegradeError> {
+    for (channel, samples) in block.iter().enumerate() {
+        if let Some(i) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
+            return Err(DegradeError::OutOfRange { channel, seconds: (at + i) as f64 / rate as f64, value: samples[i] });
+        }
+    }
+    Ok(())
+}
+
 fn degrade_phase(
     input: &mut dyn FrameSource,
     options: &DegradeOptions,
@@ -136,6 +151,7 @@ fn degrade_phase(
         return Err(DegradeError::TooLongForPhase { seconds: len as f64 / rate as f64, limit: MAX_PHASE_SAMPLES as f64 / rate as f64 });
     }
     let clip = input.read(len)?;
+    check_range(&clip, 0, rate)?;
     let channels = clip
         .iter()
         .enumerate()
@@ -205,5 +221,16 @@ mod tests {
         let clip = AudioClip::new(8_000, vec![vec![0.1; MAX_PHASE_SAMPLES + 1]]);
         let err = degrade(&clip, &Degradation::PhaseRetrieval, &DegradeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("too long for phase retrieval here"), "{err}");
+    }
+
+    #[test]
+    fn samples_far_beyond_full_scale_are_refused_by_position() {
+        let mut x = vec![0.5f32; 20_000];
+        x[12_000] = 3e38;
+        let clip = AudioClip::new(8_000, vec![vec![0.1; 20_000], x]);
+        for d in [Degradation::SuperResolution { cutoff_hz: 1000.0 }, Degradation::PhaseRetrieval] {
+            let err = degrade(&clip, &d, &DegradeOptions::default()).unwrap_err().to_string();
+            assert!(err.contains("channel 2 has a sample of 3e38 at 1.500 s"), "{err}");
+        }
     }
 }

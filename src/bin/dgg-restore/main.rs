@@ -22,14 +22,18 @@ struct Cli {
     command: Command,
 }
 
+/// Negative numbers are values, so that `--noise-std -1` gets the range check's message.
 #[derive(Subcommand)]
 enum Command {
+    #[command(allow_negative_numbers = true)]
     Restore(restore::RestoreArgs),
+    #[command(allow_negative_numbers = true)]
     Degrade(degrade::DegradeArgs),
     /// Speed and memory figures (not a test): `bench model`.
     Bench(bench::BenchArgs),
     Lsd(lsd::LsdArgs),
     Eval(eval::EvalArgs),
+    #[command(allow_negative_numbers = true)]
     Experiment(experiment::ExperimentArgs),
 }
 
