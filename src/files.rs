@@ -46,12 +46,32 @@ fn temporaries() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     TEMPORARIES.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Files [`write_atomic`] has renamed into place, counted under [`TEMPORARIES`]' lock.
+static COMMITTED: AtomicU64 = AtomicU64::new(0);
+
+/// Files [`write_atomic`] has written completely so far.
+pub fn committed() -> u64 {
+    COMMITTED.load(Ordering::SeqCst)
+}
+
+/// What [`remove_temporaries`] found, at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Abandoned {
+    /// Temporaries removed (writes in flight).
+    pub removed: usize,
+    /// Files written completely so far.
+    pub committed: u64,
+}
+
 /// Removes every temporary file [`write_atomic`] has in flight (for a signal handler about
 /// to exit the process). Later renames of those files fail.
-pub fn remove_temporaries() {
-    for tmp in temporaries().drain(..) {
+pub fn remove_temporaries() -> Abandoned {
+    let mut list = temporaries();
+    let removed = list.len();
+    for tmp in list.drain(..) {
         let _ = fs::remove_file(tmp);
     }
+    Abandoned { removed, committed: COMMITTED.load(Ordering::SeqCst) }
 }
 
 /// What [`describe`] calls a file that is not a regular one.
@@ -102,15 +122,29 @@ fn refuse_special(path: &Path) -> Result<(), FileError> {
     }
 }
 
-/// The temporary sibling of `path` that [`write_atomic`] writes: `.NAME.tmp-PID-N`.
+/// The temporary sibling of `path` that [`write_atomic`] writes: `.NAME.tmp-PID-N`, with
+/// NAME shortened where the whole would exceed the 255 bytes a file name may have.
 fn temporary_for(path: &Path) -> Result<PathBuf, FileError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    const NAME_MAX: usize = 255;
     let Some(name) = path.file_name() else {
         return Err(invalid(path, "write", "the path does not name a file".into()));
     };
+    let suffix = format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let room = NAME_MAX - 1 - suffix.len();
     let mut tmp = OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bytes = name.as_bytes();
+        tmp.push(std::ffi::OsStr::from_bytes(&bytes[..bytes.len().min(room)]));
+    }
+    #[cfg(not(unix))]
+    {
+        let name: String = name.to_string_lossy().chars().take(room / 4).collect();
+        tmp.push(name);
+    }
+    tmp.push(suffix);
     Ok(match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join(tmp),
         _ => PathBuf::from(tmp),
@@ -122,6 +156,9 @@ fn temporary_for(path: &Path) -> Result<PathBuf, FileError> {
 /// or a regular file (through a symbolic link, its target).
 pub fn check_output(path: &Path) -> Result<(), FileError> {
     let path = resolve_output(path)?;
+    if path.file_name().is_some_and(|n| n.len() > 255) {
+        return Err(invalid(&path, "write", "its file name is longer than 255 bytes; choose a shorter one".into()));
+    }
     refuse_special(&path)?;
     let tmp = temporary_for(&path)?;
     OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| error(&path, "create a file next to it", e))?;
@@ -175,6 +212,7 @@ impl Temporary {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal"));
         };
         fs::rename(&self.0, target)?;
+        COMMITTED.fetch_add(1, Ordering::SeqCst);
         list.swap_remove(index);
         drop(list);
         std::mem::forget(self);
@@ -233,9 +271,14 @@ mod tests {
         assert!(listing(dir.path()).is_empty(), "the check leaves nothing behind");
         let e = check_output(&dir.path().join("missing/x.wav")).unwrap_err();
         assert!(e.to_string().contains("x.wav"), "{e}");
+        // A legal name of 252 bytes: its temporary's name is shortened to fit.
         let long = dir.path().join(format!("{}.wav", "n".repeat(248)));
-        let e = check_output(&long).unwrap_err();
-        assert!(e.to_string().contains("create a file next to it"), "{e}");
+        check_output(&long).unwrap();
+        write(&long, b"long").unwrap();
+        assert_eq!(fs::read(&long).unwrap(), b"long");
+        let too_long = dir.path().join(format!("{}.wav", "n".repeat(252)));
+        let e = check_output(&too_long).unwrap_err();
+        assert!(e.to_string().contains("longer than 255 bytes"), "{e}");
         fs::create_dir(dir.path().join("folder.wav")).unwrap();
         let e = check_output(&dir.path().join("folder.wav")).unwrap_err();
         assert!(e.to_string().contains("a directory"), "{e}");

@@ -173,6 +173,20 @@ fn a_signal_during_a_degrade_leaves_nothing_behind() {
     }
 }
 
+/// A file-size limit (a quota, `ulimit -f`) is a one-line error, and nothing is left.
+#[test]
+fn a_file_size_limit_is_an_error_not_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
+    write_music(&input, 16_000, 1, 160_000);
+    let script = format!("ulimit -f 64; exec '{}' degrade --task superres --factor 2 '{}' '{}'", env!("CARGO_BIN_EXE_dgg-restore"), arg(&input), arg(&output));
+    let o = Command::new("sh").args(["-c", &script]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("out.wav: cannot write: File too large"), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "only the input is left");
+}
+
 /// Numbers outside their range are refused by name, before any work.
 #[test]
 fn numeric_arguments_out_of_range_are_refused() {
@@ -180,15 +194,17 @@ fn numeric_arguments_out_of_range_are_refused() {
     let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
     write_music(&input, 16_000, 1, 16_000);
     let gap = ["--task", "inpaint", "--gap", "0.2-0.3"];
-    for (command, bad) in [
-        ("degrade", &["--noise-std=-1"][..]),
-        ("degrade", &["--noise-std", "-1"]),
-        ("degrade", &["--noise-std=NaN"]),
-        ("restore", &["--window=inf"]),
-        ("restore", &["--guidance-scale", "-1"]),
-        ("restore", &["--strength=NaN"]),
+    let superres = ["--task", "superres"];
+    for (command, task, bad) in [
+        ("degrade", &gap[..], &["--noise-std=-1"][..]),
+        ("degrade", &gap, &["--noise-std", "-1"]),
+        ("degrade", &gap, &["--noise-std=NaN"]),
+        ("restore", &gap, &["--window=inf"]),
+        ("restore", &gap, &["--guidance-scale", "-1"]),
+        ("restore", &gap, &["--strength=NaN"]),
+        ("degrade", &superres, &["--factor", "81"]),
     ] {
-        let args: Vec<&str> = [command].into_iter().chain(gap).chain(bad.iter().copied()).chain([arg(&input), arg(&output)]).collect();
+        let args: Vec<&str> = [command].into_iter().chain(task.iter().copied()).chain(bad.iter().copied()).chain([arg(&input), arg(&output)]).collect();
         let o = dgg(&args);
         let stderr = String::from_utf8_lossy(&o.stderr);
         let name = bad[0].split('=').next().unwrap();

@@ -17,44 +17,48 @@ pub fn lsd(reference: &[f32], estimate: &[f32]) -> Result<f64> {
             estimate.len()
         );
     }
-    let mut accumulator = LsdAccumulator::new(reference.len())?;
-    accumulator.push(reference, estimate)?;
-    accumulator.finish()
+    let mut accumulator = LsdAccumulator::new(1, reference.len())?;
+    accumulator.push(&[reference.to_vec()], &[estimate.to_vec()])?;
+    Ok(accumulator.finish()?[0])
 }
 
 /// Samples past the last scored frame before the next frames are scored.
 const SEGMENT: usize = 1 << 19;
 
-/// [`lsd`] over two signals that arrive in blocks: the same frames, summed in the same
-/// order, holding one segment of each signal rather than the signals.
+/// [`lsd`] over two signals of several channels that arrive in blocks: the same frames,
+/// summed in the same order, holding one segment of each channel rather than the signals.
 pub struct LsdAccumulator {
     stft: Stft,
     /// Length of the whole signals.
     len: usize,
-    /// Both signals from sample `start` on.
-    reference: Vec<f32>,
-    estimate: Vec<f32>,
+    /// Each channel of both signals from sample `start` on.
+    reference: Vec<Vec<f32>>,
+    estimate: Vec<Vec<f32>>,
     start: usize,
     /// The next frame to score.
     next: usize,
-    sum: f64,
+    /// Per channel, the sum of the scored frames' distances.
+    sums: Vec<f64>,
 }
 
 impl LsdAccumulator {
-    /// For two signals of `len` samples each.
-    pub fn new(len: usize) -> Result<Self> {
+    /// For two signals of `channels` channels of `len` samples each.
+    pub fn new(channels: usize, len: usize) -> Result<Self> {
         let stft = Stft::new(StftConfig::AUDIOLDM, &Device::Cpu)?;
-        Ok(Self { stft, len, reference: Vec::new(), estimate: Vec::new(), start: 0, next: 0, sum: 0.0 })
+        let empty = vec![Vec::new(); channels];
+        Ok(Self { stft, len, reference: empty.clone(), estimate: empty, start: 0, next: 0, sums: vec![0.0; channels] })
     }
 
-    /// The next samples of both signals (equal lengths).
-    pub fn push(&mut self, reference: &[f32], estimate: &[f32]) -> Result<()> {
-        if reference.len() != estimate.len() {
-            candle_core::bail!("LSD needs blocks of equal length, got {} and {}", reference.len(), estimate.len());
+    /// The next samples of both signals (planar, all of equal length).
+    pub fn push(&mut self, reference: &[Vec<f32>], estimate: &[Vec<f32>]) -> Result<()> {
+        let n = reference.first().map_or(0, Vec::len);
+        if reference.len() != self.sums.len() || estimate.len() != self.sums.len() || reference.iter().chain(estimate).any(|c| c.len() != n) {
+            candle_core::bail!("LSD needs blocks of {} channels of equal length", self.sums.len());
         }
-        self.reference.extend_from_slice(reference);
-        self.estimate.extend_from_slice(estimate);
-        let received = self.start + self.reference.len();
+        for (buffer, block) in self.reference.iter_mut().zip(reference).chain(self.estimate.iter_mut().zip(estimate)) {
+            buffer.extend_from_slice(block);
+        }
+        let received = self.start + self.reference[0].len();
         if received > self.len {
             candle_core::bail!("LSD was given {received} samples of the {} announced", self.len);
         }
@@ -73,7 +77,7 @@ impl LsdAccumulator {
         // next frame (on a frame's centre), or at 0 where the signal's own edge reflects.
         let margin = (n_fft / 2).div_ceil(hop);
         let first = self.next.saturating_sub(margin);
-        let end = if last { StftConfig::AUDIOLDM.frames(self.len) } else { (received.saturating_sub(n_fft / 2)) / hop + 1 };
+        let end = if last { StftConfig::AUDIOLDM.frames(self.len) } else { received.saturating_sub(n_fft / 2) / hop + 1 };
         if end <= self.next {
             return Ok(());
         }
@@ -82,34 +86,37 @@ impl LsdAccumulator {
             let mag = self.stft.magnitude(&wave_tensor(x, &Device::Cpu)?)?;
             mag.squeeze(0)?.narrow(0, self.next - first, end - self.next)?.to_vec2()
         };
-        let (r, e) = (log_mag(&self.reference[a..b])?, log_mag(&self.estimate[a..b])?);
-        for (fr, fe) in r.iter().zip(&e) {
-            let mean_sq = fr
-                .iter()
-                .zip(fe)
-                .map(|(&a, &b)| {
-                    let d = (a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10();
-                    d * d
-                })
-                .sum::<f64>()
-                / fr.len() as f64;
-            self.sum += mean_sq.sqrt();
+        for ((r, e), sum) in self.reference.iter().zip(&self.estimate).zip(&mut self.sums) {
+            let (r, e) = (log_mag(&r[a..b])?, log_mag(&e[a..b])?);
+            for (fr, fe) in r.iter().zip(&e) {
+                let mean_sq = fr
+                    .iter()
+                    .zip(fe)
+                    .map(|(&a, &b)| {
+                        let d = (a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10();
+                        d * d
+                    })
+                    .sum::<f64>()
+                    / fr.len() as f64;
+                *sum += mean_sq.sqrt();
+            }
         }
         self.next = end;
         let keep = self.next.saturating_sub(margin) * hop;
-        self.reference.drain(..keep - self.start);
-        self.estimate.drain(..keep - self.start);
+        for buffer in self.reference.iter_mut().chain(&mut self.estimate) {
+            buffer.drain(..keep - self.start);
+        }
         self.start = keep;
         Ok(())
     }
 
-    /// The LSD, once all samples are in.
-    pub fn finish(self) -> Result<f64> {
+    /// The LSD of each channel, once all samples are in.
+    pub fn finish(self) -> Result<Vec<f64>> {
         let frames = StftConfig::AUDIOLDM.frames(self.len);
         if self.next != frames {
-            candle_core::bail!("LSD was given {} samples of the {} announced", self.start + self.reference.len(), self.len);
+            candle_core::bail!("LSD was given {} samples of the {} announced", self.start + self.reference[0].len(), self.len);
         }
-        Ok(self.sum / frames as f64)
+        Ok(self.sums.iter().map(|s| s / frames as f64).collect())
     }
 }
 
@@ -136,15 +143,17 @@ mod tests {
         let y: Vec<f32> = x.iter().enumerate().map(|(n, v)| v * (1.0 + (n % 17) as f32 * 0.01)).collect();
         let want = whole(&x, &y);
         for block in [len, 100_000, 4_099] {
-            let mut acc = LsdAccumulator::new(len).unwrap();
+            let mut acc = LsdAccumulator::new(2, len).unwrap();
             for (a, b) in x.chunks(block).zip(y.chunks(block)) {
-                acc.push(a, b).unwrap();
+                acc.push(&[a.to_vec(), b.to_vec()], &[b.to_vec(), b.to_vec()]).unwrap();
             }
             let got = acc.finish().unwrap();
+            assert_eq!(got[1], 0.0);
+            let got = got[0];
             assert!((got - want).abs() <= 1e-12 * want, "blocks of {block}: {got} vs {want}");
         }
-        let mut short = LsdAccumulator::new(len).unwrap();
-        short.push(&x[..1000], &y[..1000]).unwrap();
+        let mut short = LsdAccumulator::new(1, len).unwrap();
+        short.push(&[x[..1000].to_vec()], &[y[..1000].to_vec()]).unwrap();
         assert!(short.finish().is_err());
     }
 }

@@ -69,8 +69,8 @@ pub fn degrade(clip: &AudioClip, degradation: &Degradation, options: &DegradeOpt
     Ok(AudioClip::new(clip.sample_rate, channels))
 }
 
-/// Frames degraded at a time.
-const BLOCK: usize = 1 << 16;
+/// Samples (frames × channels) degraded at a time.
+const BLOCK: usize = 1 << 17;
 
 /// `A(input)` plus measurement noise (channel `c` draws from stream `c` of the seed), as
 /// audio, block by block into `sink`: gaps and filters hold a block and the filter's span
@@ -101,7 +101,7 @@ pub fn degrade_stream(
     let mut noise: Vec<NoiseSource> = (0..n_ch as u64).map(|c| NoiseSource::new(options.seed, c)).collect();
     let (mut read, mut written) = (0, 0);
     while written < len {
-        let mut block = input.read(BLOCK)?;
+        let mut block = input.read((BLOCK / n_ch).max(1))?;
         let n = block[0].len();
         check_range(&block, read, rate)?;
         for g in gaps.iter().filter(|g| g.start < read + n && read < g.end) {

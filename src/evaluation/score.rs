@@ -24,6 +24,8 @@ pub enum ScoreError {
     Channels { reference: usize, estimate: usize },
     #[error("the reference is {reference:.3} s long but the estimate is {estimate:.3} s: score clips of the same length")]
     Length { reference: f64, estimate: f64 },
+    #[error("{0} channels: at most {MAX_CHANNELS} are scored; split the file")]
+    TooManyChannels(usize),
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -44,6 +46,8 @@ pub fn lsd_score(reference: &AudioClip, estimate: &AudioClip) -> Result<LsdScore
 
 /// Frames read from each input at a time.
 const BLOCK: usize = 1 << 16;
+/// Most channels scored: each holds a segment of both signals (about 4 MiB).
+pub const MAX_CHANNELS: usize = 32;
 
 /// [`lsd_score`] for audio of any length: both inputs are read, resampled and scored block
 /// by block.
@@ -58,10 +62,12 @@ pub fn lsd_score_stream(reference: &mut dyn FrameSource, estimate: &mut dyn Fram
         let seconds = |s: &dyn FrameSource| s.frames() as f64 / s.sample_rate() as f64;
         return Err(ScoreError::Length { reference: seconds(reference), estimate: seconds(estimate) });
     }
+    if channels > MAX_CHANNELS {
+        return Err(ScoreError::TooManyChannels(channels));
+    }
     let len = r_len.min(e_len);
-    let mut sides = [Side::new(reference)?, Side::new(estimate)?];
-    let mut scores: Vec<LsdAccumulator> = (0..channels).map(|_| LsdAccumulator::new(len)).collect::<candle_core::Result<_>>()?;
-    let [r, e] = &mut sides;
+    let (mut r, mut e) = (Side::new(reference)?, Side::new(estimate)?);
+    let mut score = LsdAccumulator::new(channels, len)?;
     let mut scored = 0;
     while scored < len {
         r.fill(reference)?;
@@ -71,13 +77,11 @@ pub fn lsd_score_stream(reference: &mut dyn FrameSource, estimate: &mut dyn Fram
         if n == 0 {
             break;
         }
-        for (c, score) in scores.iter_mut().enumerate() {
-            score.push(&r.pending[c][..n], &e.pending[c][..n])?;
-        }
-        r.pending.iter_mut().chain(e.pending.iter_mut()).for_each(|p| drop(p.drain(..n)));
+        let head = |side: &mut Side| -> Vec<Vec<f32>> { side.pending.iter_mut().map(|p| p.drain(..n).collect()).collect() };
+        score.push(&head(&mut r), &head(&mut e))?;
         scored += n;
     }
-    let per_channel: Vec<f64> = scores.into_iter().map(LsdAccumulator::finish).collect::<candle_core::Result<_>>()?;
+    let per_channel = score.finish()?;
     if per_channel.iter().any(|v| !v.is_finite()) {
         let (which, peak) = if e.peak >= r.peak { ("estimate", e.peak) } else { ("reference", r.peak) };
         return Err(ScoreError::Overflow { which, peak });
@@ -100,15 +104,18 @@ impl Side {
         Ok(Self { resampler, pending: vec![Vec::new(); source.channels()], peak: 0.0 })
     }
 
-    /// Reads another block unless one is pending.
+    /// Reads until some output is pending or the source is done (a resampler's chunk can
+    /// be longer than a block).
     fn fill(&mut self, source: &mut dyn FrameSource) -> Result<(), ScoreError> {
-        if !self.pending[0].is_empty() {
-            return Ok(());
-        }
-        let block = source.read(BLOCK)?;
-        self.peak = block.iter().flatten().fold(self.peak, |m, v| m.max(v.abs()));
-        for (p, b) in self.pending.iter_mut().zip(self.resampler.push(&block)?) {
-            p.extend(b);
+        while self.pending[0].is_empty() {
+            let block = source.read(BLOCK)?;
+            if block[0].is_empty() {
+                return Ok(());
+            }
+            self.peak = block.iter().flatten().fold(self.peak, |m, v| m.max(v.abs()));
+            for (p, b) in self.pending.iter_mut().zip(self.resampler.push(&block)?) {
+                p.extend(b);
+            }
         }
         Ok(())
     }
@@ -161,5 +168,14 @@ mod tests {
         let huge = AudioClip::new(16_000, vec![tone(16_000, 0.5, 440.0, 1e30)]);
         let e = lsd_score(&clip, &huge).unwrap_err();
         assert!(e.to_string().contains("the estimate has samples too large"), "{e}");
+    }
+
+    #[test]
+    fn a_rate_whose_resampler_chunk_outgrows_a_block_is_scored() {
+        // At 384 kHz the resampler takes 98,304 frames before it gives any: more than a block.
+        let clip = AudioClip::new(384_000, vec![tone(384_000, 1.0, 440.0, 0.5)]);
+        assert!(lsd_score(&clip, &clip).unwrap().mean().abs() < 1e-12);
+        let many = AudioClip::new(16_000, vec![vec![0.1; 1_000]; MAX_CHANNELS + 1]);
+        assert!(matches!(lsd_score(&many, &many), Err(ScoreError::TooManyChannels(33))));
     }
 }

@@ -7,6 +7,7 @@ use dgg_restore::evaluation::degrade::{degrade_stream, DegradeError, DegradeOpti
 use dgg_restore::files::check_output;
 use std::path::PathBuf;
 
+use crate::signals::Signals;
 use crate::task::TaskArgs;
 
 /// Apply a degradation to a WAV file, at its own rate and channel count, and write the
@@ -37,6 +38,7 @@ pub fn run(args: DegradeArgs) -> Result<()> {
     }
     let mut input = WavReader::open(&args.input)?;
     check_output(&args.output)?;
+    Signals::one_output();
     let degradation = args.task.degradation(input.sample_rate(), args.seed, None)?;
     let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations };
     let layout = WavLayout { sample_rate: input.sample_rate(), channels: input.channels(), frames: input.frames(), format: input.format() };

@@ -55,6 +55,8 @@ fn main() -> ExitCode {
         eprintln!("error: {}", describe(err));
     }
     match (result, signals::received()) {
+        // The result was in place before the signal came.
+        (Ok(()), Some(_)) if signals::finished() => ExitCode::SUCCESS,
         // Stopped by a signal: the shell's status for it (130 for SIGINT, 143 for SIGTERM).
         (_, Some(signal)) => ExitCode::from(signals::status(signal)),
         (Ok(()), None) => ExitCode::SUCCESS,

@@ -52,8 +52,9 @@ fn missing_model(search: &ModelSearch, hub_failure: Option<HubError>) -> anyhow:
 impl PriorArgs {
     /// Finds the model, loads it on the chosen device and conditions it on the prompt.
     pub fn load(&self) -> Result<AudioLdm2> {
-        if !(self.guidance_scale.is_finite() && self.guidance_scale >= 1.0) {
-            bail!("--guidance-scale {}: use a finite value of at least 1 (1 = off)", self.guidance_scale);
+        // Far above the 1–10 that prompts use, the guided noise prediction overflows.
+        if !(1.0..=1000.0).contains(&self.guidance_scale) {
+            bail!("--guidance-scale {:?}: use a value from 1 (off) to 1000", self.guidance_scale);
         }
         let search = ModelSearch::for_cli(self.model.clone());
         let dir = match search.found() {

@@ -78,6 +78,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     }
     let input = WavReader::open(&args.input)?;
     check_output(&args.output)?;
+    Signals::one_output();
     let (rate, channels, len) = (input.sample_rate(), input.channels(), input.frames());
     let detect = || detect_cutoff_in(&args.input);
     let degradation = args.task.degradation(rate, args.room_seed, Some(&detect))?;

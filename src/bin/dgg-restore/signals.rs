@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 /// Whether the running work stops by itself when asked ([`Signals::cancellable`]).
 static CANCELLABLE: AtomicBool = AtomicBool::new(false);
+/// Whether the command's one output is the next file written ([`Signals::one_output`]).
+static ONE_OUTPUT: AtomicBool = AtomicBool::new(false);
 
 /// The exit status for signal `signal`.
 pub fn status(signal: i32) -> u8 {
@@ -35,11 +37,25 @@ pub fn received() -> Option<i32> {
 fn on_signal(signal: i32) {
     let first = RECEIVED.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     if first && CANCELLABLE.load(Ordering::SeqCst) {
+        if finished() {
+            // Too late: the result is in place and the command is ending by itself.
+            return;
+        }
         eprintln!("\nstopping at the next stage (signal {signal}; again to quit at once)");
         return;
     }
-    dgg_restore::files::remove_temporaries();
+    let abandoned = dgg_restore::files::remove_temporaries();
+    if ONE_OUTPUT.load(Ordering::SeqCst) && abandoned.removed == 0 && abandoned.committed > 0 {
+        // The output was renamed into place just before: a success, reported as one.
+        return;
+    }
     std::process::exit(status(signal).into());
+}
+
+/// Whether a command with [`Signals::one_output`] has written it: it then ends successfully
+/// even if a signal came after the file was in place.
+pub fn finished() -> bool {
+    ONE_OUTPUT.load(Ordering::SeqCst) && dgg_restore::files::committed() > 0
 }
 
 /// While alive, the first signal asks the work to stop instead of exiting.
@@ -65,6 +81,12 @@ impl Signals {
     pub fn cancellable() -> Cancellable {
         CANCELLABLE.store(true, Ordering::SeqCst);
         Cancellable(())
+    }
+
+    /// Declares that the command writes one file, its result: a signal that comes once it
+    /// is in place no longer counts (the file is complete, the exit status 0).
+    pub fn one_output() {
+        ONE_OUTPUT.store(true, Ordering::SeqCst);
     }
 
     /// Installs the handlers (once, at start).
@@ -103,6 +125,12 @@ mod imp {
                 super::on_signal(i32::from(byte[0]));
             }
         })?;
+        // Past a file-size limit (a quota, `ulimit -f`) a write then fails with EFBIG, which
+        // is reported and cleaned up, instead of killing the process mid-write.
+        // SAFETY: ignoring a signal installs no code.
+        if unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(std::io::Error::last_os_error());
+        }
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
             // SAFETY: a plain handler that only calls write(2).
             unsafe {

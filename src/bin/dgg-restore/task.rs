@@ -51,7 +51,13 @@ impl TaskArgs {
             Task::Superres => {
                 let cutoff_hz = match (self.cutoff, self.factor, detect) {
                     (Some(hz), _, _) => hz,
-                    (None, Some(f), _) if f >= 2 => cutoff_for_factor(sample_rate, f),
+                    (None, Some(f), _) if f >= 2 => {
+                        let hz = cutoff_for_factor(sample_rate, f);
+                        if hz < 100.0 {
+                            bail!("--factor {f}: a {sample_rate} Hz file would keep only {hz:.1} Hz (100 Hz at least); use a factor of at most {}", sample_rate / 200);
+                        }
+                        hz
+                    }
                     (None, Some(f), _) => bail!("--factor {f}: use an integer of 2 or more"),
                     (None, None, Some(detect)) => match detect()? {
                         Some(hz) => {
@@ -87,7 +93,8 @@ pub fn detect_cutoff_in(path: &Path) -> Result<Option<f64>> {
     let mut input = WavReader::open(path)?;
     let mut detector = CutoffDetector::new(input.channels(), input.sample_rate());
     loop {
-        let block = input.read(1 << 16)?;
+        // 2^17 samples, however many channels.
+        let block = input.read(((1 << 17) / input.channels()).max(1))?;
         if block[0].is_empty() {
             return Ok(detector.cutoff());
         }
