@@ -1,7 +1,8 @@
 //! Files in and out, so that nothing is ever half-written or silently replaced.
 //!
-//! - [`write_atomic`]: a temporary sibling is written, flushed to disk and renamed over the
-//!   target; on any error (or panic) it is removed and an existing target is untouched.
+//! - [`write_atomic`]: a temporary sibling is written (on Linux unnamed until complete),
+//!   flushed to disk and renamed over the target; on any error (or panic) it is removed and
+//!   an existing target is untouched.
 //!   The temporaries in flight are listed, so a signal handler can remove them
 //!   ([`remove_temporaries`]) before the process exits.
 //! - [`check_output`]: before hours of work, whether the output can be written at all.
@@ -169,6 +170,10 @@ pub fn check_output(path: &Path) -> Result<(), FileError> {
 /// Creates a temporary sibling of `path`, lets `write` fill it, flushes it to disk and
 /// renames it over `path` (through a symbolic link, over its target). The temporary is
 /// removed on every error path, on a panic, and by [`remove_temporaries`].
+///
+/// On Linux the temporary has no name until it is complete (`O_TMPFILE`, linked just before
+/// the rename), so not even SIGKILL, a crash or a power cut during hours of work leaves a
+/// file behind; elsewhere, or where the filesystem cannot, it is a named `.NAME.tmp-PID-N`.
 pub fn write_atomic<E, F>(path: &Path, write: F) -> Result<(), E>
 where
     E: From<FileError>,
@@ -177,14 +182,17 @@ where
     let target = resolve_output(path)?;
     refuse_special(&target)?;
     let tmp = temporary_for(&target)?;
-    let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| error(path, "create a temporary file next to it", e))?;
+    let (file, unnamed) = match unnamed::open(&tmp) {
+        Some(file) => (file, true),
+        None => (OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| error(path, "create a temporary file next to it", e))?, false),
+    };
     let guard = Temporary::new(tmp);
     let mut out = BufWriter::with_capacity(1 << 16, file);
     write(&mut out)?;
     let file = out.into_inner().map_err(|e| error(path, "write", e.into_error()))?;
     file.sync_all().map_err(|e| error(path, "flush the file to disk", e))?;
+    guard.rename_to(&target, unnamed.then_some(&file)).map_err(|e| error(path, "replace the file (rename)", e))?;
     drop(file);
-    guard.rename_to(&target).map_err(|e| error(path, "replace the file (rename)", e))?;
     // Make the rename itself durable; failure here does not un-write the file.
     #[cfg(unix)]
     if let Some(Ok(dir)) = target.parent().map(|d| File::open(if d.as_os_str().is_empty() { Path::new(".") } else { d })) {
@@ -193,8 +201,70 @@ where
     Ok(())
 }
 
+/// Files without a name until they are complete.
+#[cfg(target_os = "linux")]
+mod unnamed {
+    use std::ffi::CString;
+    use std::fs::{File, OpenOptions};
+    use std::io::{self, Seek, SeekFrom};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    use std::path::Path;
+
+    /// An unnamed file in the folder of `tmp`; `None` where the kernel or filesystem
+    /// cannot make one.
+    pub fn open(tmp: &Path) -> Option<File> {
+        let dir = tmp.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        OpenOptions::new().read(true).write(true).mode(0o666).custom_flags(libc::O_TMPFILE).open(dir).ok()
+    }
+
+    /// Gives `file` the name `to` (which must not exist); where linking is not allowed
+    /// (no /proc, no CAP_DAC_READ_SEARCH), a copy of it.
+    pub fn link(file: &File, to: &Path) -> io::Result<()> {
+        if link_only(file, to).is_ok() {
+            return Ok(());
+        }
+        let mut copy = OpenOptions::new().write(true).create_new(true).open(to)?;
+        let mut from = file;
+        from.seek(SeekFrom::Start(0))?;
+        io::copy(&mut from, &mut copy)?;
+        copy.sync_all()
+    }
+
+    fn link_only(file: &File, to: &Path) -> io::Result<()> {
+        let to = CString::new(to.as_os_str().as_bytes())?;
+        // SAFETY: valid descriptors and NUL-terminated paths.
+        if unsafe { libc::linkat(file.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_EMPTY_PATH) } == 0 {
+            return Ok(());
+        }
+        // Without CAP_DAC_READ_SEARCH, through /proc.
+        let proc = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+        // SAFETY: as above.
+        if unsafe { libc::linkat(libc::AT_FDCWD, proc.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW) } == 0 {
+            return Ok(());
+        }
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod unnamed {
+    use std::fs::File;
+    use std::io;
+    use std::path::Path;
+
+    pub fn open(_tmp: &Path) -> Option<File> {
+        None
+    }
+
+    pub fn link(_file: &File, _to: &Path) -> io::Result<()> {
+        Err(io::Error::other("unnamed files are a Linux feature"))
+    }
+}
+
 /// A temporary file in flight: listed in [`TEMPORARIES`] while it lives, removed when
-/// dropped unless renamed.
+/// dropped unless renamed. An unnamed one ([`unnamed`]) gets its name in [`Self::rename_to`].
 struct Temporary(PathBuf);
 
 impl Temporary {
@@ -203,14 +273,18 @@ impl Temporary {
         Self(path)
     }
 
-    /// Renames the file to `target`; it is then no longer a temporary.
-    fn rename_to(self, target: &Path) -> io::Result<()> {
+    /// Renames the file to `target` (an unnamed `file` is first linked under the
+    /// temporary's name); it is then no longer a temporary.
+    fn rename_to(self, target: &Path, unnamed: Option<&File>) -> io::Result<()> {
         let mut list = temporaries();
         let listed = list.iter().position(|p| *p == self.0);
         let Some(index) = listed else {
             // A signal handler removed it: the target stays as it was.
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted by a signal"));
         };
+        if let Some(file) = unnamed {
+            unnamed::link(file, &self.0)?;
+        }
         fs::rename(&self.0, target)?;
         COMMITTED.fetch_add(1, Ordering::SeqCst);
         list.swap_remove(index);
@@ -338,5 +412,22 @@ mod tests {
         let e = read_text(&big, "config", 1000).unwrap_err();
         assert!(e.to_string().contains("2000 bytes"), "{e}");
         assert_eq!(read_text(&big, "config", 2000).unwrap().len(), 2000);
+    }
+
+    /// While it is written, the temporary has no name: a process killed outright leaves
+    /// nothing (Linux; elsewhere the named temporary is there).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_write_in_progress_has_no_name_on_linux() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.wav");
+        write_atomic(&target, |out| {
+            out.write_all(b"data").unwrap();
+            assert!(listing(dir.path()).is_empty(), "{:?}", listing(dir.path()));
+            Ok::<(), FileError>(())
+        })
+        .unwrap();
+        assert_eq!(listing(dir.path()), ["out.wav"]);
+        assert_eq!(fs::read(&target).unwrap(), b"data");
     }
 }
