@@ -41,12 +41,21 @@ fn one_deterministic_ddim_step_matches() {
     golden::assert_close("sched.step.prev_sample", &prev, &g.get("sched.step.prev_sample"), 1e-5);
 }
 
-/// An absurd `num_train_timesteps` is an error naming the field, not an allocation abort.
+/// An absurd `num_train_timesteps`, betas outside (0, 1) or reversed, an offset past the
+/// schedule: errors naming the file and the field, not an allocation abort or NaN later.
 #[test]
-fn an_absurd_timestep_count_is_refused_by_name() {
+fn impossible_schedules_are_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scheduler_config.json");
-    std::fs::write(&path, r#"{"num_train_timesteps": 1000000000000, "beta_start": 0.0015, "beta_end": 0.0195, "beta_schedule": "scaled_linear"}"#).unwrap();
-    let e = DdimSchedule::from_file(&path).err().expect("refused");
-    assert!(e.to_string().contains("num_train_timesteps") && e.to_string().contains("scheduler_config.json"), "{e}");
+    for (config, field) in [
+        (r#""num_train_timesteps": 1000000000000, "beta_start": 0.0015, "beta_end": 0.0195"#, "num_train_timesteps"),
+        (r#""num_train_timesteps": 1000, "beta_start": 1.0, "beta_end": 1.0"#, "beta_start/beta_end"),
+        (r#""num_train_timesteps": 1000, "beta_start": -0.1, "beta_end": 0.0195"#, "beta_start/beta_end"),
+        (r#""num_train_timesteps": 1000, "beta_start": 0.0195, "beta_end": 0.0015"#, "beta_start"),
+        (r#""num_train_timesteps": 1000, "beta_start": 0.0015, "beta_end": 0.0195, "steps_offset": 1000"#, "steps_offset"),
+    ] {
+        std::fs::write(&path, format!(r#"{{{config}, "beta_schedule": "scaled_linear"}}"#)).unwrap();
+        let e = DdimSchedule::from_file(&path).expect_err("refused").to_string();
+        assert!(e.contains(field) && e.contains("scheduler_config.json"), "{config}: {e}");
+    }
 }

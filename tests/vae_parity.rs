@@ -80,6 +80,13 @@ fn unsupported_config_names_the_field() {
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("`norm_num_groups`"), "{err}");
 
+    // Factors that would take the latents out of f32's range, statistics of the wrong size.
+    for (extra, field) in [(r#""scaling_factor": 0"#, "scaling_factor"), (r#""scaling_factor": -1"#, "scaling_factor"), (r#""shift_factor": 1e308"#, "shift_factor"), (r#""latents_mean": [0, 0, 0]"#, "latents_mean")] {
+        write(&format!(r#"{{"block_out_channels": [32], "latent_channels": 4, {extra}}}"#));
+        let err = Config::load(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("`{field}`")), "{extra}: {err}");
+    }
+
     // The full-size AudioLDM2 config is accepted.
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audioldm2-music/vae/config.json");
     if full.exists() {

@@ -139,6 +139,18 @@ impl Config {
                 return Err(ConfigError::unsupported(path, field, v, "must be positive"));
             }
         }
+        // AudioLDM2's is 0.18; far from 1 either way the latents leave f32's range.
+        if !(1e-6..=1e6).contains(&self.scaling_factor) {
+            return Err(ConfigError::unsupported(path, "scaling_factor", self.scaling_factor, "must lie between 1e-6 and 1e6 (AudioLDM2: 0.18215)"));
+        }
+        if let Some(shift) = self.shift_factor.filter(|s| !(s.abs() <= 1e6)) {
+            return Err(ConfigError::unsupported(path, "shift_factor", shift, "must lie between -1e6 and 1e6"));
+        }
+        for (field, values) in [("latents_mean", &self.latents_mean), ("latents_std", &self.latents_std)] {
+            if let Some(v) = values.as_ref().filter(|v| v.len() != self.latent_channels) {
+                return Err(ConfigError::unsupported(path, field, v.len(), format!("needs one value per latent channel ({})", self.latent_channels)));
+            }
+        }
         Ok(())
     }
 

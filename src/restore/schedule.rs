@@ -91,6 +91,17 @@ impl DdimSchedule {
             (None, "scaled_linear") => linspace((cfg.beta_start as f32).sqrt(), (cfg.beta_end as f32).sqrt(), n).iter().map(|b| b * b).collect(),
             (None, other) => return Err(unsupported("beta_schedule", &other, "use linear or scaled_linear")),
         };
+        // Each step must add some noise and keep some signal, ᾱ falling from 1 towards 0.
+        if let Some((i, b)) = betas.iter().enumerate().find(|(_, b)| !(**b > 0.0 && **b < 1.0)) {
+            let field = if cfg.trained_betas.is_some() { "trained_betas" } else { "beta_start/beta_end" };
+            return Err(unsupported(field, &b, &format!("beta {i} must lie strictly between 0 and 1")));
+        }
+        if cfg.trained_betas.is_none() && cfg.beta_start > cfg.beta_end {
+            return Err(unsupported("beta_start", &cfg.beta_start, "must not exceed beta_end (the noise grows with the step)"));
+        }
+        if cfg.steps_offset >= n {
+            return Err(unsupported("steps_offset", &cfg.steps_offset, "must be below num_train_timesteps (AudioLDM2 uses 1)"));
+        }
         let mut alphas_cumprod = Vec::with_capacity(n);
         let mut acc = 1f32;
         for b in betas {

@@ -82,6 +82,10 @@ impl Config {
     }
 
     fn check(&self) -> std::result::Result<(), (&'static str, String, String)> {
+        let rates = crate::audio::MIN_SAMPLE_RATE as usize..=crate::audio::MAX_SAMPLE_RATE as usize;
+        if !rates.contains(&self.sampling_rate) {
+            return Err(("sampling_rate", self.sampling_rate.to_string(), format!("must lie within {}–{} Hz (AudioLDM2: 16000)", rates.start(), rates.end())));
+        }
         let n = self.upsample_rates.len();
         if n == 0 {
             return Err(("upsample_rates", "[]".into(), "at least one upsampler is needed".into()));
@@ -365,5 +369,9 @@ mod tests {
     fn bad_config_names_the_field() {
         let cfg: Config = serde_json::from_str(r#"{"upsample_rates": [4,4], "upsample_kernel_sizes": [8]}"#).unwrap();
         assert_eq!(cfg.check().unwrap_err().0, "upsample_kernel_sizes");
+        for rate in [0, 1, 1_000_000_000] {
+            let cfg: Config = serde_json::from_str(&format!(r#"{{"sampling_rate": {rate}, "upsample_rates": [4], "upsample_kernel_sizes": [8]}}"#)).unwrap();
+            assert_eq!(cfg.check().unwrap_err().0, "sampling_rate");
+        }
     }
 }
