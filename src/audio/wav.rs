@@ -185,8 +185,9 @@ pub struct WavLayout {
 }
 
 /// Writes a WAV file atomically while `produce` hands its samples, block by block, to the
-/// [`WavSink`]: a temporary file in the target's directory (`.NAME.tmp-PID-N`), flushed to
-/// disk, then renamed over `path`. On any error (`produce`'s too) the temporary file is
+/// [`WavSink`]: a temporary file in the target's directory ([`crate::files::write_atomic`]:
+/// unnamed on Linux until complete, `.NAME.tmp-PID-N` elsewhere), flushed to disk, then
+/// renamed over `path`. On any error (`produce`'s too) the temporary file is
 /// removed and an existing `path` is left untouched.
 ///
 /// Float samples are stored as they are for [`WavFormat::FLOAT32`]; for integer formats they
