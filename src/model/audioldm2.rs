@@ -36,7 +36,7 @@ pub enum ModelError {
     #[error("{}: {message}", .path.display())]
     Text { path: PathBuf, message: String },
     /// A precision the device cannot run.
-    #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use f32 there, or f16, or run on CUDA")]
+    #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use --dtype f32 there, or f16, or run on CUDA")]
     PrecisionOnCpu(DType),
 }
 

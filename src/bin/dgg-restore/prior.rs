@@ -4,7 +4,7 @@
 use anyhow::{anyhow, bail, Result};
 use candle_core::DType;
 use clap::Args;
-use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions, ModelError};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
 use dgg_restore::model::hub::{self, HubError, HUB_REPO, LICENCE};
 use dgg_restore::model::ModelSearch;
@@ -68,7 +68,11 @@ impl PriorArgs {
         let device = self.device.open().map_err(|e| anyhow!(e))?;
         eprintln!("loading {} on {}", dir.display(), if device.is_cuda() { "CUDA" } else { "the CPU" });
         let options = LoadOptions { device, dtype: self.dtype };
-        Ok(AudioLdm2::load_for_prompt(&dir, &options, &self.prompt, self.guidance_scale)?)
+        AudioLdm2::load_for_prompt(&dir, &options, &self.prompt, self.guidance_scale).map_err(|e| match e {
+            // The option, not the model, is the culprit.
+            e @ ModelError::PrecisionOnCpu(_) => anyhow!(e).context(format!("--dtype {}", self.dtype.as_str())),
+            e => e.into(),
+        })
     }
 }
 
