@@ -85,6 +85,9 @@ pub enum EngineError {
     OutOfRange { channel: usize, sample: usize, value: f32 },
     #[error("super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): there is nothing it can restore")]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
+    /// A source that gave fewer frames than it announced (a file changed while read).
+    #[error("the input ended before its {frames} frames: was the file changed while it was read? Run again on a stable copy")]
+    InputEnded { frames: usize },
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -191,7 +194,11 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             if observer(&waiting(done)).is_break() {
                 return Err(SampleError::Cancelled.into());
             }
-            let block = to_model.push(&split(input.read(BLOCK)?))?;
+            let block = input.read(BLOCK)?;
+            if block[0].is_empty() {
+                return Err(EngineError::InputEnded { frames: len });
+            }
+            let block = to_model.push(&split(block))?;
             let from = base + parts[0].len();
             known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| g.iter().any(|g| g.contains(&n))) { 0.0 } else { 1.0 }));
             parts.iter_mut().zip(block).for_each(|(p, b)| p.extend(b));
@@ -349,7 +356,11 @@ impl SpliceBack<'_> {
             return Ok(());
         }
         self.written += n;
-        let spliced = self.splicer.push(&self.original.read(n)?, &restored);
+        let original = self.original.read(n)?;
+        if original[0].len() != n {
+            return Err(EngineError::InputEnded { frames: self.len });
+        }
+        let spliced = self.splicer.push(&original, &restored);
         if spliced.first().is_some_and(|s| !s.is_empty()) {
             sink(&spliced)?;
         }

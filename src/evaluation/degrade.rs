@@ -37,6 +37,9 @@ pub enum DegradeError {
     /// A float file can hold samples up to 3e38, whose filtered or noisy versions overflow.
     #[error("channel {} has a sample of {value:e} at {seconds:.3} s, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file", .channel + 1)]
     OutOfRange { channel: usize, seconds: f64, value: f32 },
+    /// A source that gave fewer frames than it announced (a file changed while read).
+    #[error("the input ended before its {frames} frames: was the file changed while it was read? Run again on a stable copy")]
+    InputEnded { frames: usize },
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -103,6 +106,9 @@ pub fn degrade_stream(
     while written < len {
         let mut block = input.read((BLOCK / n_ch).max(1))?;
         let n = block[0].len();
+        if n == 0 && read < len {
+            return Err(DegradeError::InputEnded { frames: len });
+        }
         check_range(&block, read, rate)?;
         for g in gaps.iter().filter(|g| g.start < read + n && read < g.end) {
             for ch in &mut block {
@@ -232,5 +238,30 @@ mod tests {
             let err = degrade(&clip, &d, &DegradeOptions::default()).unwrap_err().to_string();
             assert!(err.contains("channel 2 has a sample of 3e38 at 1.500 s"), "{err}");
         }
+    }
+
+    /// A source that announces more frames than it has, like a file cut while being read.
+    struct Short;
+
+    impl FrameSource for Short {
+        fn sample_rate(&self) -> u32 {
+            16_000
+        }
+        fn channels(&self) -> usize {
+            1
+        }
+        fn frames(&self) -> usize {
+            20_000
+        }
+        fn read(&mut self, _max: usize) -> Result<Vec<Vec<f32>>, AudioError> {
+            Ok(vec![Vec::new()])
+        }
+    }
+
+    #[test]
+    fn a_source_that_ends_early_is_an_error_not_a_hang() {
+        let lowpass = Degradation::SuperResolution { cutoff_hz: 2000.0 };
+        let err = degrade_stream(&mut Short, &lowpass, &DegradeOptions::default(), &mut |_| Ok(())).unwrap_err();
+        assert!(matches!(err, DegradeError::InputEnded { frames: 20_000 }), "{err}");
     }
 }
