@@ -7,7 +7,7 @@ mod golden;
 use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
 use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions, ModelConfigs, VAE_DECODE, VOCODER};
-use dgg_restore::restore::prior::LatentPrior;
+use dgg_restore::restore::prior::{LatentPrior, Part};
 use golden::{assert_close, Golden};
 use std::path::Path;
 
@@ -165,6 +165,42 @@ fn a_broken_model_directory_names_the_component_and_file() {
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let err = load_err(dir.path());
     assert!(err.starts_with("unet: ") && err.contains("diffusion_pytorch_model.safetensors") && err.contains("tensor `"), "{err}");
+}
+
+#[test]
+fn configs_that_disagree_are_named() {
+    let g = Golden::load();
+    let cond = conditioning(&g, "b1", 0, false);
+    let dir = g.copy_dir();
+    let cfg_path = dir.path().join("vae/config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["latent_channels"] = 1_000_000_000.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let err = AudioLdm2::load(dir.path(), &LoadOptions::default(), &cond).err().expect("must fail").to_string();
+    assert!(err.contains("unet/config.json") && err.contains("vae/config.json") && err.contains("latent_channels 1000000000"), "{err}");
+}
+
+/// Weights that overflow are found only when they run: the error names their files.
+#[test]
+fn a_network_that_overflows_is_blamed_with_its_files() {
+    let g = Golden::load();
+    let cond = conditioning(&g, "b1", 0, false);
+    for (file, part) in [("unet/diffusion_pytorch_model.safetensors", Part::NoisePredictor), ("vocoder/model.safetensors", Part::Decoder)] {
+        let dir = g.copy_dir();
+        let path = dir.path().join(file);
+        let tensors: std::collections::HashMap<String, Tensor> =
+            candle_core::safetensors::load(&path, &Device::Cpu).unwrap().into_iter().map(|(k, t)| (k, (t * 1e30).unwrap())).collect();
+        candle_core::safetensors::save(&tensors, &path).unwrap();
+        let prior = AudioLdm2::load(dir.path(), &LoadOptions::default(), &cond).unwrap();
+        assert!(prior.describe(part).contains(&path.display().to_string()), "{}", prior.describe(part));
+        let (c, h, w) = prior.latent_shape(4000);
+        let z = Tensor::zeros((1, c, h, w), DType::F32, &Device::Cpu).unwrap();
+        let out = match part {
+            Part::NoisePredictor => prior.predict_noise(&z, &[10]).unwrap(),
+            Part::Decoder => prior.decode(&z, 4000).unwrap(),
+        };
+        assert!(!out.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().is_finite(), "{file}: the output should overflow");
+    }
 }
 
 #[test]

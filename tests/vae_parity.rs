@@ -87,6 +87,11 @@ fn unsupported_config_names_the_field() {
         assert!(err.contains(&format!("`{field}`")), "{extra}: {err}");
     }
 
+    // 70 blocks would downsample by 2^69, past usize.
+    write(&format!(r#"{{"block_out_channels": {:?}, "norm_num_groups": 1}}"#, vec![32; 70]));
+    let err = Config::load(&path).unwrap_err().to_string();
+    assert!(err.contains("`block_out_channels`"), "{err}");
+
     // The full-size AudioLDM2 config is accepted.
     let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/audioldm2-music/vae/config.json");
     if full.exists() {

@@ -14,7 +14,7 @@ use super::loader::{LoadError, WeightFiles};
 use super::unet::{self, AudioLdm2UNet};
 use super::vae::{self, AutoencoderKL};
 use super::vocoder::{self, SpeechT5HifiGan};
-use crate::restore::prior::{DecoderStage, LatentPrior};
+use crate::restore::prior::{DecoderStage, LatentPrior, Part};
 use crate::restore::schedule::DdimSchedule;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,16 +66,25 @@ impl ModelConfigs {
         let (u, v, voc) = (&self.unet, &self.vae, &self.vocoder);
         if u.in_channels != v.latent_channels || u.out_channels != v.latent_channels {
             return Err(format!(
-                "the UNet maps {} → {} channels but the VAE latent has {}",
+                "unet/config.json maps {} → {} channels (in_channels, out_channels) but vae/config.json has latent_channels {}; \
+                 all three must be equal",
                 u.in_channels, u.out_channels, v.latent_channels
             ));
         }
         if v.in_channels != 1 || v.out_channels != 1 {
-            return Err(format!("the VAE must map one mel channel (it has {} in, {} out)", v.in_channels, v.out_channels));
+            return Err(format!(
+                "vae/config.json has in_channels {} and out_channels {}; the VAE of a mel spectrogram needs 1 and 1",
+                v.in_channels, v.out_channels
+            ));
         }
         let k = v.downsample_factor();
         if voc.model_in_dim % k != 0 {
-            return Err(format!("the vocoder's {} mel bins do not divide by the VAE's downsampling ×{k}", voc.model_in_dim));
+            return Err(format!(
+                "vocoder/config.json has model_in_dim {} mel bins, which does not divide by vae/config.json's downsampling ×{k} \
+                 ({} blocks)",
+                voc.model_in_dim,
+                v.block_out_channels.len()
+            ));
         }
         Ok(())
     }
@@ -178,6 +187,8 @@ pub struct AudioLdm2 {
     device: Device,
     dtype: DType,
     vae_dtype: DType,
+    /// The UNet's, VAE's and vocoder's weight files, when loaded from a directory.
+    weight_files: Option<[String; 3]>,
 }
 
 impl AudioLdm2 {
@@ -190,9 +201,16 @@ impl AudioLdm2 {
         }
         let configs = ModelConfigs::load(dir)?;
         let vae_dtype = configs.vae.dtype_for(options.dtype);
-        let open = |sub: &str, dtype| WeightFiles::find(&dir.join(sub))?.var_builder(dtype, &options.device);
-        let weights = ComponentWeights { unet: open("unet", options.dtype)?, vae: open("vae", vae_dtype)?, vocoder: open("vocoder", options.dtype)? };
-        Self::new(configs, weights, conditioning)
+        let find = |sub: &str| WeightFiles::find(&dir.join(sub));
+        let (unet, vae, vocoder) = (find("unet")?, find("vae")?, find("vocoder")?);
+        let weights = ComponentWeights {
+            unet: unet.var_builder(options.dtype, &options.device)?,
+            vae: vae.var_builder(vae_dtype, &options.device)?,
+            vocoder: vocoder.var_builder(options.dtype, &options.device)?,
+        };
+        let mut model = Self::new(configs, weights, conditioning)?;
+        model.weight_files = Some([unet, vae, vocoder].map(|f| f.describe()));
+        Ok(model)
     }
 
     /// Load `dir` conditioned on the text `prompt` ("" is the paper's null prompt), its
@@ -239,6 +257,7 @@ impl AudioLdm2 {
             device,
             dtype,
             vae_dtype,
+            weight_files: None,
         })
     }
 
@@ -321,6 +340,15 @@ impl LatentPrior for AudioLdm2 {
 
     fn device(&self) -> &Device {
         &self.device
+    }
+
+    fn describe(&self, part: Part) -> String {
+        match (part, &self.weight_files) {
+            (Part::NoisePredictor, Some([unet, _, _])) => format!("UNet ({unet})"),
+            (Part::Decoder, Some([_, vae, vocoder])) => format!("VAE or vocoder ({vae}, {vocoder})"),
+            (Part::NoisePredictor, None) => "UNet".into(),
+            (Part::Decoder, None) => "VAE or vocoder".into(),
+        }
     }
 
     fn predict_noise(&self, z_t: &Tensor, timesteps: &[usize]) -> Result<Tensor> {

@@ -66,6 +66,15 @@ impl WeightFiles {
         Err(LoadError::NoWeights(dir.to_path_buf()))
     }
 
+    /// The files, as an error names them: the first, and how many shards follow it.
+    pub fn describe(&self) -> String {
+        match self {
+            WeightFiles::Safetensors(files) if files.len() > 1 => format!("{} and {} more shards", files[0].display(), files.len() - 1),
+            WeightFiles::Safetensors(files) => files.first().map(|f| f.display().to_string()).unwrap_or_default(),
+            WeightFiles::Pytorch(file) => file.display().to_string(),
+        }
+    }
+
     /// A `VarBuilder` over these files that converts to `dtype` on `device`.
     pub fn var_builder(&self, dtype: DType, device: &Device) -> Result<VarBuilder<'static>, LoadError> {
         let backend = CheckedBackend::open(self)?;

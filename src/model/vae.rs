@@ -101,6 +101,10 @@ impl Config {
         if blocks == 0 {
             return Err(ConfigError::unsupported(path, "block_out_channels", &self.block_out_channels, "must not be empty"));
         }
+        // Every block after the first halves the mel: 2^15 is far beyond any spectrogram.
+        if blocks > 16 {
+            return Err(ConfigError::unsupported(path, "block_out_channels", blocks, "at most 16 blocks (AudioLDM2: 3)"));
+        }
         if let Some(bad) = self.down_block_types.iter().find(|t| t.as_str() != "DownEncoderBlock2D") {
             return Err(ConfigError::unsupported(path, "down_block_types", bad, "only DownEncoderBlock2D is implemented"));
         }

@@ -39,6 +39,12 @@ pub trait LatentPrior {
     /// guidance back-propagates a loss on the waveform to the latent.
     fn decode(&self, z: &Tensor, samples: usize) -> Result<Tensor>;
 
+    /// `part` of the prior as an error that blames it should name it: where its weights
+    /// are read from, when the prior has files.
+    fn describe(&self, part: Part) -> String {
+        part.to_string()
+    }
+
     /// The decoder's stages, in order: [`LatentPrior::decode`] is their composition. The
     /// guidance back-propagates through them one at a time, so that a run can stop between
     /// two (a stage should take about a second at most on a CPU), each stage's graph is
@@ -66,4 +72,22 @@ pub struct DecoderStage {
     pub network: &'static str,
     /// The block of that network, counted from its input.
     pub block: usize,
+}
+
+/// The two networks of a prior, as errors blame them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// [`LatentPrior::predict_noise`].
+    NoisePredictor,
+    /// [`LatentPrior::decode`].
+    Decoder,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Part::NoisePredictor => "noise predictor",
+            Part::Decoder => "decoder",
+        })
+    }
 }

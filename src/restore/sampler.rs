@@ -9,7 +9,7 @@ use super::guidance::ditto::{Chain, DittoSettings};
 use super::guidance::{loss_and_gradient, Method, Stage};
 use super::measurement::Measurement;
 use super::noise::NoiseSource;
-use super::prior::LatentPrior;
+use super::prior::{LatentPrior, Part};
 
 /// How to sample one window.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,9 +68,9 @@ pub enum SampleError {
     /// whatever the input or the settings.
     #[error(
         "the model's {part} gave NaN or infinite values at step {step} for an ordinary input: \
-         its weights or scheduler are broken; check the model files or download them again"
+         its weights are broken; download them again"
     )]
-    BrokenModel { part: &'static str, step: usize },
+    BrokenModel { part: String, step: usize },
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -79,7 +79,7 @@ pub enum SampleError {
 enum Attempt {
     Cancelled,
     NonFinite { step: usize },
-    BrokenModel { part: &'static str, step: usize },
+    BrokenModel { part: String, step: usize },
     Failed(candle_core::Error),
 }
 
@@ -110,13 +110,13 @@ fn ordinary(z: &Tensor) -> CandleResult<bool> {
     Ok(rms < ORDINARY_LATENT_RMS)
 }
 
-/// `Err` when `out`, computed by the model's `part` from the latent `z`, is not finite:
+/// `Err` when `out`, computed by the prior's `part` from the latent `z`, is not finite:
 /// blamed on the model when `z` was ordinary, else on the run.
-fn check_output(out: &Tensor, z: &Tensor, part: &'static str, step: usize) -> Result<(), Attempt> {
-    if finite(out)? {
+fn check_output<P: LatentPrior + ?Sized>(prior: &P, part: Part, out_finite: bool, z: &Tensor, step: usize) -> Result<(), Attempt> {
+    if out_finite {
         Ok(())
     } else if ordinary(z)? {
-        Err(Attempt::BrokenModel { part, step })
+        Err(Attempt::BrokenModel { part: prior.describe(part), step })
     } else {
         Err(Attempt::NonFinite { step })
     }
@@ -177,7 +177,10 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     /// reporting each stage of `step`.
     fn loss_and_gradient(&self, z: &Tensor, step: usize, total: usize, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(f64, Tensor), Attempt> {
         let mut done = |stage| self.stage_done(step, total, stage, None, observer);
-        proceed(loss_and_gradient(self.prior, self.measurement, z, self.samples, &mut done)?)
+        let (loss, grad) = proceed(loss_and_gradient(self.prior, self.measurement, z, self.samples, &mut done)?)?;
+        // The measurement is finite and bounded: a loss that is not comes from the decoder.
+        check_output(self.prior, Part::Decoder, loss.is_finite(), z, step)?;
+        Ok((loss, grad))
     }
 
     /// Report a finished step (stopping if asked to), after checking it stayed finite.
@@ -190,7 +193,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
 
     fn decode(&self, z: &Tensor, step: usize) -> Result<Tensor, Attempt> {
         let wave = self.prior.decode(z, self.samples)?;
-        check_output(&wave, z, "decoder (VAE and vocoder)", step)?;
+        check_output(self.prior, Part::Decoder, finite(&wave)?, z, step)?;
         Ok(wave)
     }
 
@@ -203,7 +206,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         for (i, &t) in timesteps.iter().enumerate() {
             let step = DdimStep::new(schedule, t, total, method.eta());
             let eps = prior.predict_noise(&z, &[t])?;
-            check_output(&eps, &z, "noise prediction (UNet)", i + 1)?;
+            check_output(prior, Part::NoisePredictor, finite(&eps)?, &z, i + 1)?;
             proceed(self.stage_done(i + 1, total, Stage::Denoise, None, observer))?;
             let x0 = step.pred_x0(&z, &eps)?;
             let (loss, grad) = match method.needs_gradient() {

@@ -101,7 +101,8 @@ impl TextEncoders {
         let mismatch = |message: String| ModelError::Mismatch { dir: dir.to_path_buf(), message };
         if proj_cfg.text_encoder_dim != clap_cfg.projection_dim || proj_cfg.text_encoder_1_dim != t5_cfg.d_model || proj_cfg.langauge_model_dim != gpt_cfg.n_embd {
             return Err(mismatch(format!(
-                "the projection model maps ({}, {}) → {} but CLAP gives {}, Flan-T5 {} and GPT-2 takes {}",
+                "projection_model/config.json maps ({}, {}) → {} but text_encoder/config.json's CLAP gives {}, \
+                 text_encoder_2/config.json's Flan-T5 {} and language_model/config.json's GPT-2 takes {}",
                 proj_cfg.text_encoder_dim, proj_cfg.text_encoder_1_dim, proj_cfg.langauge_model_dim, clap_cfg.projection_dim, t5_cfg.d_model, gpt_cfg.n_embd
             )));
         }

@@ -296,6 +296,10 @@ impl Config {
             Some("UNetMidBlock2DCrossAttn") => {}
             other => return Err(bad("mid_block_type", &other, "only `UNetMidBlock2DCrossAttn` is supported")),
         }
+        // GroupNorm divides by sqrt(var + eps): eps ≤ 0 gives NaN on a flat input.
+        if !(self.norm_eps > 0.0 && self.norm_eps <= 1.0) {
+            return Err(bad("norm_eps", &self.norm_eps, "must lie in (0, 1] (AudioLDM2: 1e-5)"));
+        }
         let act = Activation::parse(&self.act_fn).ok_or_else(|| bad("act_fn", &self.act_fn, "expected silu, swish, mish, gelu or relu"))?;
         let parse_opt = |field: &'static str, v: &Option<String>| -> std::result::Result<Option<Activation>, ConfigError> {
             match v {
@@ -688,6 +692,8 @@ mod tests {
             (r#"{"attention_head_dim": [8, 8]}"#, "attention_head_dim"),
             (r#"{"down_block_types": ["A", "B", "C", "D"]}"#, "down_block_types"),
             (r#"{"mid_block_type": "UNetMidBlock2D"}"#, "mid_block_type"),
+            (r#"{"norm_eps": -1}"#, "norm_eps"),
+            (r#"{"norm_eps": 0}"#, "norm_eps"),
         ] {
             let c: Config = serde_json::from_str(json).unwrap();
             let err = c.layout(p).unwrap_err().to_string();

@@ -86,6 +86,9 @@ impl Config {
         if !rates.contains(&self.sampling_rate) {
             return Err(("sampling_rate", self.sampling_rate.to_string(), format!("must lie within {}–{} Hz (AudioLDM2: 16000)", rates.start(), rates.end())));
         }
+        if !(0.0..=1.0).contains(&self.leaky_relu_slope) {
+            return Err(("leaky_relu_slope", self.leaky_relu_slope.to_string(), "must lie between 0 and 1 (AudioLDM2: 0.1)".into()));
+        }
         let n = self.upsample_rates.len();
         if n == 0 {
             return Err(("upsample_rates", "[]".into(), "at least one upsampler is needed".into()));
@@ -372,6 +375,10 @@ mod tests {
         for rate in [0, 1, 1_000_000_000] {
             let cfg: Config = serde_json::from_str(&format!(r#"{{"sampling_rate": {rate}, "upsample_rates": [4], "upsample_kernel_sizes": [8]}}"#)).unwrap();
             assert_eq!(cfg.check().unwrap_err().0, "sampling_rate");
+        }
+        for slope in ["-0.1", "1.5", "1e308"] {
+            let cfg: Config = serde_json::from_str(&format!(r#"{{"leaky_relu_slope": {slope}, "upsample_rates": [4], "upsample_kernel_sizes": [8]}}"#)).unwrap();
+            assert_eq!(cfg.check().unwrap_err().0, "leaky_relu_slope");
         }
     }
 }
