@@ -91,6 +91,10 @@ pub(crate) fn shards(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
     let mut files: Vec<PathBuf> = Vec::new();
     for file in map.values() {
         let name = file.as_str().ok_or_else(|| bad("a `weight_map` entry is not a file name".into()))?;
+        // Shards sit beside their index; a path elsewhere is a damaged or hostile index.
+        if Path::new(name).file_name() != Some(std::ffi::OsStr::new(name)) {
+            return Err(bad(format!("`weight_map` names `{name}`, which is not a file in the index's folder")));
+        }
         let path = index.with_file_name(name);
         if !files.contains(&path) {
             files.push(path);
@@ -298,6 +302,17 @@ mod tests {
         assert_eq!(vb.get(4, "conv.bias").unwrap().dims(), &[4]);
         let err = vb.get((4, 2, 2), "conv.weight").unwrap_err().to_string();
         assert!(err.contains("model-00001-of-00002.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn an_index_naming_a_file_elsewhere_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = dir.path().join("model.safetensors.index.json");
+        for name in ["/etc/hostname", "../model.safetensors", "sub/model.safetensors"] {
+            std::fs::write(&index, format!(r#"{{"weight_map": {{"conv.weight": "{name}"}}}}"#)).unwrap();
+            let err = WeightFiles::find(dir.path()).err().expect(name).to_string();
+            assert!(err.contains("model.safetensors.index.json") && err.contains(name), "{err}");
+        }
     }
 
     #[test]
