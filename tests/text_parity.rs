@@ -93,6 +93,15 @@ fn the_cache_spares_the_text_models_on_the_second_run() {
     // Another prompt is not cached, and there is nothing to compute it with.
     let err = ConditioningCache::new(dir.path()).get(&Prompt::null(), &Device::Cpu).unwrap_err().to_string();
     assert!(err.contains("no cached conditioning") && err.contains("text_encoder/") && err.contains("models/README.md"), "{err}");
+
+    // A damaged entry is named, not used: NaN states would fail only at the first step.
+    let entry = std::fs::read_dir(dir.path().join("conditioning")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "safetensors")).unwrap();
+    let mut tensors = candle_core::safetensors::load(&entry, &Device::Cpu).unwrap();
+    let states = tensors.get("cond.encoder_hidden_states").unwrap();
+    tensors.insert("cond.encoder_hidden_states".into(), (states * f64::NAN).unwrap());
+    candle_core::safetensors::save(&tensors, &entry).unwrap();
+    let err = ConditioningCache::new(dir.path()).get(&prompt, &Device::Cpu).unwrap_err().to_string();
+    assert!(err.contains(&entry.display().to_string()) && err.contains("NaN") && err.contains("cond.encoder_hidden_states"), "{err}");
 }
 
 #[test]

@@ -72,17 +72,26 @@ impl ConditioningCache {
         let key = prompt.key();
         let file = format!("{:016x}.safetensors", fnv1a(key.as_bytes()));
         let fingerprint = self.fingerprint();
-        for dir in &self.locations {
-            if let Some(entry) = read_entry(&dir.join(&file), &key, fingerprint.as_deref(), device) {
-                return Ok((entry, Source::Cache));
+        let mut damaged = None;
+        for path in self.locations.iter().map(|dir| dir.join(&file)) {
+            match read_entry(&path, &key, fingerprint.as_deref(), device) {
+                Ok(Some(entry)) => return Ok((entry, Source::Cache)),
+                Ok(None) => {}
+                Err(why) => damaged = damaged.or(Some((path, why))),
             }
         }
         if fingerprint.is_none() {
-            return Err(ModelError::Text {
-                path: self.model_dir.clone(),
-                message: format!(
-                    "no cached conditioning for {key} and no text models to compute it: put text_encoder/, text_encoder_2/, projection_model/, language_model/, tokenizer/ and tokenizer_2/ in the model directory (see models/README.md)"
-                ),
+            return Err(match damaged {
+                Some((path, why)) => ModelError::Text {
+                    path,
+                    message: format!("the cached conditioning for {key} {why}: delete the file, and put the text models in the model directory to compute it again (see models/README.md)"),
+                },
+                None => ModelError::Text {
+                    path: self.model_dir.clone(),
+                    message: format!(
+                        "no cached conditioning for {key} and no text models to compute it: put text_encoder/, text_encoder_2/, projection_model/, language_model/, tokenizer/ and tokenizer_2/ in the model directory (see models/README.md)"
+                    ),
+                },
             });
         }
         let computed = compute(&self.model_dir, prompt, device)?;
@@ -133,17 +142,31 @@ fn compute(model_dir: &Path, prompt: &Prompt, device: &Device) -> Result<PromptC
 
 const NAMES: [&str; 3] = ["encoder_hidden_states", "encoder_hidden_states_1", "attention_mask_1"];
 
-fn read_entry(path: &Path, key: &str, fingerprint: Option<&str>, device: &Device) -> Option<PromptConditioning> {
-    let tensors = candle_core::safetensors::load(path, device).ok()?;
-    let text = |name: &str| -> Option<String> { String::from_utf8(tensors.get(name)?.to_vec1::<u8>().ok()?).ok() };
-    if text("key")? != key || fingerprint.is_some_and(|f| text("fingerprint").as_deref() != Some(f)) {
-        return None;
+/// The entry at `path` for `key`: `Ok(None)` when there is none (or it belongs to other text
+/// models), `Err` with the reason when the file is there but unusable.
+fn read_entry(path: &Path, key: &str, fingerprint: Option<&str>, device: &Device) -> Result<Option<PromptConditioning>, String> {
+    if !path.exists() {
+        return Ok(None);
     }
-    let part = |prefix: &str| -> Option<Conditioning> {
-        let get = |name: &str| tensors.get(&format!("{prefix}{name}")).cloned();
-        Some(Conditioning { encoder_hidden_states: get(NAMES[0])?, encoder_hidden_states_1: get(NAMES[1])?, attention_mask_1: get(NAMES[2]) })
+    let tensors = candle_core::safetensors::load(path, device).map_err(|e| format!("cannot be read ({e})"))?;
+    let text = |name: &str| -> Option<String> { String::from_utf8(tensors.get(name)?.to_vec1::<u8>().ok()?).ok() };
+    if text("key").as_deref() != Some(key) || fingerprint.is_some_and(|f| text("fingerprint").as_deref() != Some(f)) {
+        return Ok(None);
+    }
+    let get = |name: String| -> Result<Tensor, String> {
+        let t = tensors.get(&name).ok_or_else(|| format!("lacks `{name}`"))?;
+        let finite = t.to_dtype(DType::F64).and_then(|t| t.sqr()?.sum_all()?.to_scalar::<f64>()).is_ok_and(f64::is_finite);
+        finite.then(|| t.clone()).ok_or_else(|| format!("holds NaN or infinite values in `{name}`"))
     };
-    Some(PromptConditioning { conditional: part("cond.")?, unconditional: part("uncond.") })
+    let part = |prefix: &str| -> Result<Conditioning, String> {
+        Ok(Conditioning {
+            encoder_hidden_states: get(format!("{prefix}{}", NAMES[0]))?,
+            encoder_hidden_states_1: get(format!("{prefix}{}", NAMES[1]))?,
+            attention_mask_1: tensors.contains_key(&format!("{prefix}{}", NAMES[2])).then(|| get(format!("{prefix}{}", NAMES[2]))).transpose()?,
+        })
+    };
+    let unconditional = tensors.contains_key(&format!("uncond.{}", NAMES[0])).then(|| part("uncond.")).transpose()?;
+    Ok(Some(PromptConditioning { conditional: part("cond.")?, unconditional }))
 }
 
 /// Written to a temporary file and renamed, so a crash never leaves a half entry.
