@@ -54,7 +54,7 @@ pub struct ExperimentArgs {
     #[arg(long, default_value_t = 5.0)]
     segment: f64,
     /// Take at most this many segments from each clip (default: all).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     segments_per_clip: Option<usize>,
     #[command(flatten)]
     sampling: SamplingArgs,
