@@ -16,7 +16,7 @@ mod source;
 mod wav;
 
 pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
-pub use source::{BlockSink, ClipReader, FrameSource, OpenSource};
+pub use source::{BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource};
 pub use wav::{read_wav, write_wav, write_wav_with, WavLayout, WavReader, WavSink};
 
 use std::fmt;
@@ -29,6 +29,15 @@ pub const MAX_SAMPLE_RATE: u32 = 384_000;
 /// Most samples (frames × channels) [`read_wav`] holds in memory at once: 2^26, 256 MiB of
 /// `f32`, 11.6 minutes of 48 kHz stereo. Longer files stream ([`WavReader`]).
 pub const MAX_CLIP_SAMPLES: u64 = 1 << 26;
+
+/// The largest sample magnitude taken (+60 dBFS): real audio, even float files with
+/// headroom, stays far below; beyond it a clip is broken, and its spectra would overflow.
+pub const MAX_SAMPLE: f32 = 1000.0;
+
+/// The first sample of a planar block beyond [`MAX_SAMPLE`]: (channel, frame, value).
+pub fn beyond_full_scale(block: &[Vec<f32>]) -> Option<(usize, usize, f32)> {
+    block.iter().enumerate().find_map(|(c, samples)| samples.iter().position(|v| v.abs() > MAX_SAMPLE).map(|i| (c, i, samples[i])))
+}
 
 /// A piece of audio held in memory: planar `f32` samples, nominally in [-1, 1].
 ///
@@ -197,6 +206,9 @@ pub enum AudioError {
         .path.display()
     )]
     TooLong { path: PathBuf, seconds: f64 },
+    /// A source that gave fewer frames than it announced (a file changed while read).
+    #[error("the input ended before its {frames} frames: was the file changed while it was read? Run again on a stable copy")]
+    Ended { frames: usize },
     /// [`write_wav`] was handed a clip it cannot write (ragged channels, no channels, no
     /// samples, too long for WAV).
     #[error("cannot write {}: {reason}", .path.display())]
@@ -210,9 +222,9 @@ impl From<crate::files::FileError> for AudioError {
 }
 
 impl AudioError {
-    /// The file the error is about.
-    pub fn path(&self) -> &Path {
-        match self {
+    /// The file the error is about, where it is about one.
+    pub fn path(&self) -> Option<&Path> {
+        Some(match self {
             Self::Io { path, .. }
             | Self::NotWav { path, .. }
             | Self::Truncated { path, .. }
@@ -223,6 +235,7 @@ impl AudioError {
             | Self::Malformed { path, .. }
             | Self::TooLong { path, .. }
             | Self::InvalidClip { path, .. } => path,
-        }
+            Self::Ended { .. } => return None,
+        })
     }
 }

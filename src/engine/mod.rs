@@ -17,7 +17,10 @@ pub mod worker;
 use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
-use crate::audio::{resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, FrameSource, OpenSource, ResampleError, Resampler};
+use crate::audio::{
+    beyond_full_scale, resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError, Resampler,
+    MAX_SAMPLE,
+};
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
 use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
@@ -85,9 +88,6 @@ pub enum EngineError {
     OutOfRange { channel: usize, sample: usize, value: f32 },
     #[error("super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): there is nothing it can restore")]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
-    /// A source that gave fewer frames than it announced (a file changed while read).
-    #[error("the input ended before its {frames} frames: was the file changed while it was read? Run again on a stable copy")]
-    InputEnded { frames: usize },
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -114,14 +114,10 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
     observer: &mut dyn FnMut(&Progress) -> ControlFlow<()>,
 ) -> Result<AudioClip, EngineError> {
     let (rate, frames) = output_shape(request, clip.sample_rate, clip.num_frames(), prior.sample_rate());
-    let mut channels = vec![Vec::with_capacity(frames); clip.num_channels()];
+    let mut out = ClipWriter::new(clip.num_channels(), frames);
     let open = || Ok(Box::new(ClipReader::new(clip)) as Box<dyn FrameSource>);
-    let mut collect = |block: &[Vec<f32>]| {
-        channels.iter_mut().zip(block).for_each(|(c, b)| c.extend_from_slice(b));
-        Ok(())
-    };
-    restore_stream(prior, &open, request, &mut collect, observer)?;
-    Ok(AudioClip::new(rate, channels))
+    restore_stream(prior, &open, request, &mut |block| Ok(out.push(block)), observer)?;
+    Ok(out.into_clip(rate))
 }
 
 /// The rate and length of what [`restore_stream`] writes for a clip of `len` frames at `rate`.
@@ -194,10 +190,8 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             if observer(&waiting(done)).is_break() {
                 return Err(SampleError::Cancelled.into());
             }
-            let block = input.read(BLOCK)?;
-            if block[0].is_empty() {
-                return Err(EngineError::InputEnded { frames: len });
-            }
+            // The windows end within the input, so it cannot run out before they do.
+            let block = input.next_block(BLOCK)?.ok_or(AudioError::Ended { frames: len })?;
             let block = to_model.push(&split(block))?;
             let from = base + parts[0].len();
             known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| g.iter().any(|g| g.contains(&n))) { 0.0 } else { 1.0 }));
@@ -277,24 +271,21 @@ fn merge(parts: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
 fn scan(input: &mut dyn FrameSource) -> Result<Vec<bool>, EngineError> {
     let mut active = vec![false; input.channels()];
     let mut at = 0;
-    loop {
-        let block = input.read(BLOCK)?;
-        let Some(n) = block.first().map(Vec::len).filter(|&n| n > 0) else {
-            return Ok(active);
-        };
+    while let Some(block) = input.next_block(BLOCK)? {
         for (channel, samples) in block.iter().enumerate() {
             if let Some(i) = samples.iter().position(|v| !v.is_finite()) {
                 return Err(EngineError::NonFinite { channel, sample: at + i });
             }
-            if let Some(i) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
-                return Err(EngineError::OutOfRange { channel, sample: at + i, value: samples[i] });
-            }
         }
+        if let Some((channel, i, value)) = beyond_full_scale(&block) {
+            return Err(EngineError::OutOfRange { channel, sample: at + i, value });
+        }
+        at += block[0].len();
         for (a, part) in active.iter_mut().zip(split(block)) {
             *a |= part.iter().any(|&v| v != 0.0);
         }
-        at += n;
     }
+    Ok(active)
 }
 
 /// What becomes of the restored model-rate signal: written as it is (`back: None`), or
@@ -356,10 +347,7 @@ impl SpliceBack<'_> {
             return Ok(());
         }
         self.written += n;
-        let original = self.original.read(n)?;
-        if original[0].len() != n {
-            return Err(EngineError::InputEnded { frames: self.len });
-        }
+        let original = self.original.read_exact(n)?;
         let spliced = self.splicer.push(&original, &restored);
         if spliced.first().is_some_and(|s| !s.is_empty()) {
             sink(&spliced)?;
@@ -367,10 +355,6 @@ impl SpliceBack<'_> {
         Ok(())
     }
 }
-
-/// The largest sample magnitude taken (+60 dBFS): real audio, even float files with
-/// headroom, stays far below; beyond it a clip is broken, and its spectra would overflow.
-pub const MAX_SAMPLE: f32 = 1000.0;
 
 /// How the restoration goes back into a clip of `len` samples at `rate`; also checks the
 /// degradation against the clip and the model.

@@ -3,9 +3,8 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::audio::{resample_mono, AudioClip, AudioError, BlockSink, ClipReader, FrameSource};
+use crate::audio::{beyond_full_scale, resample_mono, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, MAX_SAMPLE};
 use crate::dsp::fir::FirStream;
-use crate::engine::MAX_SAMPLE;
 use crate::dsp::griffin_lim;
 use crate::dsp::stft::StftConfig;
 use crate::dsp::MODEL_SAMPLE_RATE;
@@ -37,9 +36,6 @@ pub enum DegradeError {
     /// A float file can hold samples up to 3e38, whose filtered or noisy versions overflow.
     #[error("channel {} has a sample of {value:e} at {seconds:.3} s, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file", .channel + 1)]
     OutOfRange { channel: usize, seconds: f64, value: f32 },
-    /// A source that gave fewer frames than it announced (a file changed while read).
-    #[error("the input ended before its {frames} frames: was the file changed while it was read? Run again on a stable copy")]
-    InputEnded { frames: usize },
     #[error(transparent)]
     Audio(#[from] AudioError),
     #[error(transparent)]
@@ -64,12 +60,9 @@ pub const MAX_PHASE_SAMPLES: usize = 1 << 23;
 
 /// `A(clip)` plus measurement noise, as audio (see [`degrade_stream`]).
 pub fn degrade(clip: &AudioClip, degradation: &Degradation, options: &DegradeOptions) -> Result<AudioClip, DegradeError> {
-    let mut channels = vec![Vec::with_capacity(clip.num_frames()); clip.num_channels()];
-    degrade_stream(&mut ClipReader::new(clip), degradation, options, &mut |block| {
-        channels.iter_mut().zip(block).for_each(|(c, b)| c.extend_from_slice(b));
-        Ok(())
-    })?;
-    Ok(AudioClip::new(clip.sample_rate, channels))
+    let mut out = ClipWriter::new(clip.num_channels(), clip.num_frames());
+    degrade_stream(&mut ClipReader::new(clip), degradation, options, &mut |block| Ok(out.push(block)))?;
+    Ok(out.into_clip(clip.sample_rate))
 }
 
 /// Samples (frames × channels) degraded at a time.
@@ -104,11 +97,9 @@ pub fn degrade_stream(
     let mut noise: Vec<NoiseSource> = (0..n_ch as u64).map(|c| NoiseSource::new(options.seed, c)).collect();
     let (mut read, mut written) = (0, 0);
     while written < len {
-        let mut block = input.read((BLOCK / n_ch).max(1))?;
+        // Empty once all is read, while the filters' delays flush.
+        let mut block = input.read_exact((BLOCK / n_ch).max(1).min(len - read))?;
         let n = block[0].len();
-        if n == 0 && read < len {
-            return Err(DegradeError::InputEnded { frames: len });
-        }
         check_range(&block, read, rate)?;
         for g in gaps.iter().filter(|g| g.start < read + n && read < g.end) {
             for ch in &mut block {
@@ -135,12 +126,10 @@ pub fn degrade_stream(
 
 /// Refuses samples beyond [`MAX_SAMPLE`] in a block that starts at frame `at`.
 fn check_range(block: &[Vec<f32>], at: usize, rate: u32) -> Result<(), DegradeError> {
-    for (channel, samples) in block.iter().enumerate() {
-        if let Some(i) = samples.iter().position(|v| v.abs() > MAX_SAMPLE) {
-            return Err(DegradeError::OutOfRange { channel, seconds: (at + i) as f64 / rate as f64, value: samples[i] });
-        }
+    match beyond_full_scale(block) {
+        Some((channel, i, value)) => Err(DegradeError::OutOfRange { channel, seconds: (at + i) as f64 / rate as f64, value }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn degrade_phase(
@@ -156,7 +145,7 @@ fn degrade_phase(
     if len > MAX_PHASE_SAMPLES {
         return Err(DegradeError::TooLongForPhase { seconds: len as f64 / rate as f64, limit: MAX_PHASE_SAMPLES as f64 / rate as f64 });
     }
-    let clip = input.read(len)?;
+    let clip = input.read_exact(len)?;
     check_range(&clip, 0, rate)?;
     let channels = clip
         .iter()
@@ -262,6 +251,6 @@ mod tests {
     fn a_source_that_ends_early_is_an_error_not_a_hang() {
         let lowpass = Degradation::SuperResolution { cutoff_hz: 2000.0 };
         let err = degrade_stream(&mut Short, &lowpass, &DegradeOptions::default(), &mut |_| Ok(())).unwrap_err();
-        assert!(matches!(err, DegradeError::InputEnded { frames: 20_000 }), "{err}");
+        assert!(matches!(err, DegradeError::Audio(AudioError::Ended { frames: 20_000 })), "{err}");
     }
 }

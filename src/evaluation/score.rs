@@ -108,10 +108,9 @@ impl Side {
     /// be longer than a block).
     fn fill(&mut self, source: &mut dyn FrameSource) -> Result<(), ScoreError> {
         while self.pending[0].is_empty() {
-            let block = source.read(BLOCK)?;
-            if block[0].is_empty() {
+            let Some(block) = source.next_block(BLOCK)? else {
                 return Ok(());
-            }
+            };
             self.peak = block.iter().flatten().fold(self.peak, |m, v| m.max(v.abs()));
             for (p, b) in self.pending.iter_mut().zip(self.resampler.push(&block)?) {
                 p.extend(b);

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use dgg_restore::audio::{read_wav, WavReader};
+use dgg_restore::audio::{read_wav, FrameSource, WavReader};
 use dgg_restore::dsp::bandwidth::CutoffDetector;
 use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
 use std::path::{Path, PathBuf};
@@ -92,12 +92,10 @@ impl TaskArgs {
 pub fn detect_cutoff_in(path: &Path) -> Result<Option<f64>> {
     let mut input = WavReader::open(path)?;
     let mut detector = CutoffDetector::new(input.channels(), input.sample_rate());
-    loop {
-        // 2^17 samples, however many channels.
-        let block = input.read(((1 << 17) / input.channels()).max(1))?;
-        if block[0].is_empty() {
-            return Ok(detector.cutoff());
-        }
+    // 2^17 samples, however many channels.
+    let max = ((1 << 17) / input.channels()).max(1);
+    while let Some(block) = input.next_block(max)? {
         detector.push(&block);
     }
+    Ok(detector.cutoff())
 }
