@@ -97,7 +97,7 @@ impl StepCase {
 
     /// L at x0 and ∂L/∂x0 (ε held constant), through the tiny VAE and vocoder.
     fn loss_and_grad_x0(&self) -> (f64, Tensor) {
-        match loss_and_gradient(&self.prior, &self.measurement, &self.x0(), self.wave_len, &mut |_| ControlFlow::Continue(())).unwrap() {
+        match loss_and_gradient(&self.prior, &[&self.measurement], &self.x0(), self.wave_len, &mut |_| ControlFlow::Continue(())).unwrap() {
             ControlFlow::Continue(value) => value,
             ControlFlow::Break(()) => unreachable!("nothing stops it"),
         }

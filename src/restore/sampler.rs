@@ -1,5 +1,10 @@
-//! Restoring one model-length window: the guided DDIM loop over a [`LatentPrior`], with
+//! Restoring model-length windows: the guided DDIM loop over a [`LatentPrior`], with
 //! progress, cancellation and a guard against runs that blow up.
+//!
+//! A batch of windows runs as one (B, C, H, W) latent, so that the networks see the whole
+//! batch at once (what a GPU needs to be busy). Everything DGG measures — the loss, its
+//! gradient, the noise's norm and angle — stays per item: item `i` of a batch follows
+//! exactly the path it would follow alone.
 
 use candle_core::{DType, Result as CandleResult, Tensor};
 use std::ops::ControlFlow;
@@ -37,8 +42,8 @@ pub struct StepReport {
     pub total: usize,
     /// What has just been done; [`Stage::Step`] ends the step.
     pub stage: Stage,
-    /// The guidance loss at this step's x0, for methods that compute it (known from
-    /// [`Stage::Loss`] on).
+    /// The guidance loss at this step's x0 (a batch's: the sum of its windows'), for
+    /// methods that compute it (known from [`Stage::Loss`] on).
     pub loss: Option<f64>,
     /// 0 for the first try, then the restart count.
     pub attempt: usize,
@@ -122,7 +127,8 @@ fn check_output<P: LatentPrior + ?Sized>(prior: &P, part: Part, out_finite: bool
     }
 }
 
-/// Sample a window of `samples` samples guided by `measurement`; returns (1, samples).
+/// Sample a window of `samples` samples guided by `measurement`, with `settings.seed`;
+/// returns (1, samples).
 ///
 /// `observer` sees every stage of every step and may stop the run
 /// (→ [`SampleError::Cancelled`]). Same prior, settings and seed on the same device give
@@ -134,10 +140,35 @@ pub fn sample<P: LatentPrior + ?Sized>(
     settings: &SamplerSettings,
     observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
 ) -> Result<Tensor, SampleError> {
+    sample_batch(prior, &[BatchItem { measurement, seed: settings.seed }], samples, settings, observer)
+}
+
+/// One window of a batch: its own measurement and the seed of its own noise.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchItem<'a> {
+    pub measurement: &'a Measurement,
+    pub seed: u64,
+}
+
+/// [`sample`] for a batch of windows of `samples` samples at once; returns (B, samples),
+/// row `i` what `items[i]` gives alone (`settings.seed` is not used: each item has its
+/// seed). The whole batch is restarted when any item goes non-finite, so a batch that
+/// needed a retry differs from its items sampled one by one.
+pub fn sample_batch<P: LatentPrior + ?Sized>(
+    prior: &P,
+    items: &[BatchItem],
+    samples: usize,
+    settings: &SamplerSettings,
+    observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
+) -> Result<Tensor, SampleError> {
+    if items.is_empty() {
+        return Err(candle_core::Error::Msg("sample_batch: an empty batch".into()).into());
+    }
+    let measurements: Vec<&Measurement> = items.iter().map(|item| item.measurement).collect();
     let mut last_step = 0;
     for attempt in 0..=settings.retries {
-        let run = Window { prior, measurement, samples, settings, attempt };
-        let mut noise = NoiseSource::new(settings.seed, attempt as u64);
+        let run = Window { prior, measurements: &measurements, samples, settings, attempt };
+        let mut noise = BatchNoise(items.iter().map(|item| NoiseSource::new(item.seed, attempt as u64)).collect());
         let result = match &settings.method {
             Method::Ditto(ditto) => run.ditto(ditto, &mut noise, observer),
             _ => run.guided(&mut noise, observer),
@@ -153,19 +184,29 @@ pub fn sample<P: LatentPrior + ?Sized>(
     Err(SampleError::NonFinite { attempts: settings.retries + 1, step: last_step })
 }
 
-/// One attempt at sampling one window.
+/// The noise of a batch: item `i` draws from its own source, as it would alone.
+struct BatchNoise(Vec<NoiseSource>);
+
+impl BatchNoise {
+    /// (B, C, H, W) draws, item by item.
+    fn draw(&mut self, (c, h, w): (usize, usize, usize), device: &candle_core::Device) -> CandleResult<Tensor> {
+        let values: Vec<f32> = self.0.iter_mut().flat_map(|source| source.values(c * h * w)).collect();
+        Tensor::from_vec(values, (self.0.len(), c, h, w), device)
+    }
+}
+
+/// One attempt at sampling one batch of windows.
 struct Window<'a, P: ?Sized> {
     prior: &'a P,
-    measurement: &'a Measurement,
+    measurements: &'a [&'a Measurement],
     samples: usize,
     settings: &'a SamplerSettings,
     attempt: usize,
 }
 
 impl<P: LatentPrior + ?Sized> Window<'_, P> {
-    fn initial_latent(&self, noise: &mut NoiseSource) -> CandleResult<Tensor> {
-        let (c, h, w) = self.prior.latent_shape(self.samples);
-        noise.draw((1, c, h, w), self.prior.device())
+    fn initial_latent(&self, noise: &mut BatchNoise) -> CandleResult<Tensor> {
+        noise.draw(self.prior.latent_shape(self.samples), self.prior.device())
     }
 
     /// Tell `observer` that `stage` of `step` is done; stop if it says so.
@@ -177,7 +218,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     /// reporting each stage of `step`.
     fn loss_and_gradient(&self, z: &Tensor, step: usize, total: usize, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(f64, Tensor), Attempt> {
         let mut done = |stage| self.stage_done(step, total, stage, None, observer);
-        let (loss, grad) = proceed(loss_and_gradient(self.prior, self.measurement, z, self.samples, &mut done)?)?;
+        let (loss, grad) = proceed(loss_and_gradient(self.prior, self.measurements, z, self.samples, &mut done)?)?;
         // The measurement is finite and bounded: a loss that is not comes from the decoder.
         check_output(self.prior, Part::Decoder, loss.is_finite(), z, step)?;
         Ok((loss, grad))
@@ -197,7 +238,7 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         Ok(wave)
     }
 
-    fn guided(&self, noise: &mut NoiseSource, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
+    fn guided(&self, noise: &mut BatchNoise, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
         let (prior, method) = (self.prior, &self.settings.method);
         let schedule = prior.schedule();
         let timesteps = schedule.timesteps(self.settings.steps);
@@ -213,14 +254,17 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
                 true => self.loss_and_gradient(&x0, i + 1, total, observer).map(|(l, g)| (Some(l), Some(g)))?,
                 false => (None, None),
             };
-            let fresh = noise.draw(z.shape(), prior.device())?;
-            z = method.step(&step, &z, &eps, &x0, grad.as_ref(), &fresh)?;
+            let fresh = noise.draw(prior.latent_shape(self.samples), prior.device())?;
+            z = per_item(self.measurements.len(), |item| {
+                let grad = grad.as_ref().map(item).transpose()?;
+                method.step(&step, &item(&z)?, &item(&eps)?, &item(&x0)?, grad.as_ref(), &item(&fresh)?)
+            })?;
             self.report(i + 1, total, loss, &z, observer)?;
         }
         self.decode(&z, total)
     }
 
-    fn ditto(&self, ditto: &DittoSettings, noise: &mut NoiseSource, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
+    fn ditto(&self, ditto: &DittoSettings, noise: &mut BatchNoise, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
         let chain = Chain::new(self.prior, ditto.chain_steps);
         let mut z_start = self.initial_latent(noise)?;
         let total = ditto.iterations;
@@ -235,4 +279,15 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
         let end = proceed(chain.run(self.prior, &z_start, &mut |_| ControlFlow::Continue(()))?)?.pop().expect("a chain has an end");
         self.decode(&end, total)
     }
+}
+
+/// `f` applied to each item of a batch of `b`, the results stacked again: the guidance
+/// methods measure norms and angles over a whole tensor, which must be one item's. `f`
+/// gets a function that cuts an item out of a batch tensor.
+fn per_item(b: usize, f: impl Fn(&dyn Fn(&Tensor) -> CandleResult<Tensor>) -> CandleResult<Tensor>) -> CandleResult<Tensor> {
+    if b == 1 {
+        return f(&|t: &Tensor| Ok(t.clone()));
+    }
+    let items = (0..b).map(|i| f(&|t: &Tensor| t.narrow(0, i, 1))).collect::<CandleResult<Vec<_>>>()?;
+    Tensor::cat(&items, 0)
 }

@@ -183,19 +183,24 @@ pub enum Stage {
 /// `Ok(Break(()))` when the caller stopped the computation at a stage boundary.
 pub type Interruptible<T> = Result<ControlFlow<(), T>>;
 
-/// The measurement's loss at the waveform `z` decodes to, and its gradient with respect to
-/// `z` (a fresh leaf: nothing upstream of `z` is differentiated).
+/// The measurements' loss at the waveforms the batch `z` decodes to — item `i` measured by
+/// `measurements[i]`, the items' losses summed, so that each item's gradient is its own
+/// loss's — and its gradient with respect to `z` (a fresh leaf: nothing upstream of `z` is
+/// differentiated).
 ///
 /// The gradient goes back through the decoder one stage at a time
 /// ([`LatentPrior::decoder_stages`]): each stage's graph is dropped once its gradient has
 /// passed, and `stage_done` is asked after every stage whether to go on.
 pub fn loss_and_gradient<P: LatentPrior + ?Sized>(
     prior: &P,
-    measurement: &Measurement,
+    measurements: &[&Measurement],
     z: &Tensor,
     samples: usize,
     stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>,
 ) -> Interruptible<(f64, Tensor)> {
+    if measurements.len() != z.dim(0)? {
+        candle_core::bail!("{} measurements for a batch of {}", measurements.len(), z.dim(0)?);
+    }
     let stages = prior.decoder_stages();
     let mut links = Vec::with_capacity(stages.len());
     let mut x = z.detach();
@@ -209,7 +214,13 @@ pub fn loss_and_gradient<P: LatentPrior + ?Sized>(
         }
     }
     let wave = Var::from_tensor(&x)?;
-    let loss = measurement.loss(wave.as_tensor())?;
+    let loss = match measurements {
+        [one] => one.loss(wave.as_tensor())?,
+        _ => {
+            let losses = measurements.iter().enumerate().map(|(i, m)| m.loss(&wave.as_tensor().narrow(0, i, 1)?)).collect::<Result<Vec<_>>>()?;
+            Tensor::stack(&losses, 0)?.sum_all()?
+        }
+    };
     let mut grad = gradient(&loss.backward()?, &wave)?;
     let loss = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
     if stage_done(Stage::Loss).is_break() {
