@@ -217,9 +217,14 @@ fn numeric_arguments_out_of_range_are_refused() {
         assert!(!o.status.success() && stderr.contains(name) && stderr.starts_with("error: --"), "{command} {bad:?}: {stderr}");
         assert!(!output.exists());
     }
-    let o = dgg(&["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--segments-per-clip", "0"]);
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && stderr.contains("--segments-per-clip"), "{stderr}");
+    for (args, name) in [
+        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--segments-per-clip", "0"], "--segments-per-clip"),
+        (vec!["restore", "--task", "inpaint", "--gap", "0.2-0.3", "--batch", "0", arg(&input), arg(&output)], "--batch"),
+    ] {
+        let o = dgg(&args);
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && stderr.contains(name), "{stderr}");
+    }
 }
 
 /// A silent impulse response is blamed on the response file, not on the input.

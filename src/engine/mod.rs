@@ -25,7 +25,7 @@ use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
 use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
 use crate::restore::prior::LatentPrior;
-use crate::restore::sampler::{sample, SampleError, SamplerSettings, StepReport};
+use crate::restore::sampler::{sample_batch, BatchItem, SampleError, SamplerSettings, StepReport};
 use splice::{Splice, Splicer};
 
 /// Shortest clip the loss's STFT and the prior can work on.
@@ -49,13 +49,27 @@ pub struct RestoreRequest {
     pub window_seconds: f64,
     /// Overlap between consecutive windows, in seconds.
     pub overlap_seconds: f64,
+    /// Most windows (mid and side count apart) sampled as one batch; inpainting batches
+    /// only a window's mid and side. `None`: the device's default ([`default_batch`]).
+    pub batch: Option<usize>,
+}
+
+/// Windows sampled at once unless a request says otherwise: a window's mid and side on
+/// CUDA; one on the CPU, where a batch takes as long as its windows one by one and holds
+/// their memory (about 4 GB each in f32 at full size) together.
+pub fn default_batch(device: &candle_core::Device) -> usize {
+    if device.is_cuda() {
+        2
+    } else {
+        1
+    }
 }
 
 impl RestoreRequest {
     /// 5.12 s windows (the paper's clip length, rounded to whole UNet levels) overlapping
     /// by 1 s.
     pub fn new(degradation: Degradation, sampler: SamplerSettings) -> Self {
-        Self { degradation, sampler, output: OutputMode::Splice, window_seconds: 5.12, overlap_seconds: 1.0 }
+        Self { degradation, sampler, output: OutputMode::Splice, window_seconds: 5.12, overlap_seconds: 1.0, batch: None }
     }
 }
 
@@ -63,15 +77,19 @@ impl RestoreRequest {
 /// mid and side), and the sampler's step inside it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Progress {
+    /// Windows done.
     pub window: usize,
     pub windows: usize,
+    /// Windows being sampled now, together (0 between batches).
+    pub batch: usize,
     pub step: StepReport,
 }
 
 impl Progress {
     /// Fraction of the whole job done, 0..=1.
     pub fn fraction(&self) -> f64 {
-        (self.window as f64 + self.step.completed() as f64 / self.step.total.max(1) as f64) / self.windows.max(1) as f64
+        let batch = self.batch.max(1) as f64;
+        (self.window as f64 + batch * self.step.completed() as f64 / self.step.total.max(1) as f64) / self.windows.max(1) as f64
     }
 }
 
@@ -136,8 +154,9 @@ const BLOCK: usize = 1 << 16;
 /// result goes to `sink` block by block, in [`output_shape`]. What is held at once is a
 /// few windows and blocks per channel, whatever the clip's length.
 ///
-/// Stereo windows are sampled mid then side, window by window, each with the seed
-/// `seed + window index`.
+/// A window's mid and side (or its one channel) are sampled with the seed
+/// `seed + window index`, up to [`RestoreRequest::batch`] of them at once: the result is
+/// the same whatever the batch (but for a batch one of whose items had to be retried).
 pub fn restore_stream<P: LatentPrior + ?Sized>(
     prior: &P,
     open: &OpenSource<'_>,
@@ -167,10 +186,19 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         _ => None,
     };
     let needs_sampling = |w: &Range<usize>| gaps.as_ref().is_none_or(|g| g.iter().any(|g| g.start < w.end && w.start < g.end));
-    let windows_total = plan.iter().filter(|w| needs_sampling(w)).count() * active.iter().filter(|&&a| a).count();
+    let parts_sampled = active.iter().filter(|&&a| a).count();
+    let windows_total = plan.iter().filter(|w| needs_sampling(w)).count() * parts_sampled;
+    let batch = request.batch.unwrap_or_else(|| default_batch(prior.device())).max(1);
+    // Consecutive windows sampled together; inpainting's one at a time, since a window's
+    // gaps are conditioned on what the one before restored in their overlap.
+    let group_len = match gaps {
+        Some(_) => 1,
+        None => (batch / parts_sampled.max(1)).max(1),
+    };
     let waiting = |done| Progress {
         window: done,
         windows: windows_total,
+        batch: 0,
         step: StepReport { step: 0, total: request.sampler.steps, stage: Stage::Input, loss: None, attempt: 0 },
     };
 
@@ -185,8 +213,8 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
     // The overlap-add of the restored windows from model frame `base` on.
     let mut joined: Vec<Vec<f32>> = vec![Vec::new(); active.len()];
     let mut done = 0;
-    for (k, w) in plan.iter().enumerate() {
-        while base + parts[0].len() < w.end {
+    for group in (0..plan.len()).collect::<Vec<_>>().chunks(group_len) {
+        while base + parts[0].len() < plan[group[group.len() - 1]].end {
             if observer(&waiting(done)).is_break() {
                 return Err(SampleError::Cancelled.into());
             }
@@ -197,49 +225,59 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| g.iter().any(|g| g.contains(&n))) { 0.0 } else { 1.0 }));
             parts.iter_mut().zip(block).for_each(|(p, b)| p.extend(b));
         }
-        let local = w.start - base..w.end - base;
-        let sampled = needs_sampling(w);
-        let mut pieces = Vec::with_capacity(parts.len());
-        for (part, &active) in parts.iter().zip(&active) {
-            if !(sampled && active) {
-                pieces.push(part[local.clone()].to_vec());
-                continue;
+        // Each window's parts: as they are, or restored (the window's seed is `seed + k`).
+        let mut pieces: Vec<Vec<Vec<f32>>> = Vec::with_capacity(group.len());
+        let mut items = Vec::new();
+        for &k in group {
+            let w = &plan[k];
+            let local = w.start - base..w.end - base;
+            pieces.push(parts.iter().map(|part| part[local.clone()].to_vec()).collect());
+            for (p, part) in parts.iter().enumerate().filter(|&(p, _)| active[p] && needs_sampling(w)) {
+                let observed = Tensor::from_slice(&part[local.clone()], (1, w.len()), prior.device())?;
+                let measurement = match &gaps {
+                    Some(_) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
+                    None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_mono)?,
+                };
+                items.push((pieces.len() - 1, p, measurement, request.sampler.seed.wrapping_add(k as u64)));
             }
-            let observed = Tensor::from_slice(&part[local.clone()], (1, w.len()), prior.device())?;
-            let measurement = match &gaps {
-                Some(_) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
-                None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_mono)?,
-            };
-            let settings = SamplerSettings { seed: request.sampler.seed.wrapping_add(k as u64), ..request.sampler.clone() };
-            let wave = sample(prior, &measurement, w.len(), &settings, &mut |step| {
-                observer(&Progress { window: done, windows: windows_total, step: *step })
-            })?;
-            pieces.push(wave.flatten_all()?.to_vec1()?);
-            done += 1;
         }
-        if gaps.is_some() {
-            // Inside its gaps, what this window restored counts as known from now on.
-            for i in local.clone() {
-                if known[i] == 0.0 {
-                    parts.iter_mut().zip(&pieces).for_each(|(p, piece)| p[i] = piece[i - local.start]);
-                    known[i] = 1.0;
+        for chunk in items.chunks(batch) {
+            let batch_items: Vec<BatchItem> = chunk.iter().map(|(_, _, measurement, seed)| BatchItem { measurement, seed: *seed }).collect();
+            let samples = plan[group[chunk[0].0]].len();
+            let waves = sample_batch(prior, &batch_items, samples, &request.sampler, &mut |step| {
+                observer(&Progress { window: done, windows: windows_total, batch: chunk.len(), step: *step })
+            })?;
+            for (row, (window, p, _, _)) in chunk.iter().enumerate() {
+                pieces[*window][*p] = waves.get(row)?.to_vec1()?;
+            }
+            done += chunk.len();
+        }
+        for (&k, pieces) in group.iter().zip(pieces) {
+            let local = plan[k].start - base..plan[k].end - base;
+            if gaps.is_some() {
+                // Inside its gaps, what this window restored counts as known from now on.
+                for i in local.clone() {
+                    if known[i] == 0.0 {
+                        parts.iter_mut().zip(&pieces).for_each(|(p, piece)| p[i] = piece[i - local.start]);
+                        known[i] = 1.0;
+                    }
                 }
             }
-        }
-        let weights = windows::crossfade_weights(&plan, k);
-        for (j, piece) in joined.iter_mut().zip(&pieces) {
-            j.resize(local.end, 0.0);
-            for ((o, &p), g) in j[local.clone()].iter_mut().zip(piece).zip(&weights) {
-                *o += g * p;
+            let weights = windows::crossfade_weights(&plan, k);
+            for (j, piece) in joined.iter_mut().zip(&pieces) {
+                j.resize(local.end, 0.0);
+                for ((o, &p), g) in j[local.clone()].iter_mut().zip(piece).zip(&weights) {
+                    *o += g * p;
+                }
             }
+            // Nothing before the next window's start changes any more.
+            let next = plan.get(k + 1).map_or(model_len, |n| n.start);
+            let finished: Vec<Vec<f32>> = joined.iter_mut().map(|j| j.drain(..next - base).collect()).collect();
+            output.push(&merge(finished), sink)?;
+            parts.iter_mut().for_each(|p| drop(p.drain(..next - base)));
+            known.drain(..next - base);
+            base = next;
         }
-        // Nothing before the next window's start changes any more.
-        let next = plan.get(k + 1).map_or(model_len, |n| n.start);
-        let finished: Vec<Vec<f32>> = joined.iter_mut().map(|j| j.drain(..next - base).collect()).collect();
-        output.push(&merge(finished), sink)?;
-        parts.iter_mut().for_each(|p| drop(p.drain(..next - base)));
-        known.drain(..next - base);
-        base = next;
     }
     output.finish(sink)
 }

@@ -20,7 +20,12 @@ pub enum Reporter {
 fn describe(p: &Progress) -> String {
     let loss = p.step.loss.map(|l| format!(" · loss {l:.4}")).unwrap_or_default();
     let retry = if p.step.attempt > 0 { format!(" · restart {}", p.step.attempt) } else { String::new() };
-    format!("window {}/{} · step {}/{}{loss}{retry}", (p.window + 1).min(p.windows), p.windows, p.step.step, p.step.total)
+    let first = (p.window + 1).min(p.windows);
+    let windows = match p.batch {
+        0 | 1 => format!("window {first}/{}", p.windows),
+        n => format!("windows {first}–{}/{}", (p.window + n).min(p.windows), p.windows),
+    };
+    format!("{windows} · step {}/{}{loss}{retry}", p.step.step, p.step.total)
 }
 
 impl Reporter {

@@ -63,6 +63,11 @@ pub struct RestoreArgs {
     /// Overlap of consecutive windows, in seconds.
     #[arg(long, default_value_t = 1.0)]
     overlap: f64,
+    /// Windows sampled at once (mid and side count apart; inpainting batches only a
+    /// window's two). Default: 2 on CUDA, 1 on the CPU, where a batch takes as long as its
+    /// windows one by one and holds their memory together.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=64))]
+    batch: Option<usize>,
     /// The degraded input WAV.
     input: PathBuf,
     /// Where to write the restored WAV (written atomically, only when the run completes).
@@ -92,6 +97,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     };
     request.window_seconds = args.window;
     request.overlap_seconds = args.overlap;
+    request.batch = args.batch;
 
     // The restoration streams from the input into the output's temporary file, which a
     // signal or an error removes: a long file takes little memory, and nothing half-done
