@@ -37,7 +37,7 @@ fn slaney_filterbank_matches_librosa() {
 #[test]
 fn stft_magnitude_matches_torch() {
     let g = Golden::load();
-    let stft = Stft::new(StftConfig::AUDIOLDM, &Device::Cpu).unwrap();
+    let stft = Stft::new(StftConfig::AUDIOLDM, &golden::device()).unwrap();
     let got = stft.magnitude(&g.wave("mel.wav")).unwrap();
     assert_close("stft.mag", &torch_layout(&got).squeeze(0).unwrap(), &g.get("stft.mag"), TOL);
 }
@@ -45,7 +45,7 @@ fn stft_magnitude_matches_torch() {
 #[test]
 fn audioldm_log_mel_and_its_gradient_match() {
     let g = Golden::load();
-    let mel = AudioLdmMel::new(&Device::Cpu).unwrap();
+    let mel = AudioLdmMel::new(&golden::device()).unwrap();
     let (out, grad) = value_and_grad_of_sum(&g.wave("mel.wav"), |w| mel.forward(w).unwrap());
     assert_close("mel.logmel", &out.squeeze(0).unwrap(), &g.get("mel.logmel"), TOL);
     assert_close("mel.grad_wav_of_sum", &grad.squeeze(0).unwrap(), &g.get("mel.grad_wav_of_sum"), TOL);
@@ -54,7 +54,7 @@ fn audioldm_log_mel_and_its_gradient_match() {
 #[test]
 fn loss_mel_with_clamp_handles_digital_silence() {
     let g = Golden::load();
-    let mel = LossMel::new(LossMelConfig::paper(Some(80.0)), &Device::Cpu).unwrap();
+    let mel = LossMel::new(LossMelConfig::paper(Some(80.0)), &golden::device()).unwrap();
     let (out, grad) = value_and_grad_of_sum(&g.wave("lossmel.wav"), |w| mel.forward(w).unwrap());
     let out = torch_layout(&out);
     // The fixture has silent frames: they must sit exactly on the clamp, not be NaN.
@@ -73,7 +73,7 @@ fn loss_mel_settings_are_configurable() {
         n_mels: g.scalar("lossmel_small.n_mels") as usize,
         clamp: None,
     };
-    let mel = LossMel::new(config, &Device::Cpu).unwrap();
+    let mel = LossMel::new(config, &golden::device()).unwrap();
     let (out, grad) = value_and_grad_of_sum(&g.wave("lossmel_small.wav"), |w| mel.forward(w).unwrap());
     assert_close("lossmel_small.melspec_db", &torch_layout(&out), &g.get("lossmel_small.melspec_db"), TOL);
     assert_close("lossmel_small.grad_wav_of_sum", &grad.squeeze(0).unwrap(), &g.get("lossmel_small.grad_wav_of_sum"), TOL);
@@ -82,7 +82,7 @@ fn loss_mel_settings_are_configurable() {
 #[test]
 fn phase_retrieval_features_match() {
     let g = Golden::load();
-    let mel = LossMel::new(LossMelConfig::paper(Some(80.0)), &Device::Cpu).unwrap();
+    let mel = LossMel::new(LossMelConfig::paper(Some(80.0)), &golden::device()).unwrap();
     let (out, grad) = value_and_grad_of_sum(&g.wave("phasemel.wav"), |w| {
         mel.magnitude_features(&mel.stft().magnitude(w).unwrap()).unwrap()
     });

@@ -59,7 +59,7 @@ impl StepCase {
             encoder_hidden_states_1: item("encoder_hidden_states_1"),
             attention_mask_1: None,
         };
-        let prior = AudioLdm2::load(&g.dir, &LoadOptions::default(), &conditioning).unwrap_or_else(|e| panic!("{e}"));
+        let prior = AudioLdm2::load(&g.dir, &golden::load_options(), &conditioning).unwrap_or_else(|e| panic!("{e}"));
         let schedule = schedule(g);
         let (t, t_prev) = (g.scalar("dgg.step.t") as usize, g.scalar("dgg.step.t_prev") as usize);
         let timesteps = schedule.timesteps(STEPS);

@@ -27,7 +27,7 @@ fn ids(t: &Tensor) -> Vec<u32> {
 #[test]
 fn every_stage_matches_the_pipeline() {
     let g = Golden::load();
-    let mut text = TextEncoders::load(&g.dir, &Device::Cpu).unwrap_or_else(|e| panic!("{e}"));
+    let mut text = TextEncoders::load(&g.dir, &golden::device()).unwrap_or_else(|e| panic!("{e}"));
     for (i, prompt) in prompts(&g).iter().enumerate() {
         let name = |t: &str| format!("text.p{i}.{t}");
         let s = text.stages(prompt, None).unwrap();
@@ -48,7 +48,7 @@ fn every_stage_matches_the_pipeline() {
 #[test]
 fn the_negative_prompt_is_padded_like_the_pipeline() {
     let g = Golden::load();
-    let mut text = TextEncoders::load(&g.dir, &Device::Cpu).unwrap();
+    let mut text = TextEncoders::load(&g.dir, &golden::device()).unwrap();
     let positive = text.encode(&prompts(&g)[1]).unwrap();
     let l = positive.encoder_hidden_states_1.dim(1).unwrap();
     let negative = text.encode_negative("", l).unwrap();
@@ -131,7 +131,7 @@ fn a_model_directory_without_text_models_says_what_is_missing() {
 #[test]
 fn guidance_combines_the_conditional_and_unconditional_noise() {
     let g = Golden::load();
-    let mut text = TextEncoders::load(&g.dir, &Device::Cpu).unwrap();
+    let mut text = TextEncoders::load(&g.dir, &golden::device()).unwrap();
     let cond = text.encode(&prompts(&g)[1]).unwrap();
     let uncond = text.encode_negative("", cond.encoder_hidden_states_1.dim(1).unwrap()).unwrap();
     let options = LoadOptions::default();

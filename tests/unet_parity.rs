@@ -14,7 +14,7 @@ const TOL: f64 = 1e-4;
 fn load(g: &Golden) -> AudioLdm2UNet {
     let cfg: Config = read_config(&g.dir.join("unet/config.json")).unwrap();
     let weights = g.dir.join("unet/diffusion_pytorch_model.safetensors");
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu).unwrap() };
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &golden::device()).unwrap() };
     AudioLdm2UNet::new(vb, &cfg).unwrap()
 }
 

@@ -15,7 +15,7 @@ fn load(g: &Golden) -> (Config, AutoencoderKL) {
     let cfg = Config::load(&g.dir.join("vae/config.json")).expect("vae config");
     let weights = g.dir.join("vae/diffusion_pytorch_model.safetensors");
     // SAFETY: the fixture file is not modified while mapped.
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.unwrap();
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &golden::device()) }.unwrap();
     let vae = AutoencoderKL::new(vb, &cfg).expect("vae weights");
     (cfg, vae)
 }

@@ -15,7 +15,7 @@ use golden::Golden;
 fn load(g: &Golden) -> SpeechT5HifiGan {
     let dir = g.dir.join("vocoder");
     let cfg = Config::from_file(&dir.join("config.json")).unwrap();
-    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu) }.unwrap();
+    let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &golden::device()) }.unwrap();
     SpeechT5HifiGan::new(vb, &cfg).unwrap()
 }
 
@@ -28,7 +28,7 @@ fn a_pytorch_bin_checkpoint_loads_the_same_weights() {
     let files = WeightFiles::find(&dir).unwrap();
     assert_eq!(files, WeightFiles::Pytorch(dir.join("pytorch_model.bin")));
     let cfg = Config::from_file(&dir.join("config.json")).unwrap();
-    let voc = SpeechT5HifiGan::new(files.var_builder(DType::F32, &Device::Cpu).unwrap(), &cfg).unwrap();
+    let voc = SpeechT5HifiGan::new(files.var_builder(DType::F32, &golden::device()).unwrap(), &cfg).unwrap();
     golden::assert_close("vocoder forward from .bin", &voc.forward(&g.get("voc.in")).unwrap(), &g.get("voc.out"), 1e-4);
 }
 
@@ -71,8 +71,9 @@ fn input_gradient_matches_finite_difference() {
     let cfg = Config::from_file(&dir.join("config.json")).unwrap();
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F64, &Device::Cpu) }.unwrap();
     let voc = SpeechT5HifiGan::new(vb, &cfg).unwrap();
-    let x = g.get("voc.in").to_dtype(DType::F64).unwrap();
-    let cot = g.get("voc.cotangent").to_dtype(DType::F64).unwrap();
+    // On the CPU in f64 whatever DGG_DEVICE says: a finite difference needs the precision.
+    let x = g.get("voc.in").to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let cot = g.get("voc.cotangent").to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
     let loss = |x: &Tensor| (voc.forward(x).unwrap() * &cot).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
 
     let xv = Var::from_tensor(&x).unwrap();

@@ -3,12 +3,42 @@
 //!
 //! Read from `$DGG_GOLDEN_DIR` if set, else `tests/fixtures/golden/`, so the same tests can
 //! be pointed at a fixture set made with another seed or other tiny configs.
+//!
+//! `DGG_DEVICE=cuda` runs the parity tests on the GPU (`tools/gpu/check.sh`): the reference
+//! tensors are moved there, the networks are built there, and the tolerances are at least
+//! 1e-3 (TF32 matrix products and other kernels' rounding).
 
 #![allow(dead_code)] // each test binary uses a different subset
 
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
+
+/// The device the parity tests run on: `DGG_DEVICE` (`cpu`, the default, or `cuda`).
+pub fn device() -> Device {
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| match std::env::var("DGG_DEVICE").as_deref() {
+            Err(_) | Ok("cpu") => Device::Cpu,
+            Ok("cuda") => Device::new_cuda(0).unwrap_or_else(|e| panic!("DGG_DEVICE=cuda: {e}")),
+            Ok(other) => panic!("DGG_DEVICE={other}: use cpu or cuda"),
+        })
+        .clone()
+}
+
+/// The networks in f32 on [`device()`].
+pub fn load_options() -> dgg_restore::model::audioldm2::LoadOptions {
+    dgg_restore::model::audioldm2::LoadOptions { device: device(), dtype: DType::F32 }
+}
+
+/// Smallest tolerance a comparison on [`device()`] can hold.
+fn tolerance_floor() -> f64 {
+    if device().is_cpu() {
+        0.0
+    } else {
+        1e-3
+    }
+}
 
 pub struct Golden {
     pub dir: PathBuf,
@@ -31,6 +61,7 @@ impl Golden {
             .get(name)
             .unwrap_or_else(|| panic!("{} has no tensor '{name}'", self.dir.display()))
             .to_dtype(DType::F32)
+            .and_then(|t| t.to_device(&device()))
             .unwrap()
     }
 
@@ -68,8 +99,8 @@ impl Golden {
 /// max |got − want| / max |want|, after checking the shapes agree.
 pub fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
     assert_eq!(got.dims(), want.dims(), "shape mismatch");
-    let got = got.to_dtype(DType::F64).unwrap();
-    let want = want.to_dtype(DType::F64).unwrap();
+    let got = got.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
+    let want = want.to_device(&Device::Cpu).unwrap().to_dtype(DType::F64).unwrap();
     let err = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
     let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
     err / scale.max(1e-30)
@@ -79,6 +110,7 @@ pub fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tolerance: f64) {
     let all_finite = got.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap().iter().all(|v| v.is_finite());
     assert!(all_finite, "{what}: non-finite values");
+    let tolerance = tolerance.max(tolerance_floor());
     let err = relative_error(got, want);
     println!("{what}: relative error {err:.3e}");
     assert!(err <= tolerance, "{what}: relative error {err:.3e} > {tolerance:.0e}");
