@@ -7,7 +7,7 @@ mod golden;
 use candle_core::Tensor;
 use dgg_restore::dsp::mel::{LossMel, LossMelConfig};
 use dgg_restore::dsp::stft::StftConfig;
-use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions};
+use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning};
 use dgg_restore::restore::ddim::DdimStep;
 use dgg_restore::restore::guidance::geodesic::geodesic_noise;
 use dgg_restore::restore::guidance::{loss_and_gradient, Method};

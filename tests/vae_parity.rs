@@ -3,7 +3,7 @@
 
 mod golden;
 
-use candle_core::{DType, Device, Var};
+use candle_core::{DType, Var};
 use candle_nn::VarBuilder;
 use dgg_restore::model::vae::{AutoencoderKL, Config};
 use golden::{assert_close, Golden};
