@@ -35,6 +35,9 @@ pub enum ModelError {
     /// A text component or tokenizer file that cannot be used.
     #[error("{}: {message}", .path.display())]
     Text { path: PathBuf, message: String },
+    /// A device that cannot be used as asked.
+    #[error("{0}")]
+    Device(String),
     /// A precision the device cannot run.
     #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use --dtype f32 there, or f16, or run on CUDA")]
     PrecisionOnCpu(DType),

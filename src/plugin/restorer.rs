@@ -21,6 +21,8 @@ use crate::engine::worker::{Event, Job, JobId, LoadPrior, PromptSettings, Worker
 use crate::engine::RestoreRequest;
 use crate::model::audioldm2::{AudioLdm2, LoadOptions};
 use crate::model::device::DeviceChoice;
+use candle_core::Device;
+use nice_plug::nice_log;
 use crate::model::ModelSearch;
 
 /// Where a restoration is, for the editor.
@@ -47,9 +49,11 @@ pub fn plugin_loader(chosen: impl Fn() -> Option<PathBuf> + Send + 'static) -> L
     Box::new(move |p: &PromptSettings| {
         let search = ModelSearch::for_plugin(chosen());
         let dir = search.found().ok_or_else(|| search.status_line())?.to_path_buf();
-        let device = DeviceChoice::Auto.open().map_err(|e| e.to_string())?;
-        let options = LoadOptions { device, ..LoadOptions::default() };
-        let prior = AudioLdm2::load_for_prompt(&dir, &options, &p.prompt, p.guidance_scale).map_err(|e| e.to_string())?;
+        let load = |device: &Device| {
+            let options = LoadOptions { device: device.clone(), ..LoadOptions::default() };
+            AudioLdm2::load_for_prompt(&dir, &options, &p.prompt, p.guidance_scale)
+        };
+        let prior = DeviceChoice::Auto.load(&mut |notice| nice_log!("{notice}"), load).map_err(|e| e.to_string())?;
         Ok(Box::new(prior) as _)
     })
 }

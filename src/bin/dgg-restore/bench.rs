@@ -102,7 +102,7 @@ impl ModelSource {
             // started a thread yet.
             std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
         }
-        let device = self.device.open().map_err(anyhow::Error::msg)?;
+        let device = self.device.open(&mut |notice| eprintln!("{notice}"))?;
         let started = Instant::now();
         let (prior, source) = match &self.model {
             Some(dir) => {

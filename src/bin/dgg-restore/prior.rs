@@ -2,7 +2,7 @@
 //! settings of a method.
 
 use anyhow::{anyhow, bail, Result};
-use candle_core::DType;
+use candle_core::{DType, Device};
 use clap::Args;
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions, ModelError};
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
@@ -65,10 +65,12 @@ impl PriorArgs {
                 hub::download(DownloadReporter::new).map_err(|e| missing_model(&search, Some(e)))?
             }
         };
-        let device = self.device.open().map_err(|e| anyhow!(e))?;
-        eprintln!("loading {} on {}", dir.display(), if device.is_cuda() { "CUDA" } else { "the CPU" });
-        let options = LoadOptions { device, dtype: self.dtype };
-        AudioLdm2::load_for_prompt(&dir, &options, &self.prompt, self.guidance_scale).map_err(|e| match e {
+        let load = |device: &Device| {
+            eprintln!("loading {} on {}", dir.display(), if device.is_cuda() { "CUDA" } else { "the CPU" });
+            let options = LoadOptions { device: device.clone(), dtype: self.dtype };
+            AudioLdm2::load_for_prompt(&dir, &options, &self.prompt, self.guidance_scale)
+        };
+        self.device.load(&mut |notice| eprintln!("{notice}"), load).map_err(|e| match e {
             // The option, not the model, is the culprit.
             e @ ModelError::PrecisionOnCpu(_) => anyhow!(e).context(format!("--dtype {}", self.dtype.as_str())),
             e => e.into(),
