@@ -46,8 +46,10 @@ figures() {
     awk '/^(stage|method) / {on=1; next} on && NF >= 2 && $2 ~ /^[0-9.]+$/ {printf "%s=%s ", $1, $2}' "$out/$1.log"
 }
 
+# A target folder of its own: the CPU build's artefacts stay as they are.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target/cuda}
 step build cargo build --release --features cuda --bins --tests
-bin=target/release/dgg-restore
+bin=$CARGO_TARGET_DIR/release/dgg-restore
 for t in dsp_parity unet_parity vae_parity vocoder_parity text_parity audioldm2_prior guidance_parity batching; do
     step "parity:$t" env DGG_DEVICE=cuda cargo test --release --features cuda --test "$t"
 done
