@@ -9,6 +9,7 @@
 //! the networks and the differentiable front end run on.
 
 pub mod audio;
+pub mod config;
 pub mod dsp;
 pub mod engine;
 pub mod evaluation;

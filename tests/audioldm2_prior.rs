@@ -6,7 +6,8 @@ mod golden;
 
 use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
-use dgg_restore::model::audioldm2::{AudioLdm2, Conditioning, LoadOptions, ModelConfigs, VAE_DECODE, VOCODER};
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions, ModelConfigs, VAE_DECODE, VOCODER};
+use dgg_restore::model::text::Conditioning;
 use dgg_restore::restore::prior::{LatentPrior, Part};
 use golden::{assert_close, Golden};
 use std::path::Path;

@@ -5,7 +5,7 @@ mod golden;
 
 use candle_core::DType;
 use candle_nn::VarBuilder;
-use dgg_restore::model::config::read_config;
+use dgg_restore::config::read_config;
 use dgg_restore::model::unet::{AudioLdm2UNet, Config};
 use golden::Golden;
 

@@ -4,44 +4,19 @@
 //! Decoding follows diffusers' `AudioLDM2Pipeline`: latents divided by the VAE's
 //! `scaling_factor`, VAE decode to a log-mel (B, 1, frames, bins), vocoder, crop.
 
-use crate::model::text::cache::{ConditioningCache, Prompt};
+use super::error::ModelError;
+use super::text::cache::{ConditioningCache, Prompt};
+use super::text::Conditioning;
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::config::ConfigError;
-use super::loader::{LoadError, WeightFiles};
+use super::loader::WeightFiles;
 use super::unet::{self, AudioLdm2UNet};
 use super::vae::{self, AutoencoderKL};
 use super::vocoder::{self, SpeechT5HifiGan};
 use crate::restore::prior::{DecoderStage, LatentPrior, Part};
 use crate::restore::schedule::DdimSchedule;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("{}: not a diffusers model directory (no model_index.json); see models/README.md for how to get the weights", .0.display())]
-    NotAModelDir(PathBuf),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    /// A network could not be built from its weights; the message names file and tensor.
-    #[error("{component}: {message}")]
-    Weights { component: &'static str, message: String },
-    #[error("{}: the components do not fit together: {message}", .dir.display())]
-    Mismatch { dir: PathBuf, message: String },
-    #[error("conditioning: {0}")]
-    Conditioning(String),
-    /// A text component or tokenizer file that cannot be used.
-    #[error("{}: {message}", .path.display())]
-    Text { path: PathBuf, message: String },
-    /// A device that cannot be used as asked.
-    #[error("{0}")]
-    Device(String),
-    /// A precision the device cannot run.
-    #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use --dtype f32 there, or f16, or run on CUDA")]
-    PrecisionOnCpu(DType),
-}
 
 /// The configs of the four components the prior needs, checked against each other.
 #[derive(Debug, Clone)]
@@ -117,20 +92,10 @@ impl LoadOptions {
     }
 }
 
-/// The text conditioning the UNet cross-attends to, for one item (it is repeated over the
-/// batch): `encoder_hidden_states` (1, L, d) — AudioLDM2's GPT-2 states —,
-/// `encoder_hidden_states_1` (1, L₁, d₁) — Flan-T5 — and its mask (1, L₁), 1 = keep.
-#[derive(Debug, Clone)]
-pub struct Conditioning {
-    pub encoder_hidden_states: Tensor,
-    pub encoder_hidden_states_1: Tensor,
-    pub attention_mask_1: Option<Tensor>,
-}
-
 impl Conditioning {
     /// Check the widths against the UNet's cross-attention and move to `device`/`dtype`.
     fn prepare(&self, layout: &unet::Layout, device: &Device, dtype: DType) -> std::result::Result<Self, ModelError> {
-        let bad = |m: String| ModelError::Conditioning(m);
+        let bad = |m: String| ModelError::BadConditioning(m);
         let (b, _, d) = self.encoder_hidden_states.dims3().map_err(|e| bad(format!("encoder_hidden_states: {e}")))?;
         let (b1, l1, d1) = self.encoder_hidden_states_1.dims3().map_err(|e| bad(format!("encoder_hidden_states_1: {e}")))?;
         if b != 1 || b1 != 1 {
@@ -271,7 +236,7 @@ impl AudioLdm2 {
         let unconditional = unconditional.prepare(self.unet.layout(), &self.device, self.dtype)?;
         let (l, l_u) = (self.conditioning.encoder_hidden_states_1.dims()[1], unconditional.encoder_hidden_states_1.dims()[1]);
         if l != l_u || !scale.is_finite() {
-            return Err(ModelError::Conditioning(format!(
+            return Err(ModelError::BadConditioning(format!(
                 "guidance needs a finite scale and negative Flan-T5 states of the prompt's length {l} (got scale {scale}, length {l_u})"
             )));
         }

@@ -3,7 +3,7 @@
 use candle_core::{DType, Device};
 use std::str::FromStr;
 
-use super::audioldm2::ModelError;
+use super::error::ModelError;
 
 /// `auto` (CUDA when this build has it and a GPU is there, else CPU), `cpu` or `cuda`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

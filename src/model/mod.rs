@@ -5,8 +5,8 @@
 //! them, and `forward`.
 
 pub mod audioldm2;
-pub mod config;
 pub mod device;
+pub mod error;
 pub mod hub;
 pub mod loader;
 pub mod nn;

@@ -11,7 +11,7 @@
 //! The ResNet blocks, samplers and convolutions are shared with the UNet ([`super::nn`]).
 
 use super::nn::{group_norm, softmax_last_dim, Activation, Conv2d, Downsample2D, GroupNorm, ResnetBlock2D, ResnetSettings, Upsample2D};
-use crate::model::config::{default_act_fn, default_true, read_config, ConfigError};
+use crate::config::{default_act_fn, default_true, read_config, ConfigError};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;

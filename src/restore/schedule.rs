@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::model::config::{read_config, ConfigError};
+use crate::config::{read_config, ConfigError};
 
 /// The fields of `scheduler/scheduler_config.json` the schedule depends on.
 #[derive(Debug, Clone, Deserialize)]

@@ -4,7 +4,8 @@
 use anyhow::{anyhow, bail, Result};
 use candle_core::{DType, Device};
 use clap::Args;
-use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions, ModelError};
+use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
+use dgg_restore::model::error::ModelError;
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
 use dgg_restore::model::hub::{self, HubError, HUB_REPO, LICENCE};
 use dgg_restore::model::ModelSearch;

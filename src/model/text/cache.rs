@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::{TextEncoders, TEXT_COMPONENTS};
-use crate::model::audioldm2::{Conditioning, ModelError};
+use super::Conditioning;
+use crate::model::error::ModelError;
 
 /// A prompt, and for classifier-free guidance the negative prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +133,7 @@ fn compute(model_dir: &Path, prompt: &Prompt, device: &Device) -> Result<PromptC
     let conditional = encoders.encode(&prompt.text)?;
     let unconditional = match &prompt.negative {
         Some(negative) => {
-            let t5_len = conditional.encoder_hidden_states_1.dim(1).map_err(|e| ModelError::Conditioning(e.to_string()))?;
+            let t5_len = conditional.encoder_hidden_states_1.dim(1).map_err(|e| ModelError::BadConditioning(e.to_string()))?;
             Some(encoders.encode_negative(negative, t5_len)?)
         }
         None => None,

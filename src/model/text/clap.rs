@@ -7,7 +7,7 @@ use candle_transformers::models::xlm_roberta::{self, XLMRobertaModel};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::model::config::{read_config, ConfigError};
+use crate::config::{read_config, ConfigError};
 
 /// `ClapTextConfig`, the `text_config` of `text_encoder/config.json` (defaults are
 /// transformers').

@@ -6,7 +6,7 @@ use candle_nn::{Embedding, LayerNorm, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::model::config::{default_true, read_config, ConfigError};
+use crate::config::{default_true, read_config, ConfigError};
 
 /// `language_model/config.json` (`GPT2Config`; defaults are transformers').
 #[derive(Debug, Clone, Deserialize)]

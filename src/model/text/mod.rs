@@ -18,9 +18,19 @@ use candle_transformers::models::t5::{self, T5EncoderModel};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use super::audioldm2::{Conditioning, ModelError};
-use super::config::{read_config, ConfigError};
+use crate::config::{read_config, ConfigError};
+use super::error::ModelError;
 use super::loader::WeightFiles;
+
+/// The text conditioning the UNet cross-attends to, for one item (it is repeated over the
+/// batch): `encoder_hidden_states` (1, L, d) — AudioLDM2's GPT-2 states —,
+/// `encoder_hidden_states_1` (1, L₁, d₁) — Flan-T5 — and its mask (1, L₁), 1 = keep.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    pub encoder_hidden_states: Tensor,
+    pub encoder_hidden_states_1: Tensor,
+    pub attention_mask_1: Option<Tensor>,
+}
 
 /// The component directories the text conditioning reads, as diffusers names them.
 pub const TEXT_COMPONENTS: [&str; 6] = ["text_encoder", "text_encoder_2", "projection_model", "language_model", "tokenizer", "tokenizer_2"];

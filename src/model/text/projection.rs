@@ -6,7 +6,7 @@ use candle_nn::{Linear, VarBuilder};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::model::config::{read_config, ConfigError};
+use crate::config::{read_config, ConfigError};
 
 /// `projection_model/config.json` (diffusers keeps the `langauge_model_dim` spelling).
 #[derive(Debug, Clone, Deserialize)]

@@ -30,7 +30,7 @@ mod transformer;
 pub use crate::model::nn::{Activation, TimeScaleShift};
 pub use embeddings::timestep_embedding;
 
-use crate::model::config::{default_act_fn, default_true, read_config, ConfigError, PerBlock};
+use crate::config::{default_act_fn, default_true, read_config, ConfigError, PerBlock};
 use blocks::{BlockSettings, Conditioning, DownBlock, MidBlock, UpBlock};
 use candle_core::{Module, Result, Tensor};
 use crate::model::nn::{group_norm, Conv2d, GroupNorm, ResnetSettings};

@@ -11,7 +11,7 @@
 mod fused;
 mod graph;
 
-use super::config::{read_config, ConfigError};
+use crate::config::{read_config, ConfigError};
 use crate::kernels;
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
