@@ -4,39 +4,9 @@ use nice_plug::prelude::*;
 use std::sync::{Arc, RwLock};
 
 use super::clips::Clips;
-use super::settings::{Choices, Marks, Preferences};
+use super::settings::{Choices, Marks, MethodParam, Preferences, TaskParam};
 use crate::engine::worker::PromptSettings;
 use crate::engine::RestoreRequest;
-
-/// What to restore.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskParam {
-    #[name = "Fill gaps"]
-    Inpaint,
-    #[name = "Restore highs"]
-    SuperResolution,
-    #[name = "Remove reverb"]
-    Dereverb,
-    #[name = "Rebuild phase"]
-    Phase,
-}
-
-/// How the prior is guided.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MethodParam {
-    #[name = "DGG"]
-    Dgg,
-    #[name = "DPS"]
-    Dps,
-    #[name = "MPGD"]
-    Mpgd,
-    #[name = "DSG"]
-    Dsg,
-    #[name = "DITTO (slow)"]
-    Ditto,
-    #[name = "DDIM (unguided)"]
-    Ddim,
-}
 
 /// What the plugin outputs while the host plays inside the captured region.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,15 +1,45 @@
 //! What a restoration in the plugin is asked to do: the host parameters (task, method,
 //! strength, steps) plus what the user marked on the clip, turned into an engine request.
 
+use nice_plug::prelude::Enum;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
-use super::params::{MethodParam, TaskParam};
 use crate::engine::RestoreRequest;
 use crate::restore::guidance::ditto::DittoSettings;
 use crate::restore::guidance::{Method, MethodKind};
 use crate::restore::operators::{Degradation, Gap, ImpulseResponse};
 use crate::restore::sampler::SamplerSettings;
+
+/// What to restore.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskParam {
+    #[name = "Fill gaps"]
+    Inpaint,
+    #[name = "Restore highs"]
+    SuperResolution,
+    #[name = "Remove reverb"]
+    Dereverb,
+    #[name = "Rebuild phase"]
+    Phase,
+}
+
+/// How the prior is guided.
+#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodParam {
+    #[name = "DGG"]
+    Dgg,
+    #[name = "DPS"]
+    Dps,
+    #[name = "MPGD"]
+    Mpgd,
+    #[name = "DSG"]
+    Dsg,
+    #[name = "DITTO (slow)"]
+    Ditto,
+    #[name = "DDIM (unguided)"]
+    Ddim,
+}
 
 /// What the user marked on the captured clip and the settings that are not automatable;
 /// saved with the project.

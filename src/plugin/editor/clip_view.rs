@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::analysis::{spectrogram, Peaks};
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
-use crate::plugin::params::TaskParam;
+use crate::plugin::settings::TaskParam;
 use crate::plugin::settings::Marks;
 
 const WAVE_HEIGHT: f32 = 150.0;

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use super::capture::Take;
 use super::clips::{RecorderState, Role};
-use super::params::{DggParams, TaskParam};
+use super::params::DggParams;
+use super::settings::TaskParam;
 use super::restorer::Restorer;
 use super::settings::{Marks, Preferences};
 use crate::audio::{write_wav, AudioClip, WavFormat};
