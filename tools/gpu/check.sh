@@ -35,10 +35,15 @@ rows=()
 failed=0
 # step NAME COMMAND...: runs COMMAND, logs it to $out/NAME.log, adds a row.
 step() {
-    local name=$1 start=$SECONDS status
+    local name=$1 start=$SECONDS
     shift
-    if "$@" >"$out/$name.log" 2>&1; then status=pass; else status=FAIL; failed=1; fi
-    rows+=("| $name | $status | $((SECONDS - start)) |")
+    if "$@" >"$out/$name.log" 2>&1; then
+        rows+=("| $name | pass | $((SECONDS - start)) |")
+    else
+        failed=1
+        # The log's last line says why, in the table.
+        rows+=("| $name | FAIL | $((SECONDS - start)) | $(tail -n 1 "$out/$name.log" | tr '|' '/' | cut -c1-160) |")
+    fi
 }
 # The first figure of each row of a bench table (`bench model`: seconds per stage;
 # `bench restore`: seconds per step of each method), as `name=seconds` pairs.
@@ -74,7 +79,7 @@ rm -rf "$scratch"
 echo
 echo "GPU: $gpu; commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo
-echo "| check | result | seconds | figures (s) |"
+echo "| check | result | seconds | figures (s), or why it failed |"
 echo "|---|---|---|---|"
 for r in "${rows[@]}"; do
     case $r in *"|"*"|"*"|"*"|"*"|"*) echo "$r" ;; *) echo "$r |" ;; esac
