@@ -8,6 +8,8 @@
 //! open or not — and while an offline bounce waits for it. A result for a clip that was
 //! replaced meanwhile is discarded.
 
+use candle_core::Device;
+use nice_plug::nice_log;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,8 +23,6 @@ use crate::engine::worker::{Event, Job, JobId, LoadPrior, PromptSettings, Worker
 use crate::engine::RestoreRequest;
 use crate::model::audioldm2::{AudioLdm2, LoadOptions};
 use crate::model::device::DeviceChoice;
-use candle_core::Device;
-use nice_plug::nice_log;
 use crate::model::ModelSearch;
 
 /// Where a restoration is, for the editor.
