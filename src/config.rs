@@ -55,12 +55,7 @@ impl<T: Clone + std::fmt::Debug> PerBlock<T> {
         match self {
             PerBlock::One(v) => Ok(vec![v.clone(); blocks]),
             PerBlock::Each(list) if list.len() == blocks => Ok(list.clone()),
-            PerBlock::Each(list) => Err(ConfigError::unsupported(
-                path,
-                field,
-                list,
-                format!("has {} entries but the model has {blocks} blocks", list.len()),
-            )),
+            PerBlock::Each(list) => Err(ConfigError::unsupported(path, field, list, format!("has {} entries but the model has {blocks} blocks", list.len()))),
         }
     }
 }

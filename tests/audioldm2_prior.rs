@@ -4,10 +4,10 @@
 
 mod golden;
 
-use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions, ModelConfigs, VAE_DECODE, VOCODER};
 use dgg_restore::model::text::Conditioning;
+use dgg_restore::restore::noise::NoiseSource;
 use dgg_restore::restore::prior::{LatentPrior, Part};
 use golden::{assert_close, Golden};
 use std::path::Path;
@@ -142,7 +142,6 @@ fn a_directory_without_model_index_is_not_a_model() {
     let err = AudioLdm2::load(dir.path(), &LoadOptions::default(), &conditioning(&g, "b1", 0, false)).err().unwrap().to_string();
     assert!(err.contains(&dir.path().display().to_string()) && err.contains("model_index.json") && err.contains("models/README.md"), "{err}");
 }
-
 
 #[test]
 fn a_broken_model_directory_names_the_component_and_file() {

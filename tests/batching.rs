@@ -62,7 +62,8 @@ fn each_item_of_a_batch_follows_its_own_path() {
     let gapped = (observed(0) * Tensor::from_slice(&mask, (1, samples), &Device::Cpu).unwrap()).unwrap();
     let measurements = [
         Measurement::with_mask(mask, &gapped, 16_000).unwrap(),
-        Measurement::for_degradation(&Degradation::SuperResolution { cutoff_hz: 2000.0 }, &observed(1), 16_000, &Device::Cpu, |x, _, _| Ok(x.to_vec())).unwrap(),
+        Measurement::for_degradation(&Degradation::SuperResolution { cutoff_hz: 2000.0 }, &observed(1), 16_000, &Device::Cpu, |x, _, _| Ok(x.to_vec()))
+            .unwrap(),
     ];
     let items = [BatchItem { measurement: &measurements[0], seed: 3 }, BatchItem { measurement: &measurements[1], seed: 7 }];
     let ditto = Method::Ditto(DittoSettings { iterations: 1, chain_steps: 2, ..Default::default() });
@@ -72,7 +73,8 @@ fn each_item_of_a_batch_follows_its_own_path() {
         let batched = sample_batch(&prior, &items, samples, &settings, &mut |_| ControlFlow::Continue(())).unwrap();
         assert_eq!(batched.dims(), &[2, samples]);
         for (i, item) in items.iter().enumerate() {
-            let alone = sample(&prior, item.measurement, samples, &SamplerSettings { seed: item.seed, ..settings.clone() }, &mut |_| ControlFlow::Continue(())).unwrap();
+            let alone = sample(&prior, item.measurement, samples, &SamplerSettings { seed: item.seed, ..settings.clone() }, &mut |_| ControlFlow::Continue(()))
+                .unwrap();
             let scale: f32 = alone.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
             let diff = max_abs_diff(&batched.narrow(0, i, 1).unwrap(), &alone);
             // DITTO moves its start by a gradient through the chain, scaled by 1/√ᾱ_T ≈ 15.
@@ -113,7 +115,9 @@ fn a_batched_restoration_is_the_unbatched_one() {
     let (prior, _dir) = prior(&g);
     let n = 40_000;
     let clip = AudioClip::new(16_000, vec![chord(n, 0), chord(n, 2)]);
-    for degradation in [Degradation::SuperResolution { cutoff_hz: 3000.0 }, Degradation::Inpaint { gaps: vec![Gap { start: 0.5, end: 0.7 }, Gap { start: 1.9, end: 2.0 }] }] {
+    for degradation in
+        [Degradation::SuperResolution { cutoff_hz: 3000.0 }, Degradation::Inpaint { gaps: vec![Gap { start: 0.5, end: 0.7 }, Gap { start: 1.9, end: 2.0 }] }]
+    {
         let mut request = RestoreRequest::new(degradation, SamplerSettings::new(MethodKind::Dgg.with_strength(None), STEPS, 5));
         request.window_seconds = 1.0;
         request.overlap_seconds = 0.25;

@@ -13,7 +13,7 @@
 mod host;
 
 use dgg_restore::audio::resample;
-use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO, BLOCKS};
+use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, BLOCKS, MAX_BLOCK, RATE, START, TAKE, TEMPO};
 use host::{run_blocks, test_signal, Bundle, Transport};
 
 #[test]

@@ -8,9 +8,7 @@
 
 mod host;
 
-use host::{
-    assert_bit_exact, run_blocks, test_signal, Bundle, Plugin, Transport, PLUGIN_ID, PLUGIN_NAME,
-};
+use host::{assert_bit_exact, run_blocks, test_signal, Bundle, Plugin, Transport, PLUGIN_ID, PLUGIN_NAME};
 
 /// Odd block sizes, including a single frame and the activation maximum.
 const BLOCKS: &[usize] = &[1, 64, 333, 512, 7, 255];
@@ -19,9 +17,7 @@ const TEMPO: f64 = 123.0;
 
 fn activated(bundle: &Bundle, sample_rate: f64, channels: usize) -> Plugin {
     let mut plugin = bundle.instantiate(PLUGIN_ID);
-    plugin
-        .activate(sample_rate, MAX_BLOCK, channels)
-        .unwrap_or_else(|e| panic!("activate({sample_rate}, {MAX_BLOCK}, {channels}): {e}"));
+    plugin.activate(sample_rate, MAX_BLOCK, channels).unwrap_or_else(|e| panic!("activate({sample_rate}, {MAX_BLOCK}, {channels}): {e}"));
     plugin
 }
 
@@ -35,11 +31,7 @@ fn assert_passthrough(plugin: &mut Plugin, seed: u64, what: &str) {
     let mut transport = Transport::playing(sample_rate, TEMPO).at(3 * sample_rate as i64);
     let start = transport.pos_samples;
     let out = run_blocks(plugin, &signal, BLOCKS, &mut transport, |_, _| {});
-    assert_eq!(
-        transport.pos_samples - start,
-        frames as i64,
-        "{what}: transport did not advance with the audio"
-    );
+    assert_eq!(transport.pos_samples - start, frames as i64, "{what}: transport did not advance with the audio");
     assert_bit_exact(&out, &signal, what);
 }
 
@@ -47,21 +39,13 @@ fn assert_passthrough(plugin: &mut Plugin, seed: u64, what: &str) {
 fn factory_lists_exactly_our_plugin() {
     let bundle = Bundle::load_default();
     let descriptors = bundle.descriptors();
-    assert_eq!(
-        descriptors.len(),
-        1,
-        "expected exactly one plugin in the factory, got {descriptors:#?}"
-    );
+    assert_eq!(descriptors.len(), 1, "expected exactly one plugin in the factory, got {descriptors:#?}");
     let d = &descriptors[0];
     assert_eq!(d.id, PLUGIN_ID);
     assert_eq!(d.name, PLUGIN_NAME);
     assert_eq!(d.version, env!("CARGO_PKG_VERSION"));
     for feature in ["audio-effect", "stereo", "mono"] {
-        assert!(
-            d.features.iter().any(|f| f == feature),
-            "feature '{feature}' missing from {:?}",
-            d.features
-        );
+        assert!(d.features.iter().any(|f| f == feature), "feature '{feature}' missing from {:?}", d.features);
     }
     assert_eq!(bundle.clap_version().0, 1, "CLAP major version");
 
@@ -72,12 +56,7 @@ fn factory_lists_exactly_our_plugin() {
     let mut plugin = bundle.instantiate(PLUGIN_ID);
     let configs = plugin.port_configs();
     for ch in [2, 1] {
-        assert!(
-            configs
-                .iter()
-                .any(|c| c.input_channels == Some(ch) && c.output_channels == Some(ch)),
-            "no {ch}-in/{ch}-out port config in {configs:#?}"
-        );
+        assert!(configs.iter().any(|c| c.input_channels == Some(ch) && c.output_channels == Some(ch)), "no {ch}-in/{ch}-out port config in {configs:#?}");
     }
 }
 
@@ -105,19 +84,10 @@ fn mono_passthrough_is_bit_exact() {
 fn one_instance_switches_between_layouts_and_rates() {
     let bundle = Bundle::load_default();
     let mut plugin = bundle.instantiate(PLUGIN_ID);
-    for (seed, (sample_rate, channels)) in
-        [(48_000.0, 2), (44_100.0, 1), (96_000.0, 2)].into_iter().enumerate()
-    {
+    for (seed, (sample_rate, channels)) in [(48_000.0, 2), (44_100.0, 1), (96_000.0, 2)].into_iter().enumerate() {
         plugin.activate(sample_rate, MAX_BLOCK, channels).unwrap();
-        assert_eq!(
-            plugin.main_port_channels().unwrap(),
-            (Some(channels as u32), Some(channels as u32))
-        );
-        assert_passthrough(
-            &mut plugin,
-            10 + seed as u64,
-            &format!("re-activated {channels} ch @ {sample_rate} Hz"),
-        );
+        assert_eq!(plugin.main_port_channels().unwrap(), (Some(channels as u32), Some(channels as u32)));
+        assert_passthrough(&mut plugin, 10 + seed as u64, &format!("re-activated {channels} ch @ {sample_rate} Hz"));
         plugin.deactivate();
     }
 }
@@ -177,11 +147,7 @@ fn state_round_trips_into_a_fresh_instance() {
     b.load_state(&state).expect("load A's state into fresh B");
     b.activate(sample_rate, MAX_BLOCK, 2).unwrap();
     assert_passthrough(&mut b, 42, "fresh instance B after loading A's state");
-    assert_eq!(
-        b.save_state().expect("save state from B"),
-        state,
-        "B's state after loading A's differs from A's"
-    );
+    assert_eq!(b.save_state().expect("save state from B"), state, "B's state after loading A's differs from A's");
 
     // Loading while active works too (hosts do this for presets/undo).
     b.load_state(&state).expect("load state into active B");
@@ -189,10 +155,7 @@ fn state_round_trips_into_a_fresh_instance() {
 
     // A truncated state is refused, and the instance keeps working.
     let truncated = &state[..state.len() - 1];
-    assert!(
-        b.load_state(truncated).is_err(),
-        "a truncated state blob was accepted"
-    );
+    assert!(b.load_state(truncated).is_err(), "a truncated state blob was accepted");
     assert_passthrough(&mut b, 44, "B after refusing a corrupt state");
 
     // A mono instance accepts the stereo instance's state as well.
@@ -244,8 +207,5 @@ fn concurrent_load_and_unload_does_not_crash() {
         .env(CHILD_ENV, "1")
         .status()
         .expect("spawn child test process");
-    assert!(
-        status.success(),
-        "host process died while loading/unloading the plugin on several threads: {status}"
-    );
+    assert!(status.success(), "host process died while loading/unloading the plugin on several threads: {status}");
 }

@@ -18,10 +18,7 @@ fn write_music(path: &Path, rate: u32, channels: u16, len: usize) -> Vec<Vec<f32
             (0..len)
                 .map(|n| {
                     let t = n as f32 / rate as f32;
-                    [220.0, 660.0 + 40.0 * c as f32, 3000.0, 6500.0]
-                        .iter()
-                        .map(|f| 0.15 * (2.0 * std::f32::consts::PI * f * t).sin())
-                        .sum::<f32>()
+                    [220.0, 660.0 + 40.0 * c as f32, 3000.0, 6500.0].iter().map(|f| 0.15 * (2.0 * std::f32::consts::PI * f * t).sin()).sum::<f32>()
                 })
                 .collect()
         })

@@ -6,9 +6,9 @@ mod golden;
 mod wav;
 
 use golden::Golden;
-use wav::{read_wav, write_wav};
 use std::path::Path;
 use std::process::{Command, Output};
+use wav::{read_wav, write_wav};
 
 fn dgg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_dgg-restore")).env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1").args(args).output().unwrap()
@@ -17,8 +17,6 @@ fn dgg(args: &[&str]) -> Output {
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
-
-
 
 /// The mean LSD `eval` prints for a directory.
 fn eval_mean(reference: &Path, restored: &Path) -> f64 {
@@ -52,8 +50,21 @@ fn experiment_writes_the_protocol_and_continues_where_it_stopped() {
 
     let run = |steps: &str| {
         dgg(&[
-            "experiment", "--clips", clips.to_str().unwrap(), "--out", out.to_str().unwrap(), "--tasks", "inpaint,phase",
-            "--methods", "dgg,ddim", "--segment", "0.6", "--steps", steps, "--model", model.path().to_str().unwrap(),
+            "experiment",
+            "--clips",
+            clips.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--tasks",
+            "inpaint,phase",
+            "--methods",
+            "dgg,ddim",
+            "--segment",
+            "0.6",
+            "--steps",
+            steps,
+            "--model",
+            model.path().to_str().unwrap(),
         ])
     };
     let o = run("2");

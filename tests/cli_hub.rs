@@ -140,14 +140,25 @@ fn the_model_is_fetched_once_then_found_in_the_cache_offline() {
     let o = restore(work.path(), &hf_home, &hub.endpoint);
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
-    for needle in ["fetching cvssp/audioldm2-music from the Hugging Face hub", "CC-BY-NC-SA 4.0", "downloading unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.safetensors: done"] {
+    for needle in [
+        "fetching cvssp/audioldm2-music from the Hugging Face hub",
+        "CC-BY-NC-SA 4.0",
+        "downloading unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.safetensors: done",
+    ] {
         assert!(stderr.contains(needle), "missing '{needle}' in: {stderr}");
     }
     assert!(work.path().join("out.wav").is_file());
 
     // The snapshot holds the loader's files, byte for byte, and nothing it does not read.
     let snapshot = hf_home.join("hub/models--cvssp--audioldm2-music/snapshots").join(COMMIT);
-    for file in ["model_index.json", "unet/diffusion_pytorch_model.safetensors", "vocoder/model.safetensors", "tokenizer_2/tokenizer.json", "scheduler/scheduler_config.json"] {
+    for file in [
+        "model_index.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vocoder/model.safetensors",
+        "tokenizer_2/tokenizer.json",
+        "scheduler/scheduler_config.json",
+    ] {
         assert_eq!(std::fs::read(snapshot.join(file)).unwrap(), std::fs::read(g.dir.join(file)).unwrap(), "{file}");
     }
     for absent in ["golden.safetensors", "vocoder_bin", "feature_extractor"] {

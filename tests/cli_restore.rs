@@ -6,10 +6,10 @@ mod golden;
 mod wav;
 
 use golden::Golden;
-use wav::{read_wav, write_wav};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use wav::{read_wav, write_wav};
 
 /// The tool with no model configured and the hub switched off (`tests/cli_hub.rs` tests
 /// the download against a local stand-in).
@@ -18,8 +18,6 @@ fn dgg() -> Command {
     c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
     c
 }
-
-
 
 /// 1.5 s of stereo tones at 44.1 kHz with 0.5–0.8 s silenced.
 fn gapped(path: &Path) -> Vec<Vec<f32>> {
@@ -98,7 +96,13 @@ fn steps_beyond_the_schedule_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wav"), dir.path().join("out.wav"));
     gapped(&input);
-    let o = dgg().args(["restore", "--task", "inpaint", "--gap", "0.5-0.8", "--steps", "100000", "--model"]).arg(model.path()).arg(&input).arg(&output).output().unwrap();
+    let o = dgg()
+        .args(["restore", "--task", "inpaint", "--gap", "0.5-0.8", "--steps", "100000", "--model"])
+        .arg(model.path())
+        .arg(&input)
+        .arg(&output)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("--steps 100000: use 1 to"), "{stderr}");
     assert!(!output.exists());

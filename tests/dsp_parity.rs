@@ -83,9 +83,7 @@ fn loss_mel_settings_are_configurable() {
 fn phase_retrieval_features_match() {
     let g = Golden::load();
     let mel = LossMel::new(LossMelConfig::paper(Some(80.0)), &golden::device()).unwrap();
-    let (out, grad) = value_and_grad_of_sum(&g.wave("phasemel.wav"), |w| {
-        mel.magnitude_features(&mel.stft().magnitude(w).unwrap()).unwrap()
-    });
+    let (out, grad) = value_and_grad_of_sum(&g.wave("phasemel.wav"), |w| mel.magnitude_features(&mel.stft().magnitude(w).unwrap()).unwrap());
     assert_close("phasemel.mel", &torch_layout(&out), &g.get("phasemel.mel"), TOL);
     assert_close("phasemel.grad_wav_of_sum", &grad.squeeze(0).unwrap(), &g.get("phasemel.grad_wav_of_sum"), TOL);
 }

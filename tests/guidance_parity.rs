@@ -15,9 +15,9 @@ use dgg_restore::restore::guidance::{loss_and_gradient, Method};
 use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::operators::Operator;
 use dgg_restore::restore::prior::LatentPrior;
-use std::ops::ControlFlow;
 use dgg_restore::restore::schedule::DdimSchedule;
 use golden::{assert_close, relative_error, Golden};
+use std::ops::ControlFlow;
 
 const VALUE_TOL: f64 = 1e-4;
 const GRAD_TOL: f64 = 5e-4;
@@ -81,15 +81,7 @@ impl StepCase {
         )
         .unwrap();
         let measurement = Measurement::new(Operator::Mask { mask: g.wave("dgg.step.mask") }, mel, &g.wave("dgg.step.y")).unwrap();
-        Self {
-            prior,
-            step,
-            z_t: g.get("dgg.step.z_t"),
-            eps: g.get("dgg.step.eps"),
-            noise: g.get("dgg.step.noise"),
-            measurement,
-            wave_len,
-        }
+        Self { prior, step, z_t: g.get("dgg.step.z_t"), eps: g.get("dgg.step.eps"), noise: g.get("dgg.step.noise"), measurement, wave_len }
     }
 
     fn x0(&self) -> Tensor {

@@ -6,6 +6,7 @@
 
 mod golden;
 
+use crossbeam::channel::{unbounded, Receiver};
 use dgg_restore::audio::AudioClip;
 use dgg_restore::engine::worker::{LoadPrior, PromptSettings};
 use dgg_restore::engine::{restore_clip, RestoreRequest};
@@ -18,7 +19,6 @@ use dgg_restore::restore::operators::{Degradation, Gap};
 use dgg_restore::restore::sampler::SamplerSettings;
 use golden::Golden;
 use nice_plug::params::persist::PersistentField;
-use crossbeam::channel::{unbounded, Receiver};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -38,9 +38,7 @@ fn gated_loader(dir: PathBuf, gate: Receiver<()>) -> impl Fn() -> LoadPrior + Se
 
 /// 0.5 s of stereo tones at 48 kHz placed at 2 s on the timeline, 0.2–0.3 s silenced.
 fn take() -> Take {
-    let channel = |f: f32| -> Vec<f32> {
-        (0..24_000).map(|n| if (9_600..14_400).contains(&n) { 0.0 } else { 0.3 * (n as f32 * f).sin() }).collect()
-    };
+    let channel = |f: f32| -> Vec<f32> { (0..24_000).map(|n| if (9_600..14_400).contains(&n) { 0.0 } else { 0.3 * (n as f32 * f).sin() }).collect() };
     Take { sample_rate: 48_000.0, start: 96_000, channels: vec![channel(0.05), channel(0.07)] }
 }
 

@@ -88,11 +88,7 @@ fn measurement(prior: &GaussianPrior) -> (Tensor, Measurement) {
     let mask: Vec<f32> = (0..SAMPLES).map(|n| if (800..1200).contains(&n) { 0.0 } else { 1.0 }).collect();
     let mask = Tensor::from_vec(mask, (1, SAMPLES), &prior.device).unwrap();
     let observed = clean.broadcast_mul(&mask).unwrap();
-    let mel = LossMel::new(
-        LossMelConfig { sample_rate: 16_000, stft: StftConfig { n_fft: 64, hop: 16 }, n_mels: 16, clamp: None },
-        &prior.device,
-    )
-    .unwrap();
+    let mel = LossMel::new(LossMelConfig { sample_rate: 16_000, stft: StftConfig { n_fft: 64, hop: 16 }, n_mels: 16, clamp: None }, &prior.device).unwrap();
     (clean, Measurement::new(Operator::Mask { mask }, mel, &observed).unwrap())
 }
 
@@ -178,7 +174,11 @@ fn same_seed_same_output_and_cancel_stops() {
     let settings = SamplerSettings::new(method, 100, 7);
     let err = sample(&prior, &m, SAMPLES, &settings, &mut |r| {
         seen = r.step;
-        if r.step == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        if r.step == 3 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
     })
     .unwrap_err();
     assert!(matches!(err, SampleError::Cancelled) && seen == 3, "{err}");

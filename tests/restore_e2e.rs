@@ -195,7 +195,11 @@ fn cancelling_stops_the_job() {
     let mut seen = 0;
     let err = restore_clip(&prior, &observed, &quick(Degradation::PhaseRetrieval), &mut |p| {
         seen = p.step.step;
-        if seen == 0 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+        if seen == 0 {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        }
     })
     .unwrap_err();
     assert_eq!(seen, 1);

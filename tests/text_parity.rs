@@ -5,11 +5,11 @@
 
 mod golden;
 
-use dgg_restore::restore::noise::NoiseSource;
 use candle_core::{DType, Device, Tensor};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::model::text::cache::{ConditioningCache, Prompt, Source};
 use dgg_restore::model::text::{TextEncoders, TEXT_COMPONENTS};
+use dgg_restore::restore::noise::NoiseSource;
 use dgg_restore::restore::prior::LatentPrior;
 use golden::{assert_close, Golden};
 
@@ -64,7 +64,6 @@ fn the_negative_prompt_is_padded_like_the_pipeline() {
     }
 }
 
-
 #[test]
 fn the_cache_spares_the_text_models_on_the_second_run() {
     let g = Golden::load();
@@ -95,7 +94,11 @@ fn the_cache_spares_the_text_models_on_the_second_run() {
     assert!(err.contains("no cached conditioning") && err.contains("text_encoder/") && err.contains("models/README.md"), "{err}");
 
     // A damaged entry is named, not used: NaN states would fail only at the first step.
-    let entry = std::fs::read_dir(dir.path().join("conditioning")).unwrap().map(|e| e.unwrap().path()).find(|p| p.extension().is_some_and(|e| e == "safetensors")).unwrap();
+    let entry = std::fs::read_dir(dir.path().join("conditioning"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .unwrap();
     let mut tensors = candle_core::safetensors::load(&entry, &Device::Cpu).unwrap();
     let states = tensors.get("cond.encoder_hidden_states").unwrap();
     tensors.insert("cond.encoder_hidden_states".into(), (states * f64::NAN).unwrap());

@@ -22,9 +22,7 @@ fn load(g: &Golden) -> AudioLdm2UNet {
 fn check(g: &Golden, unet: &AudioLdm2UNet, name: &str, masked: bool) {
     let get = |t: &str| g.get(&format!("unet.{name}.{t}"));
     let mask = masked.then(|| get("encoder_attention_mask_1"));
-    let out = unet
-        .forward(&get("sample"), &get("timestep"), &get("encoder_hidden_states"), &get("encoder_hidden_states_1"), mask.as_ref())
-        .unwrap();
+    let out = unet.forward(&get("sample"), &get("timestep"), &get("encoder_hidden_states"), &get("encoder_hidden_states_1"), mask.as_ref()).unwrap();
     golden::assert_close(&format!("unet.{name}"), &out, &get("out"), TOL);
 }
 

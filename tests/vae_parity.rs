@@ -63,8 +63,10 @@ fn unsupported_config_names_the_field() {
     let path = dir.path().join("config.json");
     let write = |json: &str| std::fs::write(&path, json).unwrap();
 
-    write(r#"{"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
-              "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "unknown_key": 1}"#);
+    write(
+        r#"{"block_out_channels": [32, 64], "down_block_types": ["DownEncoderBlock2D", "AttnDownEncoderBlock2D"],
+              "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"], "unknown_key": 1}"#,
+    );
     let err = Config::load(&path).unwrap_err().to_string();
     assert!(err.contains("`down_block_types`") && err.contains("AttnDownEncoderBlock2D"), "{err}");
 
@@ -81,7 +83,12 @@ fn unsupported_config_names_the_field() {
     assert!(err.contains("`norm_num_groups`"), "{err}");
 
     // Factors that would take the latents out of f32's range, statistics of the wrong size.
-    for (extra, field) in [(r#""scaling_factor": 0"#, "scaling_factor"), (r#""scaling_factor": -1"#, "scaling_factor"), (r#""shift_factor": 1e308"#, "shift_factor"), (r#""latents_mean": [0, 0, 0]"#, "latents_mean")] {
+    for (extra, field) in [
+        (r#""scaling_factor": 0"#, "scaling_factor"),
+        (r#""scaling_factor": -1"#, "scaling_factor"),
+        (r#""shift_factor": 1e308"#, "shift_factor"),
+        (r#""latents_mean": [0, 0, 0]"#, "latents_mean"),
+    ] {
         write(&format!(r#"{{"block_out_channels": [32], "latent_channels": 4, {extra}}}"#));
         let err = Config::load(&path).unwrap_err().to_string();
         assert!(err.contains(&format!("`{field}`")), "{extra}: {err}");

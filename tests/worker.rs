@@ -28,9 +28,7 @@ const WAIT: Duration = Duration::from_secs(60);
 fn loader(dir: PathBuf, loads: Arc<AtomicUsize>) -> LoadPrior {
     Box::new(move |p: &PromptSettings| {
         loads.fetch_add(1, Ordering::SeqCst);
-        AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale)
-            .map(|m| Box::new(m) as _)
-            .map_err(|e| e.to_string())
+        AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
     })
 }
 
@@ -64,7 +62,13 @@ fn until(worker: &Worker, mut done: impl FnMut(&Event) -> bool) -> Vec<Event> {
 }
 
 fn finished(events: &[Event], id: JobId) -> &AudioClip {
-    events.iter().find_map(|e| match e { Event::Finished { job, clip } if *job == id => Some(clip), _ => None }).unwrap_or_else(|| panic!("job {id} did not finish: {events:?}"))
+    events
+        .iter()
+        .find_map(|e| match e {
+            Event::Finished { job, clip } if *job == id => Some(clip),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("job {id} did not finish: {events:?}"))
 }
 
 #[test]
@@ -81,7 +85,10 @@ fn jobs_run_in_order_on_a_warm_model_and_match_a_direct_restore() {
     assert_eq!(loads.load(Ordering::SeqCst), 1, "loaded once, kept warm for the second job");
     let progress: Vec<(JobId, usize, usize)> = events
         .iter()
-        .filter_map(|e| match e { Event::Progress { job, progress, .. } => Some((*job, progress.step.step, progress.step.total)), _ => None })
+        .filter_map(|e| match e {
+            Event::Progress { job, progress, .. } => Some((*job, progress.step.step, progress.step.total)),
+            _ => None,
+        })
         .collect();
     assert_eq!(progress, [(a, 1, 3), (a, 2, 3), (a, 3, 3), (b, 1, 2), (b, 2, 2)], "in order, every step");
     assert!(events.iter().any(|e| matches!(e, Event::Progress { eta: Some(_), .. })));
@@ -116,7 +123,13 @@ fn cancelling_answers_at_once_and_the_worker_goes_on() {
     worker.cancel(long); // twice: reported once
     let next = worker.submit(job(2));
     let events = until(&worker, |e| matches!(e, Event::Finished { job, .. } if *job == next));
-    let cancelled: Vec<JobId> = events.iter().filter_map(|e| match e { Event::Cancelled { job } => Some(*job), _ => None }).collect();
+    let cancelled: Vec<JobId> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Cancelled { job } => Some(*job),
+            _ => None,
+        })
+        .collect();
     assert_eq!(cancelled, [queued, long]);
     let after_cancel = events.iter().position(|e| matches!(e, Event::Cancelled { job } if *job == long)).unwrap();
     assert!(
@@ -140,7 +153,13 @@ fn a_failed_load_fails_the_job_with_its_message_and_the_next_job_tries_again() {
     let a = worker.submit(job(2));
     let b = worker.submit(job(2));
     let events = until(&worker, |e| matches!(e, Event::Failed { job, .. } if *job == b));
-    let failures: Vec<(JobId, &str)> = events.iter().filter_map(|e| match e { Event::Failed { job, message } => Some((*job, message.as_str())), _ => None }).collect();
+    let failures: Vec<(JobId, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Failed { job, message } => Some((*job, message.as_str())),
+            _ => None,
+        })
+        .collect();
     assert_eq!(failures, [(a, "no AudioLDM2 model directory found"), (b, "no AudioLDM2 model directory found")]);
     assert_eq!(attempts.load(Ordering::SeqCst), 2);
 }

@@ -54,10 +54,7 @@ pub struct AudioClip {
 impl AudioClip {
     /// A clip from planar channels (not validated; see the type's invariant).
     pub fn new(sample_rate: u32, channels: Vec<Vec<f32>>) -> Self {
-        Self {
-            sample_rate,
-            channels,
-        }
+        Self { sample_rate, channels }
     }
 
     /// Number of channels.
@@ -101,24 +98,12 @@ impl WavFormat {
     /// 32-bit integer PCM.
     pub const INT32: Self = Self::int(32);
     /// 32-bit IEEE float.
-    pub const FLOAT32: Self = Self {
-        bits_per_sample: 32,
-        float: true,
-    };
+    pub const FLOAT32: Self = Self { bits_per_sample: 32, float: true };
     /// Every supported format.
-    pub const ALL: [Self; 5] = [
-        Self::INT8,
-        Self::INT16,
-        Self::INT24,
-        Self::INT32,
-        Self::FLOAT32,
-    ];
+    pub const ALL: [Self; 5] = [Self::INT8, Self::INT16, Self::INT24, Self::INT32, Self::FLOAT32];
 
     const fn int(bits_per_sample: u16) -> Self {
-        Self {
-            bits_per_sample,
-            float: false,
-        }
+        Self { bits_per_sample, float: false }
     }
 
     /// Whether this crate can read and write the format.

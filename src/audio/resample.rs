@@ -40,9 +40,7 @@ const BLOCKS_PER_CHUNK: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ResampleError {
     /// A rate outside [`MIN_SAMPLE_RATE`]..=[`MAX_SAMPLE_RATE`].
-    #[error(
-        "cannot resample from {from_hz} Hz to {to_hz} Hz: both rates must be within {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz"
-    )]
+    #[error("cannot resample from {from_hz} Hz to {to_hz} Hz: both rates must be within {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")]
     UnsupportedRate { from_hz: u32, to_hz: u32 },
     /// Channels of different lengths.
     #[error(
@@ -57,11 +55,7 @@ pub enum ResampleError {
     },
     /// rubato refused (not expected to happen once the checks above pass).
     #[error("resampling from {from_hz} Hz to {to_hz} Hz failed: {message}")]
-    Internal {
-        from_hz: u32,
-        to_hz: u32,
-        message: String,
-    },
+    Internal { from_hz: u32, to_hz: u32, message: String },
 }
 
 /// The number of frames [`resample`] returns for `len` input frames: round(len · to / from),
@@ -85,10 +79,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 /// minimal block pair (`from/gcd`, `to/gcd`) whose shorter side is at least [`MIN_BLOCK`].
 fn block_sizes(from_hz: u32, to_hz: u32) -> (usize, usize) {
     let g = gcd(u64::from(from_hz), u64::from(to_hz));
-    let (min_in, min_out) = (
-        (u64::from(from_hz) / g) as usize,
-        (u64::from(to_hz) / g) as usize,
-    );
+    let (min_in, min_out) = ((u64::from(from_hz) / g) as usize, (u64::from(to_hz) / g) as usize);
     let mut blocks = MIN_BLOCK.div_ceil(min_in.min(min_out));
     blocks += blocks % 2;
     (blocks * min_in, blocks * min_out)
@@ -97,9 +88,7 @@ fn block_sizes(from_hz: u32, to_hz: u32) -> (usize, usize) {
 /// One channel through [`resample`], the error as text: the form the degradation operators
 /// take for bringing a recorded impulse response to the clip's rate.
 pub fn resample_mono(x: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, String> {
-    resample(&[x.to_vec()], from_hz, to_hz)
-        .map(|mut v| v.remove(0))
-        .map_err(|e| e.to_string())
+    resample(&[x.to_vec()], from_hz, to_hz).map(|mut v| v.remove(0)).map_err(|e| e.to_string())
 }
 
 /// Resample planar audio from `from_hz` to `to_hz`.
@@ -111,22 +100,14 @@ pub fn resample_mono(x: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, St
 ///
 /// Lengths round at each conversion, so host → 16 kHz → host can come back a frame or two
 /// longer or shorter than the original: crop or pad to the length you started with.
-pub fn resample(
-    channels: &[Vec<f32>],
-    from_hz: u32,
-    to_hz: u32,
-) -> Result<Vec<Vec<f32>>, ResampleError> {
+pub fn resample(channels: &[Vec<f32>], from_hz: u32, to_hz: u32) -> Result<Vec<Vec<f32>>, ResampleError> {
     let Some(first) = channels.first() else {
         Resampler::new(0, 0, from_hz, to_hz)?;
         return Ok(Vec::new());
     };
     let len = first.len();
     if let Some((channel, ch)) = channels.iter().enumerate().find(|(_, c)| c.len() != len) {
-        return Err(ResampleError::RaggedChannels {
-            channel,
-            len: ch.len(),
-            expected: len,
-        });
+        return Err(ResampleError::RaggedChannels { channel, len: ch.len(), expected: len });
     }
     Resampler::new(channels.len(), len, from_hz, to_hz)?.push(channels)
 }
@@ -271,23 +252,14 @@ mod tests {
         (0..len)
             .map(|n| {
                 let t = n as f64 / f64::from(rate);
-                parts
-                    .iter()
-                    .map(|&(f, a, p)| a * (2.0 * PI * f * t + p).sin())
-                    .sum::<f64>() as f32
+                parts.iter().map(|&(f, a, p)| a * (2.0 * PI * f * t + p).sin()).sum::<f64>() as f32
             })
             .collect()
     }
 
     /// Music-like test signal inside the 16 kHz passband (all partials below 7 kHz).
-    const PARTIALS: [(f64, f64, f64); 6] = [
-        (55.0, 0.2, 0.3),
-        (440.0, 0.25, 0.0),
-        (1234.5, 0.15, 1.0),
-        (3000.7, 0.1, 2.0),
-        (5111.1, 0.08, -0.7),
-        (6900.0, 0.05, 0.4),
-    ];
+    const PARTIALS: [(f64, f64, f64); 6] =
+        [(55.0, 0.2, 0.3), (440.0, 0.25, 0.0), (1234.5, 0.15, 1.0), (3000.7, 0.1, 2.0), (5111.1, 0.08, -0.7), (6900.0, 0.05, 0.4)];
 
     /// SNR (dB) of `got` against `want`, ignoring `edge` frames at both ends.
     fn snr_db(got: &[f32], want: &[f32], edge: usize) -> f64 {
@@ -301,9 +273,7 @@ mod tests {
     }
 
     fn max_err(got: &[f32], want: &[f32], edge: usize) -> f32 {
-        (edge..got.len() - edge)
-            .map(|i| (got[i] - want[i]).abs())
-            .fold(0.0, f32::max)
+        (edge..got.len() - edge).map(|i| (got[i] - want[i]).abs()).fold(0.0, f32::max)
     }
 
     /// Edge excluded from the accuracy figures: 25 ms (the filter spans one FFT block, e.g.
@@ -328,9 +298,7 @@ mod tests {
     /// rubato's delay and a rate pair with gcd 1.
     #[test]
     fn output_length_is_exact() {
-        let rates = [
-            8_000, 16_000, 22_050, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000, 44_101,
-        ];
+        let rates = [8_000, 16_000, 22_050, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000, 44_101];
         for &from in &rates {
             for &to in &[16_000, 44_100] {
                 for len in [1usize, 2, 3, 7, 100, 1023, 4097, 44_100, 100_003] {
@@ -349,9 +317,7 @@ mod tests {
     /// errors of ~0.5 on these partials).
     #[test]
     fn direct_conversion_matches_ideal_signal() {
-        for from in [
-            22_050u32, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000,
-        ] {
+        for from in [22_050u32, 32_000, 44_100, 48_000, 88_200, 96_000, 176_400, 192_000] {
             let secs = 1.5;
             let x = sines(&PARTIALS, from, (secs * f64::from(from)) as usize);
             let y = resample(std::slice::from_ref(&x), from, 16_000).unwrap();
@@ -373,13 +339,7 @@ mod tests {
 
     #[test]
     fn round_trips_through_16k() {
-        for (host, via) in [
-            (44_100u32, 16_000u32),
-            (48_000, 16_000),
-            (16_000, 48_000),
-            (22_050, 16_000),
-            (96_000, 16_000),
-        ] {
+        for (host, via) in [(44_100u32, 16_000u32), (48_000, 16_000), (16_000, 48_000), (22_050, 16_000), (96_000, 16_000)] {
             let len = (1.3 * f64::from(host)) as usize + 17; // not a whole number of blocks
             let a = sines(&PARTIALS, host, len);
             let b: Vec<f32> = a.iter().map(|v| -0.5 * v).collect();
@@ -397,10 +357,7 @@ mod tests {
             let snr_b = snr_db(back[1], b, edge(host));
             let me = max_err(back[0], a, edge(host));
             eprintln!("{host} -> {via} -> {host}: SNR {snr:.1} / {snr_b:.1} dB, max err {me:.2e}");
-            assert!(
-                snr > 100.0 && snr_b > 100.0,
-                "{host}->{via}->{host}: {snr:.1} / {snr_b:.1} dB"
-            );
+            assert!(snr > 100.0 && snr_b > 100.0, "{host}->{via}->{host}: {snr:.1} / {snr_b:.1} dB");
             // Over the whole clip, edges included, it stays close too.
             let snr_all = snr_db(back[0], a, 0);
             eprintln!("   edges included: {snr_all:.1} dB");
@@ -412,14 +369,7 @@ mod tests {
     /// `k · to / from` is an integer `m`, comes out as the same pulse centred exactly on `m`.
     #[test]
     fn no_time_shift() {
-        for (from, to) in [
-            (48_000u32, 16_000u32),
-            (44_100, 16_000),
-            (16_000, 44_100),
-            (16_000, 48_000),
-            (22_050, 16_000),
-            (192_000, 16_000),
-        ] {
+        for (from, to) in [(48_000u32, 16_000u32), (44_100, 16_000), (16_000, 44_100), (16_000, 48_000), (22_050, 16_000), (192_000, 16_000)] {
             let g = gcd(u64::from(from), u64::from(to)) as usize;
             let (step_in, step_out) = (from as usize / g, to as usize / g);
             let j = (0.4 * f64::from(from) / step_in as f64).round() as usize;
@@ -433,11 +383,7 @@ mod tests {
                         if t.abs() >= half {
                             return 0.0;
                         }
-                        let sinc = if t == 0.0 {
-                            1.0
-                        } else {
-                            (2.0 * PI * fc * t).sin() / (2.0 * PI * fc * t)
-                        };
+                        let sinc = if t == 0.0 { 1.0 } else { (2.0 * PI * fc * t).sin() / (2.0 * PI * fc * t) };
                         (sinc * 0.5 * (1.0 + (PI * t / half).cos())) as f32
                     })
                     .collect()
@@ -445,24 +391,14 @@ mod tests {
             let len = (0.8 * f64::from(from)) as usize;
             let x = pulse(from, k, len);
             let y = resample(&[x], from, to).unwrap().remove(0);
-            let peak = y
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map(|(i, _)| i)
-                .unwrap();
+            let peak = y.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap();
             assert_eq!(peak, m, "{from}->{to}: peak at {peak}, expected {m}");
             // Symmetric around the peak: no fractional shift either.
-            let asym = (1..20)
-                .map(|d| (y[m - d] - y[m + d]).abs())
-                .fold(0.0f32, f32::max);
+            let asym = (1..20).map(|d| (y[m - d] - y[m + d]).abs()).fold(0.0f32, f32::max);
             // And it matches the ideal pulse rendered at the output rate.
             let ideal = pulse(to, m, y.len());
             let me = max_err(&y, &ideal, 0);
-            eprintln!(
-                "{from}->{to}: peak {:.6}, asymmetry {asym:.2e}, max err vs ideal {me:.2e}",
-                y[m]
-            );
+            eprintln!("{from}->{to}: peak {:.6}, asymmetry {asym:.2e}, max err vs ideal {me:.2e}", y[m]);
             assert!(asym < 1e-6, "{from}->{to}: asymmetry {asym}");
             assert!(me < 2e-5, "{from}->{to}: {me}");
         }
@@ -507,12 +443,7 @@ mod tests {
                 let x = sines(&[(f, 0.5, 0.0)], from, from as usize);
                 let y = resample(&[x], from, 16_000).unwrap().remove(0);
                 let e = edge(16_000);
-                let rms = (y[e..y.len() - e]
-                    .iter()
-                    .map(|v| f64::from(*v).powi(2))
-                    .sum::<f64>()
-                    / (y.len() - 2 * e) as f64)
-                    .sqrt();
+                let rms = (y[e..y.len() - e].iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / (y.len() - 2 * e) as f64).sqrt();
                 let db = 20.0 * (rms / (0.5 / 2f64.sqrt())).log10();
                 eprintln!("{from}->16000, {f} Hz: {db:.1} dB");
                 assert!(db < -100.0, "{from}->16000, {f} Hz leaks at {db:.1} dB");
@@ -527,10 +458,7 @@ mod tests {
         let silence = vec![0.0f32; 24_000];
         let c = sines(&[(3_000.0, 0.3, 1.0)], from, 24_000);
         let y = resample(&[a.clone(), silence, c.clone()], from, to).unwrap();
-        assert!(
-            y[1].iter().all(|v| *v == 0.0),
-            "silent channel picked up signal"
-        );
+        assert!(y[1].iter().all(|v| *v == 0.0), "silent channel picked up signal");
         let single_a = resample(&[a], from, to).unwrap();
         let single_c = resample(&[c], from, to).unwrap();
         assert_eq!(y[0], single_a[0]);
@@ -541,23 +469,10 @@ mod tests {
     fn same_rate_empty_and_errors() {
         let x = vec![vec![0.1f32, -0.2, 0.3], vec![1.0, 2.0, 3.0]];
         assert_eq!(resample(&x, 44_100, 44_100).unwrap(), x);
-        assert_eq!(
-            resample(&[], 44_100, 16_000).unwrap(),
-            Vec::<Vec<f32>>::new()
-        );
-        assert_eq!(
-            resample(&[vec![], vec![]], 44_100, 16_000).unwrap(),
-            vec![Vec::<f32>::new(); 2]
-        );
+        assert_eq!(resample(&[], 44_100, 16_000).unwrap(), Vec::<Vec<f32>>::new());
+        assert_eq!(resample(&[vec![], vec![]], 44_100, 16_000).unwrap(), vec![Vec::<f32>::new(); 2]);
         let e = resample(&[vec![0.0; 10], vec![0.0; 9]], 44_100, 16_000).unwrap_err();
-        assert_eq!(
-            e,
-            ResampleError::RaggedChannels {
-                channel: 1,
-                len: 9,
-                expected: 10
-            }
-        );
+        assert_eq!(e, ResampleError::RaggedChannels { channel: 1, len: 9, expected: 10 });
         assert!(e.to_string().contains("channel 2 has 9 samples"), "{e}");
         for (a, b) in [(0, 16_000), (16_000, 0), (7_999, 16_000), (16_000, 400_000)] {
             let e = resample(&x, a, b).unwrap_err();
@@ -572,7 +487,16 @@ mod tests {
             let x = sines(&PARTIALS, from, len);
             // The reference: rubato's own whole-clip call, as `resample` used to make it.
             let (block_in, _) = block_sizes(from, to);
-            let mut fft = Fft::<f32>::new_custom(from as usize, to as usize, block_in * BLOCKS_PER_CHUNK, BLOCKS_PER_CHUNK, 1, WindowFunction::BlackmanHarris2, FixedSync::Input).unwrap();
+            let mut fft = Fft::<f32>::new_custom(
+                from as usize,
+                to as usize,
+                block_in * BLOCKS_PER_CHUNK,
+                BLOCKS_PER_CHUNK,
+                1,
+                WindowFunction::BlackmanHarris2,
+                FixedSync::Input,
+            )
+            .unwrap();
             let input = SequentialSliceOfVecs::new(std::slice::from_ref(&x), 1, len).unwrap();
             let capacity = fft.process_all_needed_output_len(len);
             let mut whole = vec![vec![0.0f32; capacity]];
@@ -593,15 +517,8 @@ mod tests {
 
     #[test]
     fn block_sizes_are_even_and_large_enough() {
-        for (from, to) in [
-            (44_100u32, 16_000u32),
-            (16_000, 44_100),
-            (48_000, 16_000),
-            (22_050, 16_000),
-            (192_000, 16_000),
-            (44_101, 16_000),
-            (16_000, 16_001),
-        ] {
+        for (from, to) in [(44_100u32, 16_000u32), (16_000, 44_100), (48_000, 16_000), (22_050, 16_000), (192_000, 16_000), (44_101, 16_000), (16_000, 16_001)]
+        {
             let (bi, bo) = block_sizes(from, to);
             assert!(bi % 2 == 0 && bo % 2 == 0, "{from}->{to}: {bi}/{bo}");
             assert!(bi.min(bo) >= MIN_BLOCK);

@@ -22,9 +22,7 @@ const TAG_PCM: u16 = 0x0001;
 const TAG_FLOAT: u16 = 0x0003;
 const TAG_EXTENSIBLE: u16 = 0xFFFE;
 /// The bytes after the leading format tag in every `KSDATAFORMAT_SUBTYPE_*` GUID.
-const KSDATAFORMAT_TAIL: [u8; 14] = [
-    0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
-];
+const KSDATAFORMAT_TAIL: [u8; 14] = [0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71];
 
 /// What the header scan learned about a file that looks readable.
 #[derive(Debug)]
@@ -116,10 +114,7 @@ impl WavReader {
             let take = (frames - done).min(block.len() / frame_bytes);
             let buf = &mut block[..take * frame_bytes];
             self.input.read_exact(buf).map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => AudioError::Truncated {
-                    path: path.to_owned(),
-                    detail: "the file ends before the last sample".into(),
-                },
+                io::ErrorKind::UnexpectedEof => AudioError::Truncated { path: path.to_owned(), detail: "the file ends before the last sample".into() },
                 _ => io_err(path, "read", e),
             })?;
             for (f, frame) in buf.chunks_exact(frame_bytes).enumerate() {
@@ -164,11 +159,7 @@ pub fn write_wav(path: &Path, clip: &AudioClip, format: WavFormat) -> Result<(),
     if let Some((i, ch)) = clip.channels.iter().enumerate().find(|(_, ch)| ch.len() != frames) {
         return Err(AudioError::InvalidClip {
             path: path.to_owned(),
-            reason: format!(
-                "channel {} has {} samples but channel 1 has {frames}; all channels must have the same length",
-                i + 1,
-                ch.len()
-            ),
+            reason: format!("channel {} has {} samples but channel 1 has {frames}; all channels must have the same length", i + 1, ch.len()),
         });
     }
     let layout = WavLayout { sample_rate: clip.sample_rate, channels: n_ch, frames, format };
@@ -305,10 +296,7 @@ fn validate_layout(path: &Path, layout: &WavLayout) -> Result<(), AudioError> {
     // overflows on them instead of failing).
     let frame_bytes = n_ch as u64 * u64::from(format.bits_per_sample / 8);
     if frame_bytes > u64::from(u16::MAX) || frame_bytes * u64::from(layout.sample_rate) > u64::from(u32::MAX) {
-        return Err(invalid(format!(
-            "{n_ch} channels of {format} at {} Hz do not fit in a WAV header; write fewer channels",
-            layout.sample_rate
-        )));
+        return Err(invalid(format!("{n_ch} channels of {format} at {} Hz do not fit in a WAV header; write fewer channels", layout.sample_rate)));
     }
     let frames = layout.frames;
     if frames == 0 {
@@ -319,19 +307,13 @@ fn validate_layout(path: &Path, layout: &WavLayout) -> Result<(), AudioError> {
     // channels or 16 bits); the RIFF size, all but its first 8 bytes, is a u32.
     let header = if n_ch <= 2 && format.bits_per_sample <= 16 { 44 } else { 68 };
     if data_bytes + header - 8 > u128::from(u32::MAX) {
-        return Err(invalid(format!(
-            "{frames} frames × {n_ch} channels of {format} exceed the 4 GiB limit of a WAV file; write a shorter clip or fewer bits"
-        )));
+        return Err(invalid(format!("{frames} frames × {n_ch} channels of {format} exceed the 4 GiB limit of a WAV file; write a shorter clip or fewer bits")));
     }
     Ok(())
 }
 
 fn io_err(path: &Path, action: &'static str, source: io::Error) -> AudioError {
-    AudioError::Io {
-        path: path.to_owned(),
-        action,
-        source,
-    }
+    AudioError::Io { path: path.to_owned(), action, source }
 }
 
 /// Read as many bytes as available into `buf` (up to its length); returns the count.
@@ -357,22 +339,12 @@ fn le32(b: &[u8], at: usize) -> u32 {
 }
 
 /// Walk the RIFF chunks up to the data chunk and classify the file.
-fn scan_header<R: Read + Seek>(
-    r: &mut R,
-    file_len: u64,
-    path: &Path,
-) -> Result<Header, AudioError> {
+fn scan_header<R: Read + Seek>(r: &mut R, file_len: u64, path: &Path) -> Result<Header, AudioError> {
     let p = || path.to_owned();
     let read_err = |e| io_err(path, "read", e);
-    let truncated = |detail: &str| AudioError::Truncated {
-        path: p(),
-        detail: detail.to_owned(),
-    };
+    let truncated = |detail: &str| AudioError::Truncated { path: p(), detail: detail.to_owned() };
     let malformed = |detail: String| AudioError::Malformed { path: p(), detail };
-    let unsupported = |encoding: String| AudioError::UnsupportedEncoding {
-        path: p(),
-        encoding,
-    };
+    let unsupported = |encoding: String| AudioError::UnsupportedEncoding { path: p(), encoding };
 
     let mut head = [0u8; 64];
     let n = read_up_to(r, &mut head).map_err(read_err)?;
@@ -380,28 +352,16 @@ fn scan_header<R: Read + Seek>(
     match head.get(..4) {
         Some(b"RIFF") => {}
         Some(b"RIFX") => return Err(unsupported("big-endian RIFX".into())),
-        Some(b"RF64") | Some(b"BW64") => {
-            return Err(unsupported("RF64/BW64 (WAV over 4 GiB)".into()))
-        }
-        _ if n < 4 && b"RIFF".starts_with(head) && n > 0 => {
-            return Err(truncated("the file ends inside the RIFF header"))
-        }
-        _ => {
-            return Err(AudioError::NotWav {
-                path: p(),
-                what: describe_non_wav(head),
-            })
-        }
+        Some(b"RF64") | Some(b"BW64") => return Err(unsupported("RF64/BW64 (WAV over 4 GiB)".into())),
+        _ if n < 4 && b"RIFF".starts_with(head) && n > 0 => return Err(truncated("the file ends inside the RIFF header")),
+        _ => return Err(AudioError::NotWav { path: p(), what: describe_non_wav(head) }),
     }
     if n < 12 {
         return Err(truncated("the file ends inside the RIFF header"));
     }
     if &head[8..12] != b"WAVE" {
         let kind = String::from_utf8_lossy(&head[8..12]).into_owned();
-        return Err(AudioError::NotWav {
-            path: p(),
-            what: format!("a RIFF file of type {kind:?}, not WAVE"),
-        });
+        return Err(AudioError::NotWav { path: p(), what: format!("a RIFF file of type {kind:?}, not WAVE") });
     }
 
     let mut pos: u64 = 12;
@@ -437,15 +397,10 @@ fn scan_header<R: Read + Seek>(
             }
             b"data" => {
                 let Some((format, channels, sample_rate, block_align)) = fmt else {
-                    return Err(malformed(
-                        "the audio data chunk comes before the format (fmt) chunk".into(),
-                    ));
+                    return Err(malformed("the audio data chunk comes before the format (fmt) chunk".into()));
                 };
                 if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&sample_rate) {
-                    return Err(AudioError::BadSampleRate {
-                        path: p(),
-                        rate: sample_rate,
-                    });
+                    return Err(AudioError::BadSampleRate { path: p(), rate: sample_rate });
                 }
                 let align = u64::from(block_align);
                 let available = file_len - body;
@@ -463,21 +418,13 @@ fn scan_header<R: Read + Seek>(
                     });
                 }
                 if len % align != 0 {
-                    return Err(malformed(format!(
-                        "the audio data chunk is {len} bytes, not a whole number of {align}-byte sample frames"
-                    )));
+                    return Err(malformed(format!("the audio data chunk is {len} bytes, not a whole number of {align}-byte sample frames")));
                 }
                 let frames = len / align;
                 if frames == 0 {
                     return Err(AudioError::Empty { path: p() });
                 }
-                return Ok(Header {
-                    format,
-                    channels,
-                    sample_rate,
-                    frames,
-                    data_offset: body,
-                });
+                return Ok(Header { format, channels, sample_rate, frames, data_offset: body });
             }
             _ => {}
         }
@@ -488,14 +435,8 @@ fn scan_header<R: Read + Seek>(
 
 /// Parse a fmt chunk body (at least 16 bytes; at most the first 64 are given).
 fn parse_fmt(b: &[u8], path: &Path) -> Result<(WavFormat, u16, u32, u16), AudioError> {
-    let unsupported = |encoding: String| AudioError::UnsupportedEncoding {
-        path: path.to_owned(),
-        encoding,
-    };
-    let malformed = |detail: String| AudioError::Malformed {
-        path: path.to_owned(),
-        detail,
-    };
+    let unsupported = |encoding: String| AudioError::UnsupportedEncoding { path: path.to_owned(), encoding };
+    let malformed = |detail: String| AudioError::Malformed { path: path.to_owned(), detail };
     let mut tag = le16(b, 0);
     let channels = le16(b, 2);
     let rate = le32(b, 4);
@@ -504,18 +445,14 @@ fn parse_fmt(b: &[u8], path: &Path) -> Result<(WavFormat, u16, u32, u16), AudioE
     let mut valid_bits = bits;
     if tag == TAG_EXTENSIBLE {
         if b.len() < 40 || le16(b, 16) < 22 {
-            return Err(malformed(
-                "WAVE_FORMAT_EXTENSIBLE header is too short".into(),
-            ));
+            return Err(malformed("WAVE_FORMAT_EXTENSIBLE header is too short".into()));
         }
         let v = le16(b, 18);
         if v != 0 {
             valid_bits = v;
         }
         if b[26..40] != KSDATAFORMAT_TAIL {
-            return Err(unsupported(
-                "an unknown WAVE_FORMAT_EXTENSIBLE sub-format".into(),
-            ));
+            return Err(unsupported("an unknown WAVE_FORMAT_EXTENSIBLE sub-format".into()));
         }
         tag = le16(b, 24);
     }
@@ -528,40 +465,21 @@ fn parse_fmt(b: &[u8], path: &Path) -> Result<(WavFormat, u16, u32, u16), AudioE
         return Err(malformed("the header says the file has 0 channels".into()));
     }
     let kind = if float { "float" } else { "integer PCM" };
-    let supported_bits = if float {
-        bits == 32
-    } else {
-        matches!(bits, 8 | 16 | 24 | 32)
-    };
+    let supported_bits = if float { bits == 32 } else { matches!(bits, 8 | 16 | 24 | 32) };
     if !supported_bits {
         return Err(unsupported(format!("{bits}-bit {kind}")));
     }
     if valid_bits != bits {
-        return Err(unsupported(format!(
-            "{valid_bits}-bit {kind} samples in {bits}-bit containers"
-        )));
+        return Err(unsupported(format!("{valid_bits}-bit {kind} samples in {bits}-bit containers")));
     }
     let bytes = u32::from(bits / 8);
     if u32::from(block_align) != bytes * u32::from(channels) {
         if block_align.is_multiple_of(channels) && u32::from(block_align / channels) > bytes {
-            return Err(unsupported(format!(
-                "{bits}-bit {kind} samples in {}-bit containers",
-                block_align / channels * 8
-            )));
+            return Err(unsupported(format!("{bits}-bit {kind} samples in {}-bit containers", block_align / channels * 8)));
         }
-        return Err(malformed(format!(
-            "block size of {block_align} bytes does not fit {channels} channels of {bits} bits"
-        )));
+        return Err(malformed(format!("block size of {block_align} bytes does not fit {channels} channels of {bits} bits")));
     }
-    Ok((
-        WavFormat {
-            bits_per_sample: bits,
-            float,
-        },
-        channels,
-        rate,
-        block_align,
-    ))
+    Ok((WavFormat { bits_per_sample: bits, float }, channels, rate, block_align))
 }
 
 fn format_tag_name(tag: u16) -> String {
@@ -608,9 +526,7 @@ fn describe_non_wav(head: &[u8]) -> String {
     if starts(&[0x30, 0x26, 0xB2, 0x75]) {
         return "it looks like a WMA/ASF file".into();
     }
-    let texty = head
-        .iter()
-        .all(|&c| matches!(c, b'\t' | b'\n' | b'\r' | 0x20..=0x7E | 0x80..=0xFF));
+    let texty = head.iter().all(|&c| matches!(c, b'\t' | b'\n' | b'\r' | 0x20..=0x7E | 0x80..=0xFF));
     if texty {
         return "it looks like a text file".into();
     }
@@ -650,23 +566,12 @@ mod tests {
     }
 
     /// Write interleaved raw samples with hound directly (independent of `write_wav`).
-    fn hound_write(
-        path: &Path,
-        fmt: WavFormat,
-        channels: u16,
-        rate: u32,
-        ints: &[i32],
-        floats: &[f32],
-    ) {
+    fn hound_write(path: &Path, fmt: WavFormat, channels: u16, rate: u32, ints: &[i32], floats: &[f32]) {
         let spec = hound::WavSpec {
             channels,
             sample_rate: rate,
             bits_per_sample: fmt.bits_per_sample,
-            sample_format: if fmt.float {
-                hound::SampleFormat::Float
-            } else {
-                hound::SampleFormat::Int
-            },
+            sample_format: if fmt.float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
         };
         let mut w = hound::WavWriter::create(path, spec).unwrap();
         if fmt.float {
@@ -690,9 +595,7 @@ mod tests {
         let frames = 1000;
         for fmt in WavFormat::ALL {
             for n_ch in [1u16, 2, 6] {
-                let mut rng = Rng(0x9E37_79B9_7F4A_7C15
-                    ^ u64::from(fmt.bits_per_sample)
-                    ^ u64::from(n_ch) << 8);
+                let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ u64::from(fmt.bits_per_sample) ^ u64::from(n_ch) << 8);
                 let total = frames * usize::from(n_ch);
                 let (mut ints, mut floats) = (vec![], vec![]);
                 if fmt.float {
@@ -706,10 +609,7 @@ mod tests {
                     ints[1] = ((1i64 << b) - 1) as i32;
                     ints[2] = 0;
                 }
-                let src = dir.path().join(format!(
-                    "src_{}_{}_{n_ch}.wav",
-                    fmt.bits_per_sample, fmt.float
-                ));
+                let src = dir.path().join(format!("src_{}_{}_{n_ch}.wav", fmt.bits_per_sample, fmt.float));
                 hound_write(&src, fmt, n_ch, 44_100, &ints, &floats);
 
                 let (clip, got_fmt) = read_wav(&src).unwrap();
@@ -720,30 +620,20 @@ mod tests {
                 let scale = (1u64 << (fmt.bits_per_sample - 1)) as f64;
                 for i in 0..total {
                     let got = clip.channels[i % usize::from(n_ch)][i / usize::from(n_ch)];
-                    let want = if fmt.float {
-                        floats[i]
-                    } else {
-                        (f64::from(ints[i]) / scale) as f32
-                    };
+                    let want = if fmt.float { floats[i] } else { (f64::from(ints[i]) / scale) as f32 };
                     assert_eq!(got.to_bits(), want.to_bits(), "{fmt} {n_ch} ch sample {i}");
                 }
                 if !fmt.float {
                     assert_eq!(clip.channels[0][0], -1.0);
                 }
 
-                let dst = dir.path().join(format!(
-                    "dst_{}_{}_{n_ch}.wav",
-                    fmt.bits_per_sample, fmt.float
-                ));
+                let dst = dir.path().join(format!("dst_{}_{}_{n_ch}.wav", fmt.bits_per_sample, fmt.float));
                 write_wav(&dst, &clip, got_fmt).unwrap();
                 let (again, again_fmt) = read_wav(&dst).unwrap();
                 assert_eq!(again_fmt, fmt);
                 assert_eq!(again.sample_rate, clip.sample_rate);
                 for (a, b) in again.channels.iter().zip(&clip.channels) {
-                    assert!(
-                        a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                        "{fmt} {n_ch} ch"
-                    );
+                    assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{fmt} {n_ch} ch");
                 }
                 // hound writes the same header layout for both, so the bytes match too —
                 // except 32-bit integers, whose low bits do not survive f32 (24-bit mantissa).
@@ -768,33 +658,13 @@ mod tests {
         let dir = tmpdir();
         let p = dir.path().join("clamp.wav");
         let lsb = 1.0 / 32768.0;
-        let clip = AudioClip::new(
-            48_000,
-            vec![vec![
-                1.0,
-                -1.0,
-                2.0,
-                -2.0,
-                0.4 * lsb,
-                0.6 * lsb,
-                -0.6 * lsb,
-                0.5 - 0.49 * lsb,
-            ]],
-        );
+        let clip = AudioClip::new(48_000, vec![vec![1.0, -1.0, 2.0, -2.0, 0.4 * lsb, 0.6 * lsb, -0.6 * lsb, 0.5 - 0.49 * lsb]]);
         write_wav(&p, &clip, WavFormat::INT16).unwrap();
-        let got: Vec<i32> = hound::WavReader::open(&p)
-            .unwrap()
-            .samples::<i32>()
-            .map(Result::unwrap)
-            .collect();
+        let got: Vec<i32> = hound::WavReader::open(&p).unwrap().samples::<i32>().map(Result::unwrap).collect();
         assert_eq!(got, vec![32767, -32768, 32767, -32768, 0, 1, -1, 16384]);
 
         write_wav(&p, &clip, WavFormat::INT8).unwrap();
-        let got: Vec<i32> = hound::WavReader::open(&p)
-            .unwrap()
-            .samples::<i32>()
-            .map(Result::unwrap)
-            .collect();
+        let got: Vec<i32> = hound::WavReader::open(&p).unwrap().samples::<i32>().map(Result::unwrap).collect();
         assert_eq!(got[..4], [127, -128, 127, -128]);
         // 8-bit is unsigned on disk: 0x80 is silence.
         assert_eq!(fs::read(&p).unwrap()[44 + 4], 0x80);
@@ -803,9 +673,7 @@ mod tests {
     fn minimal_wav_bytes(fmt_chunk: &[u8], data: &[u8], declared_data_len: u32) -> Vec<u8> {
         let mut v = Vec::new();
         v.extend_from_slice(b"RIFF");
-        v.extend_from_slice(
-            &(4 + 8 + fmt_chunk.len() as u32 + 8 + declared_data_len).to_le_bytes(),
-        );
+        v.extend_from_slice(&(4 + 8 + fmt_chunk.len() as u32 + 8 + declared_data_len).to_le_bytes());
         v.extend_from_slice(b"WAVE");
         v.extend_from_slice(b"fmt ");
         v.extend_from_slice(&(fmt_chunk.len() as u32).to_le_bytes());
@@ -827,14 +695,7 @@ mod tests {
         v
     }
 
-    fn extensible_chunk(
-        channels: u16,
-        rate: u32,
-        bits: u16,
-        valid: u16,
-        block_align: u16,
-        sub: u16,
-    ) -> Vec<u8> {
+    fn extensible_chunk(channels: u16, rate: u32, bits: u16, valid: u16, block_align: u16, sub: u16) -> Vec<u8> {
         let mut v = fmt_chunk(TAG_EXTENSIBLE, channels, rate, bits, block_align);
         v.extend_from_slice(&22u16.to_le_bytes());
         v.extend_from_slice(&valid.to_le_bytes());
@@ -971,70 +832,33 @@ mod tests {
     fn not_wav_inputs() {
         let dir = tmpdir();
         let d = dir.path();
-        let text = write_bytes(
-            d,
-            "notes.wav",
-            b"Hello, this is a text file and not audio at all.\n",
-        );
+        let text = write_bytes(d, "notes.wav", b"Hello, this is a text file and not audio at all.\n");
         let e = read_err(&text);
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("text")),
-            "{e}"
-        );
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("text")), "{e}");
 
         let mut mp3 = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
         mp3.extend_from_slice(&[0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0]);
         let e = read_err(&write_bytes(d, "song.mp3.wav", &mp3));
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("MP3")),
-            "{e}"
-        );
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("MP3")), "{e}");
         // Raw MPEG frame sync without an ID3 tag.
-        let e = read_err(&write_bytes(
-            d,
-            "raw.wav",
-            &[0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0, 1, 2, 3, 4],
-        ));
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("MP3")),
-            "{e}"
-        );
+        let e = read_err(&write_bytes(d, "raw.wav", &[0xFF, 0xFB, 0x90, 0x64, 0, 0, 0, 0, 1, 2, 3, 4]));
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("MP3")), "{e}");
 
         let e = read_err(&write_bytes(d, "a.flac.wav", b"fLaC\x00\x00\x00\x22rest"));
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("FLAC")),
-            "{e}"
-        );
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("FLAC")), "{e}");
 
         let e = read_err(&write_bytes(d, "empty.wav", b""));
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("empty")),
-            "{e}"
-        );
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("empty")), "{e}");
 
-        let e = read_err(&write_bytes(
-            d,
-            "movie.wav",
-            b"RIFF\x10\x00\x00\x00AVI LIST",
-        ));
-        assert!(
-            matches!(&e, E::NotWav { what, .. } if what.contains("AVI")),
-            "{e}"
-        );
+        let e = read_err(&write_bytes(d, "movie.wav", b"RIFF\x10\x00\x00\x00AVI LIST"));
+        assert!(matches!(&e, E::NotWav { what, .. } if what.contains("AVI")), "{e}");
 
-        let e = read_err(&write_bytes(
-            d,
-            "bin.wav",
-            &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
-        ));
+        let e = read_err(&write_bytes(d, "bin.wav", &[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]));
         assert!(matches!(e, E::NotWav { .. }), "{e}");
 
         // A missing file is an I/O error, not a panic.
         let e = read_err(&d.join("does-not-exist.wav"));
-        assert!(
-            matches!(&e, E::Io { source, .. } if source.kind() == io::ErrorKind::NotFound),
-            "{e}"
-        );
+        assert!(matches!(&e, E::Io { source, .. } if source.kind() == io::ErrorKind::NotFound), "{e}");
         // A directory.
         let sub = d.join("folder.wav");
         fs::create_dir(&sub).unwrap();
@@ -1060,10 +884,7 @@ mod tests {
         // The message gives the promised and the present duration.
         let p = dir.path().join(format!("cut_{}.wav", 44 + 2000));
         let msg = read_wav(&p).unwrap_err().to_string();
-        assert!(
-            msg.contains("1000 sample frames") && msg.contains("500"),
-            "{msg}"
-        );
+        assert!(msg.contains("1000 sample frames") && msg.contains("500"), "{msg}");
 
         // A data length placeholder left by a recorder that never finished (0xFFFFFFFF).
         let mut b = bytes.clone();
@@ -1093,62 +914,23 @@ mod tests {
         let d = dir.path();
         let data = [0u8; 48];
         let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-            (
-                "twelve_bit.wav",
-                fmt_chunk(TAG_PCM, 1, 44_100, 12, 2),
-                "12-bit",
-            ),
-            (
-                "double.wav",
-                fmt_chunk(TAG_FLOAT, 1, 44_100, 64, 8),
-                "64-bit float",
-            ),
+            ("twelve_bit.wav", fmt_chunk(TAG_PCM, 1, 44_100, 12, 2), "12-bit"),
+            ("double.wav", fmt_chunk(TAG_FLOAT, 1, 44_100, 64, 8), "64-bit float"),
             ("alaw.wav", fmt_chunk(0x0006, 1, 8_000, 8, 1), "A-law"),
             ("ulaw.wav", fmt_chunk(0x0007, 1, 8_000, 8, 1), "law"),
             ("adpcm.wav", fmt_chunk(0x0002, 1, 44_100, 4, 256), "ADPCM"),
             ("mp3_in_wav.wav", fmt_chunk(0x0055, 2, 44_100, 0, 1), "MP3"),
-            (
-                "float16.wav",
-                fmt_chunk(TAG_FLOAT, 1, 44_100, 16, 2),
-                "16-bit float",
-            ),
-            (
-                "ext_alaw.wav",
-                extensible_chunk(2, 44_100, 8, 8, 2, 0x0006),
-                "A-law",
-            ),
-            (
-                "ext_20in24.wav",
-                extensible_chunk(2, 44_100, 24, 20, 6, TAG_PCM),
-                "20-bit integer PCM samples in 24-bit",
-            ),
-            (
-                "ext_24in32.wav",
-                extensible_chunk(2, 44_100, 32, 24, 8, TAG_PCM),
-                "24-bit integer PCM samples in 32-bit",
-            ),
-            (
-                "pcm_24in32.wav",
-                fmt_chunk(TAG_PCM, 2, 44_100, 24, 8),
-                "24-bit integer PCM samples in 32-bit",
-            ),
-            (
-                "ext_double.wav",
-                extensible_chunk(1, 44_100, 64, 64, 8, TAG_FLOAT),
-                "64-bit float",
-            ),
+            ("float16.wav", fmt_chunk(TAG_FLOAT, 1, 44_100, 16, 2), "16-bit float"),
+            ("ext_alaw.wav", extensible_chunk(2, 44_100, 8, 8, 2, 0x0006), "A-law"),
+            ("ext_20in24.wav", extensible_chunk(2, 44_100, 24, 20, 6, TAG_PCM), "20-bit integer PCM samples in 24-bit"),
+            ("ext_24in32.wav", extensible_chunk(2, 44_100, 32, 24, 8, TAG_PCM), "24-bit integer PCM samples in 32-bit"),
+            ("pcm_24in32.wav", fmt_chunk(TAG_PCM, 2, 44_100, 24, 8), "24-bit integer PCM samples in 32-bit"),
+            ("ext_double.wav", extensible_chunk(1, 44_100, 64, 64, 8, TAG_FLOAT), "64-bit float"),
         ];
         for (name, chunk, needle) in cases {
-            let p = write_bytes(
-                d,
-                name,
-                &minimal_wav_bytes(&chunk, &data, data.len() as u32),
-            );
+            let p = write_bytes(d, name, &minimal_wav_bytes(&chunk, &data, data.len() as u32));
             let e = read_err(&p);
-            assert!(
-                matches!(&e, E::UnsupportedEncoding { encoding, .. } if encoding.contains(needle)),
-                "{name}: {e}"
-            );
+            assert!(matches!(&e, E::UnsupportedEncoding { encoding, .. } if encoding.contains(needle)), "{name}: {e}");
         }
         // Unknown extensible GUID.
         let mut chunk = extensible_chunk(2, 44_100, 16, 16, 4, TAG_PCM);
@@ -1158,15 +940,9 @@ mod tests {
         // Big-endian RIFX and RF64.
         let mut b = minimal_wav_bytes(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2), &data, 48);
         b[..4].copy_from_slice(b"RF64");
-        assert!(matches!(
-            read_err(&write_bytes(d, "big.wav", &b)),
-            E::UnsupportedEncoding { .. }
-        ));
+        assert!(matches!(read_err(&write_bytes(d, "big.wav", &b)), E::UnsupportedEncoding { .. }));
         b[..4].copy_from_slice(b"RIFX");
-        assert!(matches!(
-            read_err(&write_bytes(d, "rifx.wav", &b)),
-            E::UnsupportedEncoding { .. }
-        ));
+        assert!(matches!(read_err(&write_bytes(d, "rifx.wav", &b)), E::UnsupportedEncoding { .. }));
 
         // Supported layouts written by hand (not by hound) do read: extensible 24-bit, and
         // an extensible float file — the scan accepts what hound decodes.
@@ -1174,29 +950,15 @@ mod tests {
         for s in [-8_388_608i32, 8_388_607, 1, -1] {
             d24.extend_from_slice(&s.to_le_bytes()[..3]);
         }
-        let p = write_bytes(
-            d,
-            "ext24.wav",
-            &minimal_wav_bytes(&extensible_chunk(2, 96_000, 24, 24, 6, TAG_PCM), &d24, 12),
-        );
+        let p = write_bytes(d, "ext24.wav", &minimal_wav_bytes(&extensible_chunk(2, 96_000, 24, 24, 6, TAG_PCM), &d24, 12));
         let (clip, fmt) = read_wav(&p).unwrap();
         assert_eq!(fmt, WavFormat::INT24);
-        assert_eq!(
-            clip.channels,
-            vec![
-                vec![-1.0, 1.0 / 8_388_608.0],
-                vec![8_388_607.0 / 8_388_608.0, -1.0 / 8_388_608.0]
-            ]
-        );
+        assert_eq!(clip.channels, vec![vec![-1.0, 1.0 / 8_388_608.0], vec![8_388_607.0 / 8_388_608.0, -1.0 / 8_388_608.0]]);
         let mut df = Vec::new();
         for s in [0.25f32, -0.5] {
             df.extend_from_slice(&s.to_le_bytes());
         }
-        let p = write_bytes(
-            d,
-            "extf.wav",
-            &minimal_wav_bytes(&extensible_chunk(1, 48_000, 32, 32, 4, TAG_FLOAT), &df, 8),
-        );
+        let p = write_bytes(d, "extf.wav", &minimal_wav_bytes(&extensible_chunk(1, 48_000, 32, 32, 4, TAG_FLOAT), &df, 8));
         let (clip, fmt) = read_wav(&p).unwrap();
         assert_eq!(fmt, WavFormat::FLOAT32);
         assert_eq!(clip.channels, vec![vec![0.25, -0.5]]);
@@ -1204,28 +966,9 @@ mod tests {
         // Writing an unsupported format is refused too.
         let clip = AudioClip::new(44_100, vec![vec![0.0; 10]]);
         let p = d.join("out12.wav");
-        let e = write_wav(
-            &p,
-            &clip,
-            WavFormat {
-                bits_per_sample: 12,
-                float: false,
-            },
-        )
-        .unwrap_err();
-        assert!(
-            matches!(e, E::UnsupportedEncoding { .. }) && e.to_string().contains("out12.wav"),
-            "{e}"
-        );
-        let e = write_wav(
-            &p,
-            &clip,
-            WavFormat {
-                bits_per_sample: 64,
-                float: true,
-            },
-        )
-        .unwrap_err();
+        let e = write_wav(&p, &clip, WavFormat { bits_per_sample: 12, float: false }).unwrap_err();
+        assert!(matches!(e, E::UnsupportedEncoding { .. }) && e.to_string().contains("out12.wav"), "{e}");
+        let e = write_wav(&p, &clip, WavFormat { bits_per_sample: 64, float: true }).unwrap_err();
         assert!(matches!(e, E::UnsupportedEncoding { .. }), "{e}");
         assert!(!p.exists());
     }
@@ -1233,16 +976,8 @@ mod tests {
     #[test]
     fn sample_rate_limits() {
         let dir = tmpdir();
-        for (rate, ok) in [
-            (7_999u32, false),
-            (8_000, true),
-            (0, false),
-            (384_000, true),
-            (384_001, false),
-            (1_000_000, false),
-            (22_050, true),
-            (192_000, true),
-        ] {
+        for (rate, ok) in [(7_999u32, false), (8_000, true), (0, false), (384_000, true), (384_001, false), (1_000_000, false), (22_050, true), (192_000, true)]
+        {
             let p = dir.path().join(format!("rate_{rate}.wav"));
             // hound panics (divide by zero) when asked to write rate 0: patch the header.
             hound_write(&p, WavFormat::INT16, 1, 8_000, &[1, 2, 3], &[]);
@@ -1254,18 +989,11 @@ mod tests {
                 assert_eq!(read_wav(&p).unwrap().0.sample_rate, rate);
             } else {
                 let e = read_err(&p);
-                assert!(
-                    matches!(e, E::BadSampleRate { rate: r, .. } if r == rate),
-                    "{e}"
-                );
+                assert!(matches!(e, E::BadSampleRate { rate: r, .. } if r == rate), "{e}");
                 assert!(e.to_string().contains(&format!("{rate} Hz")), "{e}");
             }
             let out = dir.path().join(format!("w_{rate}.wav"));
-            let res = write_wav(
-                &out,
-                &AudioClip::new(rate, vec![vec![0.1; 4]]),
-                WavFormat::INT16,
-            );
+            let res = write_wav(&out, &AudioClip::new(rate, vec![vec![0.1; 4]]), WavFormat::INT16);
             assert_eq!(res.is_ok(), ok, "{res:?}");
             if !ok {
                 assert!(matches!(res, Err(E::BadSampleRate { .. })));
@@ -1277,11 +1005,7 @@ mod tests {
     fn non_finite_float_samples() {
         let dir = tmpdir();
         let rate = 48_000;
-        for (bad, label) in [
-            (f32::NAN, "NaN"),
-            (f32::INFINITY, "inf"),
-            (f32::NEG_INFINITY, "-inf"),
-        ] {
+        for (bad, label) in [(f32::NAN, "NaN"), (f32::INFINITY, "inf"), (f32::NEG_INFINITY, "-inf")] {
             let mut s = vec![0.1f32; 3 * 96_000];
             // channel 3 (index 2) at frame 72_000 = 1.5 s; a later one in channel 1.
             s[72_000 * 3 + 2] = bad;
@@ -1290,13 +1014,7 @@ mod tests {
             hound_write(&p, WavFormat::FLOAT32, 3, rate, &[], &s);
             let e = read_err(&p);
             match &e {
-                E::NonFinite {
-                    channel,
-                    frame,
-                    seconds,
-                    value,
-                    ..
-                } => {
+                E::NonFinite { channel, frame, seconds, value, .. } => {
                     assert_eq!((*channel, *frame), (2, 72_000));
                     assert!((seconds - 1.5).abs() < 1e-9);
                     assert_eq!(value.to_string(), label);
@@ -1304,10 +1022,7 @@ mod tests {
                 other => panic!("wrong variant: {other}"),
             }
             let msg = e.to_string();
-            assert!(
-                msg.contains("channel 3") && msg.contains("1.500000 s") && msg.contains(label),
-                "{msg}"
-            );
+            assert!(msg.contains("channel 3") && msg.contains("1.500000 s") && msg.contains(label), "{msg}");
         }
     }
 
@@ -1317,46 +1032,24 @@ mod tests {
         let d = dir.path();
         let data = [0u8; 8];
         // Zero channels.
-        let p = write_bytes(
-            d,
-            "nochan.wav",
-            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 0, 44_100, 16, 0), &data, 8),
-        );
+        let p = write_bytes(d, "nochan.wav", &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 0, 44_100, 16, 0), &data, 8));
         assert!(matches!(read_err(&p), E::Malformed { .. }));
         // Data before fmt.
         let mut b = b"RIFF\x00\x00\x00\x00WAVEdata\x04\x00\x00\x00abcd".to_vec();
         b.extend_from_slice(b"fmt \x10\x00\x00\x00");
         b.extend_from_slice(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2));
-        assert!(matches!(
-            read_err(&write_bytes(d, "order.wav", &b)),
-            E::Malformed { .. }
-        ));
+        assert!(matches!(read_err(&write_bytes(d, "order.wav", &b)), E::Malformed { .. }));
         // No data chunk at all: the file ends after fmt.
         let b = &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 1, 44_100, 16, 2), &[], 0)[..36];
-        assert!(matches!(
-            read_err(&write_bytes(d, "nodata.wav", b)),
-            E::Truncated { .. }
-        ));
+        assert!(matches!(read_err(&write_bytes(d, "nodata.wav", b)), E::Truncated { .. }));
         // Data length not a whole number of frames.
-        let p = write_bytes(
-            d,
-            "ragged.wav",
-            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 4), &data[..7], 7),
-        );
+        let p = write_bytes(d, "ragged.wav", &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 4), &data[..7], 7));
         assert!(matches!(read_err(&p), E::Malformed { .. }));
         // fmt chunk too short.
-        let p = write_bytes(
-            d,
-            "shortfmt.wav",
-            &minimal_wav_bytes(&[1, 0, 1, 0, 0x44, 0xAC, 0, 0], &data, 8),
-        );
+        let p = write_bytes(d, "shortfmt.wav", &minimal_wav_bytes(&[1, 0, 1, 0, 0x44, 0xAC, 0, 0], &data, 8));
         assert!(matches!(read_err(&p), E::Malformed { .. }));
         // Block align inconsistent with channels × bits.
-        let p = write_bytes(
-            d,
-            "align.wav",
-            &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 3), &data[..6], 6),
-        );
+        let p = write_bytes(d, "align.wav", &minimal_wav_bytes(&fmt_chunk(TAG_PCM, 2, 44_100, 16, 3), &data[..6], 6));
         assert!(matches!(read_err(&p), E::Malformed { .. }));
         // Garbage after a valid RIFF/WAVE header never panics.
         let mut rng = Rng(12345);
@@ -1395,11 +1088,7 @@ mod tests {
     fn write_refuses_bad_clips() {
         let dir = tmpdir();
         let p = dir.path().join("out.wav");
-        let cases = [
-            AudioClip::new(44_100, vec![]),
-            AudioClip::new(44_100, vec![vec![]]),
-            AudioClip::new(44_100, vec![vec![0.0; 10], vec![0.0; 9]]),
-        ];
+        let cases = [AudioClip::new(44_100, vec![]), AudioClip::new(44_100, vec![vec![]]), AudioClip::new(44_100, vec![vec![0.0; 10], vec![0.0; 9]])];
         for clip in &cases {
             let e = write_wav(&p, clip, WavFormat::INT16).unwrap_err();
             assert!(matches!(e, E::InvalidClip { .. }), "{e}");
@@ -1412,36 +1101,14 @@ mod tests {
         assert!(e.to_string().contains("channel 2 has 9 samples"), "{e}");
         let mut ch = vec![0.0f32; 4410];
         ch[2205] = f32::NAN;
-        let e = write_wav(
-            &p,
-            &AudioClip::new(44_100, vec![vec![0.0; 4410], ch]),
-            WavFormat::FLOAT32,
-        )
-        .unwrap_err();
-        assert!(
-            matches!(
-                e,
-                E::NonFinite {
-                    channel: 1,
-                    frame: 2205,
-                    ..
-                }
-            ) && e.to_string().contains("0.050000 s"),
-            "{e}"
-        );
+        let e = write_wav(&p, &AudioClip::new(44_100, vec![vec![0.0; 4410], ch]), WavFormat::FLOAT32).unwrap_err();
+        assert!(matches!(e, E::NonFinite { channel: 1, frame: 2205, .. }) && e.to_string().contains("0.050000 s"), "{e}");
         assert!(!p.exists());
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            0,
-            "no temporary file left"
-        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "no temporary file left");
     }
 
     fn dir_listing(d: &Path) -> Vec<String> {
-        let mut v: Vec<String> = fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
+        let mut v: Vec<String> = fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         v.sort();
         v
     }
@@ -1475,11 +1142,7 @@ mod tests {
             let listing = dir_listing(dir.path());
             assert_eq!(listing.len(), if cfg!(target_os = "linux") { 1 } else { 2 }, "{listing:?}");
             seen_tmp = listing.into_iter().find(|n| n != "mix.wav");
-            Err(io_err(
-                &target,
-                "write",
-                io::Error::other("injected failure"),
-            ))
+            Err(io_err(&target, "write", io::Error::other("injected failure")))
         })
         .unwrap_err();
         assert!(e.to_string().contains("injected failure") && e.to_string().contains("mix.wav"));
@@ -1504,18 +1167,12 @@ mod tests {
         fs::create_dir(&as_dir).unwrap();
         fs::write(as_dir.join("keep"), b"x").unwrap();
         let e = write_wav(&as_dir, &good, WavFormat::INT16).unwrap_err();
-        assert!(
-            matches!(e, E::Io { .. }) && e.to_string().contains("folder.wav"),
-            "{e}"
-        );
+        assert!(matches!(e, E::Io { .. }) && e.to_string().contains("folder.wav"), "{e}");
         assert_eq!(dir_listing(dir.path()), vec!["folder.wav", "mix.wav"]);
 
         // Directory does not exist: clear error, nothing created.
         let e = write_wav(&dir.path().join("nope/x.wav"), &good, WavFormat::INT16).unwrap_err();
-        assert!(
-            matches!(e, E::Io { .. }) && e.to_string().contains("x.wav"),
-            "{e}"
-        );
+        assert!(matches!(e, E::Io { .. }) && e.to_string().contains("x.wav"), "{e}");
 
         // A successful write replaces the target and leaves only it.
         let louder = AudioClip::new(44_100, vec![vec![0.5; 441], vec![-0.5; 441]]);
@@ -1534,10 +1191,6 @@ mod tests {
         assert_eq!(WavFormat::INT24.to_string(), "24-bit integer PCM");
         assert_eq!(WavFormat::FLOAT32.to_string(), "32-bit float");
         assert!(WavFormat::ALL.iter().all(|f| f.is_supported()));
-        assert!(!WavFormat {
-            bits_per_sample: 24,
-            float: true
-        }
-        .is_supported());
+        assert!(!WavFormat { bits_per_sample: 24, float: true }.is_supported());
     }
 }

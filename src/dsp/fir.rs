@@ -57,8 +57,7 @@ impl FirFilter {
             fwd.process(&mut padded, &mut out).expect("sizes come from the plan");
             out
         };
-        let mut product: Vec<Complex32> =
-            spectrum(x).iter().zip(spectrum(&self.taps)).map(|(a, b)| a * b).collect();
+        let mut product: Vec<Complex32> = spectrum(x).iter().zip(spectrum(&self.taps)).map(|(a, b)| a * b).collect();
         // c2r needs exactly real DC and Nyquist bins; rounding can leave a tiny imaginary part.
         product[0].im = 0.0;
         if let Some(last) = product.last_mut() {
@@ -179,14 +178,7 @@ mod tests {
     use candle_core::Var;
 
     fn direct(taps: &[f32], delay: usize, x: &[f32]) -> Vec<f32> {
-        (0..x.len())
-            .map(|n| {
-                taps.iter()
-                    .enumerate()
-                    .filter_map(|(k, &h)| (n + delay).checked_sub(k).and_then(|i| x.get(i)).map(|&v| h * v))
-                    .sum()
-            })
-            .collect()
+        (0..x.len()).map(|n| taps.iter().enumerate().filter_map(|(k, &h)| (n + delay).checked_sub(k).and_then(|i| x.get(i)).map(|&v| h * v)).sum()).collect()
     }
 
     fn signal(n: usize, seed: u32) -> Vec<f32> {
@@ -215,9 +207,7 @@ mod tests {
         // Direct transpose: grad[m] = Σ_n g[n]·taps[n + delay − m].
         let (taps, gv) = (fir.taps(), g.flatten_all().unwrap().to_vec1::<f32>().unwrap());
         for m in [0usize, 1, 150, 299] {
-            let want: f32 = (0..300)
-                .filter_map(|n: usize| (n + 7).checked_sub(m).and_then(|k| taps.get(k)).map(|&h| h * gv[n]))
-                .sum();
+            let want: f32 = (0..300).filter_map(|n: usize| (n + 7).checked_sub(m).and_then(|k| taps.get(k)).map(|&h| h * gv[n])).sum();
             assert!((grad[m] - want).abs() < 1e-5, "m {m}: {} vs {want}", grad[m]);
         }
     }
@@ -237,7 +227,9 @@ mod tests {
     #[test]
     fn streaming_in_blocks_matches_filtering_whole() {
         let x: Vec<f32> = (0..100_000).map(|n| ((n * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
-        for filter in [lowpass(1000.0, 16_000), FirFilter::new(vec![0.5, -0.25, 0.125], 0), FirFilter::new((0..9000).map(|k| 1.0 / (1.0 + k as f32)).collect(), 0)] {
+        for filter in
+            [lowpass(1000.0, 16_000), FirFilter::new(vec![0.5, -0.25, 0.125], 0), FirFilter::new((0..9000).map(|k| 1.0 / (1.0 + k as f32)).collect(), 0)]
+        {
             let whole = filter.filter(&x);
             for block in [1_000, 40_000, 100_000] {
                 let mut stream = FirStream::new(filter.clone(), x.len());

@@ -47,9 +47,7 @@ impl ComplexStft {
                 }
                 *v = x[i as usize] * self.window[t];
             }
-            self.forward
-                .process(&mut frame, &mut out[f * bins..(f + 1) * bins])
-                .expect("buffer sizes come from the plan");
+            self.forward.process(&mut frame, &mut out[f * bins..(f + 1) * bins]).expect("buffer sizes come from the plan");
         }
         out
     }
@@ -95,9 +93,7 @@ pub fn reconstruct(magnitude: &[f32], len: usize, config: StftConfig, iterations
     let stft = ComplexStft::new(config);
     let mut angles = vec![Complex32::new(1.0, 0.0); magnitude.len()];
     let mut previous = vec![Complex32::new(0.0, 0.0); magnitude.len()];
-    let apply = |angles: &[Complex32]| -> Vec<Complex32> {
-        magnitude.iter().zip(angles).map(|(&m, &a)| a * m).collect()
-    };
+    let apply = |angles: &[Complex32]| -> Vec<Complex32> { magnitude.iter().zip(angles).map(|(&m, &a)| a * m).collect() };
     for _ in 0..iterations {
         let rebuilt = stft.analyse(&stft.synthesise(&apply(&angles), len));
         for ((a, &r), p) in angles.iter_mut().zip(&rebuilt).zip(&previous) {
@@ -140,17 +136,13 @@ mod tests {
         let x: Vec<f32> = (0..8000)
             .map(|n| {
                 let t = n as f32 / 8000.0;
-                (2.0 * std::f32::consts::PI * 440.0 * t).sin() * (1.0 + (3.0 * t).sin()) * 0.3
-                    + 0.2 * (2.0 * std::f32::consts::PI * 1250.0 * t).sin()
+                (2.0 * std::f32::consts::PI * 440.0 * t).sin() * (1.0 + (3.0 * t).sin()) * 0.3 + 0.2 * (2.0 * std::f32::consts::PI * 1250.0 * t).sin()
             })
             .collect();
         let target = magnitude(&x, cfg);
         let few = reconstruct(&target, x.len(), cfg, 2);
         let many = reconstruct(&target, x.len(), cfg, 64);
-        let (sc_few, sc_many) = (
-            spectral_convergence(&target, &magnitude(&few, cfg)),
-            spectral_convergence(&target, &magnitude(&many, cfg)),
-        );
+        let (sc_few, sc_many) = (spectral_convergence(&target, &magnitude(&few, cfg)), spectral_convergence(&target, &magnitude(&many, cfg)));
         assert!(sc_many < 0.25, "spectral convergence after 64 iterations: {sc_many}");
         assert!(sc_many < 0.5 * sc_few, "iterating must help: {sc_few} → {sc_many}");
     }

@@ -11,11 +11,7 @@ use super::stft::{wave_tensor, Stft, StftConfig};
 /// LSD between two mono 16 kHz signals of equal length.
 pub fn lsd(reference: &[f32], estimate: &[f32]) -> Result<f64> {
     if reference.len() != estimate.len() {
-        candle_core::bail!(
-            "LSD needs signals of equal length, got {} and {} samples",
-            reference.len(),
-            estimate.len()
-        );
+        candle_core::bail!("LSD needs signals of equal length, got {} and {} samples", reference.len(), estimate.len());
     }
     let mut accumulator = LsdAccumulator::new(1, reference.len())?;
     accumulator.push(&[reference.to_vec()], &[estimate.to_vec()])?;

@@ -61,9 +61,7 @@ pub fn filterbank(scale: MelScale, sample_rate: u32, n_fft: usize, n_mels: usize
     let nyquist = (sample_rate / 2) as f64;
     let freqs: Vec<f64> = (0..bins).map(|k| nyquist * k as f64 / (bins - 1) as f64).collect();
     let (lo, hi) = (scale.hz_to_mel(fmin), scale.hz_to_mel(fmax));
-    let edges: Vec<f64> = (0..n_mels + 2)
-        .map(|i| scale.mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64))
-        .collect();
+    let edges: Vec<f64> = (0..n_mels + 2).map(|i| scale.mel_to_hz(lo + (hi - lo) * i as f64 / (n_mels + 1) as f64)).collect();
     let mut weights = vec![0.0; n_mels * bins];
     for m in 0..n_mels {
         let (left, centre, right) = (edges[m], edges[m + 1], edges[m + 2]);
@@ -143,11 +141,7 @@ impl LossMel {
     pub fn new(config: LossMelConfig, device: &Device) -> Result<Self> {
         let fmax = (config.sample_rate / 2) as f64;
         let fb = filterbank(MelScale::Htk, config.sample_rate, config.stft.n_fft, config.n_mels, 0.0, fmax);
-        Ok(Self {
-            config,
-            stft: Stft::new(config.stft, device)?,
-            filters: filterbank_tensor(&fb, config.n_mels, device)?,
-        })
+        Ok(Self { config, stft: Stft::new(config.stft, device)?, filters: filterbank_tensor(&fb, config.n_mels, device)? })
     }
 
     pub fn config(&self) -> LossMelConfig {

@@ -35,9 +35,7 @@ impl StftConfig {
 
 /// Periodic Hann window (`torch.hann_window(n, periodic=True)`), in f64.
 pub fn hann_periodic(n: usize) -> Vec<f64> {
-    (0..n)
-        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos())
-        .collect()
+    (0..n).map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n as f64).cos()).collect()
 }
 
 /// Index into a signal of length `len` with reflect padding (no edge repeat).
@@ -94,20 +92,13 @@ impl Stft {
         let (batch, len) = wave.dims2()?;
         let StftConfig { n_fft, hop } = self.config;
         if len <= n_fft / 2 {
-            candle_core::bail!(
-                "signal of {len} samples is too short for an STFT with n_fft {n_fft} (needs more than {})",
-                n_fft / 2
-            );
+            candle_core::bail!("signal of {len} samples is too short for an STFT with n_fft {n_fft} (needs more than {})", n_fft / 2);
         }
         let frames = self.config.frames(len);
         let half = (n_fft / 2) as isize;
-        let indices: Vec<u32> = (0..frames)
-            .flat_map(|f| (0..n_fft).map(move |t| reflect((f * hop + t) as isize - half, len)))
-            .collect();
+        let indices: Vec<u32> = (0..frames).flat_map(|f| (0..n_fft).map(move |t| reflect((f * hop + t) as isize - half, len))).collect();
         let indices = Tensor::from_vec(indices, frames * n_fft, wave.device())?;
-        let framed = wave
-            .index_select(&indices, 1)?
-            .reshape((batch, frames, n_fft))?;
+        let framed = wave.index_select(&indices, 1)?.reshape((batch, frames, n_fft))?;
         let spec = framed.broadcast_matmul(&self.basis.to_dtype(wave.dtype())?)?;
         let bins = self.config.bins();
         Ok((spec.narrow(2, 0, bins)?, spec.narrow(2, bins, bins)?))
@@ -152,9 +143,7 @@ mod tests {
         let cfg = StftConfig { n_fft: 64, hop: 16 };
         let stft = Stft::new(cfg, &Device::Cpu).unwrap();
         let k0 = 5.0;
-        let wave: Vec<f32> = (0..512)
-            .map(|n| (2.0 * std::f32::consts::PI * k0 * n as f32 / 64.0).cos())
-            .collect();
+        let wave: Vec<f32> = (0..512).map(|n| (2.0 * std::f32::consts::PI * k0 * n as f32 / 64.0).cos()).collect();
         let mag = stft.magnitude(&wave_tensor(&wave, &Device::Cpu).unwrap()).unwrap();
         assert_eq!(mag.dims(), &[1, cfg.frames(512), cfg.bins()]);
         // A middle frame: Hann-windowed cosine at bin 5 has magnitude n_fft/4 there.

@@ -18,8 +18,8 @@ use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
 use crate::audio::{
-    beyond_full_scale, resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError, Resampler,
-    MAX_SAMPLE,
+    beyond_full_scale, resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError,
+    Resampler, MAX_SAMPLE,
 };
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
@@ -285,10 +285,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
 /// Mono as it is; stereo as mid and side.
 fn split(block: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     match <[Vec<f32>; 2]>::try_from(block) {
-        Ok([l, r]) => vec![
-            l.iter().zip(&r).map(|(a, b)| 0.5 * (a + b)).collect(),
-            l.iter().zip(&r).map(|(a, b)| 0.5 * (a - b)).collect(),
-        ],
+        Ok([l, r]) => vec![l.iter().zip(&r).map(|(a, b)| 0.5 * (a + b)).collect(), l.iter().zip(&r).map(|(a, b)| 0.5 * (a - b)).collect()],
         Err(mono) => mono,
     }
 }
@@ -296,10 +293,7 @@ fn split(block: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
 /// The inverse of [`split`].
 fn merge(parts: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
     match <[Vec<f32>; 2]>::try_from(parts) {
-        Ok([mid, side]) => vec![
-            mid.iter().zip(&side).map(|(m, s)| m + s).collect(),
-            mid.iter().zip(&side).map(|(m, s)| m - s).collect(),
-        ],
+        Ok([mid, side]) => vec![mid.iter().zip(&side).map(|(m, s)| m + s).collect(), mid.iter().zip(&side).map(|(m, s)| m - s).collect()],
         Err(mono) => mono,
     }
 }

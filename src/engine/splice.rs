@@ -52,9 +52,7 @@ impl Splicer {
     /// For `channels` channels of `len` frames in all.
     pub fn new(splice: Splice, channels: usize, len: usize) -> Self {
         let lowpass = match &splice {
-            Splice::AboveCutoff { cutoff_hz, sample_rate } => {
-                (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect()
-            }
+            Splice::AboveCutoff { cutoff_hz, sample_rate } => (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect(),
             _ => Vec::new(),
         };
         Self { splice, position: 0, lowpass, waiting: vec![(Vec::new(), Vec::new()); channels] }
@@ -113,8 +111,8 @@ fn splice_gap(out: &mut [f32], restored: &[f32], at: usize, gap: Range<usize>, f
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsp::stft::StftConfig;
     use crate::dsp::griffin_lim::magnitude;
+    use crate::dsp::stft::StftConfig;
 
     #[test]
     fn inpainting_keeps_everything_outside_the_gaps_bit_exactly() {
@@ -170,11 +168,8 @@ mod tests {
         for splice in splices {
             let whole = splice.apply(&original, &restored);
             let mut splicer = Splicer::new(splice.clone(), 1, original.len());
-            let got: Vec<f32> = original
-                .chunks(7_001)
-                .zip(restored.chunks(7_001))
-                .flat_map(|(x, r)| splicer.push(&[x.to_vec()], &[r.to_vec()]).remove(0))
-                .collect();
+            let got: Vec<f32> =
+                original.chunks(7_001).zip(restored.chunks(7_001)).flat_map(|(x, r)| splicer.push(&[x.to_vec()], &[r.to_vec()]).remove(0)).collect();
             assert_eq!(got.len(), whole.len());
             let err = got.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(err < 1e-5, "{splice:?}: {err}");

@@ -57,10 +57,22 @@ pub type JobId = u64;
 pub enum Event {
     /// Loading the prior (the first job, or one with another prompt).
     LoadingModel,
-    Progress { job: JobId, progress: Progress, eta: Option<Duration> },
-    Finished { job: JobId, clip: AudioClip },
-    Failed { job: JobId, message: String },
-    Cancelled { job: JobId },
+    Progress {
+        job: JobId,
+        progress: Progress,
+        eta: Option<Duration>,
+    },
+    Finished {
+        job: JobId,
+        clip: AudioClip,
+    },
+    Failed {
+        job: JobId,
+        message: String,
+    },
+    Cancelled {
+        job: JobId,
+    },
     /// The prior was released on request; the next job loads it again.
     ModelReleased,
 }

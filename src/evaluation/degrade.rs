@@ -31,7 +31,9 @@ impl Default for DegradeOptions {
 pub enum DegradeError {
     #[error("{samples} samples is too short for phase retrieval (needs more than {needed})")]
     TooShortForPhase { samples: usize, needed: usize },
-    #[error("{seconds:.0} s is too long for phase retrieval here (Griffin-Lim holds the whole spectrogram): at most {limit:.0} s; cut the file into shorter ones")]
+    #[error(
+        "{seconds:.0} s is too long for phase retrieval here (Griffin-Lim holds the whole spectrogram): at most {limit:.0} s; cut the file into shorter ones"
+    )]
     TooLongForPhase { seconds: f64, limit: f64 },
     /// A float file can hold samples up to 3e38, whose filtered or noisy versions overflow.
     #[error("channel {} has a sample of {value:e} at {seconds:.3} s, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file", .channel + 1)]
@@ -47,10 +49,7 @@ pub enum DegradeError {
 /// The paper's STFT (n_fft 1024, hop 160 at 16 kHz) scaled to another rate.
 fn phase_stft_at(sample_rate: u32) -> StftConfig {
     let scale = sample_rate as f64 / MODEL_SAMPLE_RATE as f64;
-    StftConfig {
-        n_fft: ((1024.0 * scale).round() as usize).next_power_of_two(),
-        hop: (160.0 * scale).round().max(1.0) as usize,
-    }
+    StftConfig { n_fft: ((1024.0 * scale).round() as usize).next_power_of_two(), hop: (160.0 * scale).round().max(1.0) as usize }
 }
 
 /// Longest clip phase retrieval degrades, in samples per channel: Griffin-Lim holds the
@@ -73,12 +72,7 @@ const BLOCK: usize = 1 << 17;
 /// per channel, whatever the length. Phase retrieval keeps only the STFT magnitude, so its
 /// result is a Griffin-Lim reconstruction, what a user with that magnitude would hear; it
 /// holds the clip, up to [`MAX_PHASE_SAMPLES`] per channel.
-pub fn degrade_stream(
-    input: &mut dyn FrameSource,
-    degradation: &Degradation,
-    options: &DegradeOptions,
-    sink: &mut BlockSink<'_>,
-) -> Result<(), DegradeError> {
+pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {
     let (rate, n_ch, len) = (input.sample_rate(), input.channels(), input.frames());
     if let Degradation::PhaseRetrieval = degradation {
         return degrade_phase(input, options, sink);
@@ -132,11 +126,7 @@ fn check_range(block: &[Vec<f32>], at: usize, rate: u32) -> Result<(), DegradeEr
     }
 }
 
-fn degrade_phase(
-    input: &mut dyn FrameSource,
-    options: &DegradeOptions,
-    sink: &mut BlockSink<'_>,
-) -> Result<(), DegradeError> {
+fn degrade_phase(input: &mut dyn FrameSource, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {
     let (rate, len) = (input.sample_rate(), input.frames());
     let config = phase_stft_at(rate);
     if len <= config.n_fft / 2 {

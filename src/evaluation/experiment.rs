@@ -214,7 +214,11 @@ mod tests {
             (0..rate as usize * 7 / 2)
                 .map(|n| {
                     let silent = (rate as usize * 9 / 10..rate as usize * 21 / 10).contains(&n);
-                    if silent { 0.0 } else { sign * 0.2 + 0.3 * (n as f32 * 0.05).sin() }
+                    if silent {
+                        0.0
+                    } else {
+                        sign * 0.2 + 0.3 * (n as f32 * 0.05).sin()
+                    }
                 })
                 .collect()
         };

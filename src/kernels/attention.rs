@@ -58,11 +58,25 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], bias: Option<&[f32]>, shape: H
         unsafe {
             // scores (queries × keys) = q_h (queries × d) · k_hᵀ (d × keys).
             gemm::gemm(
-                queries, keys, head_dim,
-                scores.as_mut_ptr(), 1, keys as isize, false,
-                q.as_ptr().add(q_at), 1, inner as isize,
-                k.as_ptr().add(kv_at), inner as isize, 1,
-                0.0, 1.0, false, false, false, Parallelism::None,
+                queries,
+                keys,
+                head_dim,
+                scores.as_mut_ptr(),
+                1,
+                keys as isize,
+                false,
+                q.as_ptr().add(q_at),
+                1,
+                inner as isize,
+                k.as_ptr().add(kv_at),
+                inner as isize,
+                1,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
         let bias = bias.map(|bias| &bias[b * keys..(b + 1) * keys]);
@@ -76,11 +90,25 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], bias: Option<&[f32]>, shape: H
         unsafe {
             // out_h (queries × d) = probs (queries × keys) · v_h (keys × d).
             gemm::gemm(
-                queries, head_dim, keys,
-                shared.at(q_at), 1, inner as isize, false,
-                scores.as_ptr(), 1, keys as isize,
-                v.as_ptr().add(kv_at), 1, inner as isize,
-                0.0, 1.0, false, false, false, Parallelism::None,
+                queries,
+                head_dim,
+                keys,
+                shared.at(q_at),
+                1,
+                inner as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                keys as isize,
+                v.as_ptr().add(kv_at),
+                1,
+                inner as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
     });
@@ -107,7 +135,9 @@ mod tests {
                         for i in 0..queries {
                             let s: Vec<f64> = (0..keys)
                                 .map(|j| {
-                                    let dot: f64 = (0..head_dim).map(|t| q[(b * queries + i) * inner + h * head_dim + t] as f64 * k[(b * keys + j) * inner + h * head_dim + t] as f64).sum();
+                                    let dot: f64 = (0..head_dim)
+                                        .map(|t| q[(b * queries + i) * inner + h * head_dim + t] as f64 * k[(b * keys + j) * inner + h * head_dim + t] as f64)
+                                        .sum();
                                     dot * scale as f64 + bias.map_or(0.0, |a| a[b * keys + j] as f64)
                                 })
                                 .collect();

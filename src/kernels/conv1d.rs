@@ -3,8 +3,8 @@
 
 use super::activation::Activation1d;
 use super::fftconv::{self, FftConv};
-use rayon::prelude::*;
 use super::tiles::{for_tiles, gather, gemm_tile, tile_len, Out, Update, Weights};
+use rayon::prelude::*;
 
 /// One GEMM-shaped convolution:
 /// `y[o, n] (+)= Σ_{m < taps, c < c_in} w[o, m·c_in + c] · act(x[c, n·stride + m·dilation + offset])`,
@@ -166,7 +166,14 @@ pub struct ConvTranspose1d {
 
 impl ConvTranspose1d {
     /// `weight` in PyTorch's layout (c_in, c_out, kernel), row-major.
-    pub fn new(weight: &[f32], bias: Option<Vec<f32>>, (c_in, c_out, kernel): (usize, usize, usize), padding: usize, output_padding: usize, stride: usize) -> Self {
+    pub fn new(
+        weight: &[f32],
+        bias: Option<Vec<f32>>,
+        (c_in, c_out, kernel): (usize, usize, usize),
+        padding: usize,
+        output_padding: usize,
+        stride: usize,
+    ) -> Self {
         assert!(kernel > 0 && stride > 0 && output_padding < stride, "conv_transpose1d: bad geometry");
         assert_eq!(weight.len(), c_in * c_out * kernel, "conv_transpose1d weight is not {c_in} × {c_out} × {kernel}");
         assert!(bias.as_ref().is_none_or(|b| b.len() == c_out), "conv_transpose1d bias is not {c_out} long");
@@ -233,7 +240,16 @@ mod tests {
         // (c_in, c_out, kernel, padding, dilation, len): odd sizes, paddings below, at and
         // above the kernel span, dilations.
         // The last two take the DFT path (long odd kernels, "same" padding, wide layers).
-        let cases = [(3, 5, 3, 1, 1, 17), (4, 2, 7, 9, 3, 11), (1, 6, 11, 0, 5, 63), (5, 3, 4, 2, 2, 9), (2, 2, 1, 0, 1, 5), (32, 33, 11, 25, 5, 301), (128, 130, 11, 25, 5, 301), (129, 128, 7, 3, 1, 57)];
+        let cases = [
+            (3, 5, 3, 1, 1, 17),
+            (4, 2, 7, 9, 3, 11),
+            (1, 6, 11, 0, 5, 63),
+            (5, 3, 4, 2, 2, 9),
+            (2, 2, 1, 0, 1, 5),
+            (32, 33, 11, 25, 5, 301),
+            (128, 130, 11, 25, 5, 301),
+            (129, 128, 7, 3, 1, 57),
+        ];
         for (i, &(c_in, c_out, k, p, d, l)) in cases.iter().enumerate() {
             let w = rand(&[c_out, c_in, k], i as u64);
             let b = rand(&[c_out], 100 + i as u64);
@@ -276,7 +292,14 @@ mod tests {
 
     /// PyTorch's definition, in f64: y[o, i·s − p + j] += x[c, i]·w[c, o, j], then bias;
     /// (padding, output padding, stride) in `geometry`.
-    fn naive_conv_transpose1d(x: &[f32], w: &[f32], b: &[f32], (c_in, c_out, k): (usize, usize, usize), l: usize, (p, op, s): (usize, usize, usize)) -> Vec<f64> {
+    fn naive_conv_transpose1d(
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        (c_in, c_out, k): (usize, usize, usize),
+        l: usize,
+        (p, op, s): (usize, usize, usize),
+    ) -> Vec<f64> {
         let l_out = (l - 1) * s + k + op - 2 * p;
         let mut y: Vec<f64> = (0..c_out * l_out).map(|i| b[i / l_out] as f64).collect();
         for c in 0..c_in {
@@ -298,7 +321,8 @@ mod tests {
     fn conv_transpose1d_matches_the_definition_and_its_adjoint() {
         // (c_in, c_out, kernel, stride, padding, output_padding, len): the vocoder's
         // (16, 5, 5), (16, 4, 6), (8, 2, 3), (4, 2, 1), and kernels shorter than the stride.
-        let cases = [(3, 2, 16, 5, 5, 0, 7), (2, 3, 16, 4, 6, 0, 9), (4, 3, 8, 2, 3, 1, 6), (2, 2, 4, 2, 1, 0, 1), (3, 2, 2, 3, 0, 2, 5), (5, 4, 7, 3, 2, 1, 13)];
+        let cases =
+            [(3, 2, 16, 5, 5, 0, 7), (2, 3, 16, 4, 6, 0, 9), (4, 3, 8, 2, 3, 1, 6), (2, 2, 4, 2, 1, 0, 1), (3, 2, 2, 3, 0, 2, 5), (5, 4, 7, 3, 2, 1, 13)];
         for (i, &(c_in, c_out, k, s, p, op, l)) in cases.iter().enumerate() {
             let w = tensor::to_vec(&rand(&[c_in, c_out, k], 10 + i as u64)).unwrap();
             let b = tensor::to_vec(&rand(&[c_out], 20 + i as u64)).unwrap();

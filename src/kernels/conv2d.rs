@@ -89,7 +89,18 @@ impl Conv2d {
         assert!(kh > 0 && kw > 0 && stride > 0, "conv2d: kernel and stride must be non-zero");
         assert_eq!(weight.len(), c_out * c_in * kh * kw, "conv2d weight is not {c_out} × {c_in} × {kh} × {kw}");
         assert!(bias.as_ref().is_none_or(|b| b.len() == c_out), "conv2d bias is not {c_out} long");
-        Self { weight, adjoint: OnceLock::new(), winograd: OnceLock::new(), winograd_adjoint: OnceLock::new(), bias, c_in, c_out, kernel: (kh, kw), stride, padding }
+        Self {
+            weight,
+            adjoint: OnceLock::new(),
+            winograd: OnceLock::new(),
+            winograd_adjoint: OnceLock::new(),
+            bias,
+            c_in,
+            c_out,
+            kernel: (kh, kw),
+            stride,
+            padding,
+        }
     }
 
     pub fn channels(&self) -> (usize, usize) {
@@ -132,19 +143,21 @@ impl Conv2d {
         assert!(self.has_adjoint(), "conv2d: no adjoint for stride {} padding {}", self.stride, self.padding);
         let out = self.out_size(size).expect("conv2d: input smaller than the kernel");
         let (kh, kw) = self.kernel;
-        let adjoint = || self.adjoint.get_or_init(|| {
-            let mut w = Vec::with_capacity(self.weight.len());
-            for c in 0..self.c_in {
-                for o in 0..self.c_out {
-                    for dy in 0..kh {
-                        for dx in 0..kw {
-                            w.push(self.weight[((o * self.c_in + c) * kh + kh - 1 - dy) * kw + kw - 1 - dx]);
+        let adjoint = || {
+            self.adjoint.get_or_init(|| {
+                let mut w = Vec::with_capacity(self.weight.len());
+                for c in 0..self.c_in {
+                    for o in 0..self.c_out {
+                        for dy in 0..kh {
+                            for dx in 0..kw {
+                                w.push(self.weight[((o * self.c_in + c) * kh + kh - 1 - dy) * kw + kw - 1 - dx]);
+                            }
                         }
                     }
                 }
-            }
-            w
-        });
+                w
+            })
+        };
         if self.winograd_applies(size) {
             // 3×3 with padding 1: the adjoint is a 3×3 convolution with padding 1 too.
             let winograd = self.winograd_adjoint.get_or_init(|| Winograd::new(adjoint(), self.c_in, self.c_out));
@@ -191,7 +204,17 @@ mod tests {
     fn conv2d_matches_candle_values_and_input_gradients() {
         // (c_in, c_out, kernel, stride, padding, h, w): odd sizes, 1×1, strides, no padding;
         // the last two are large enough for the Winograd path.
-        let cases = [(3, 5, 3, 1, 1, 7, 5), (4, 2, 3, 1, 0, 6, 9), (2, 3, 1, 1, 0, 4, 3), (5, 4, 3, 2, 1, 9, 7), (3, 3, 5, 1, 2, 11, 6), (2, 2, 3, 2, 0, 8, 8), (33, 17, 3, 1, 1, 40, 16), (200, 190, 3, 1, 1, 47, 25), (256, 160, 3, 1, 1, 40, 32)];
+        let cases = [
+            (3, 5, 3, 1, 1, 7, 5),
+            (4, 2, 3, 1, 0, 6, 9),
+            (2, 3, 1, 1, 0, 4, 3),
+            (5, 4, 3, 2, 1, 9, 7),
+            (3, 3, 5, 1, 2, 11, 6),
+            (2, 2, 3, 2, 0, 8, 8),
+            (33, 17, 3, 1, 1, 40, 16),
+            (200, 190, 3, 1, 1, 47, 25),
+            (256, 160, 3, 1, 1, 40, 32),
+        ];
         for (i, &(c_in, c_out, k, s, p, h, w)) in cases.iter().enumerate() {
             let wt = rand(&[c_out, c_in, k, k], i as u64);
             let b = rand(&[c_out], 50 + i as u64);

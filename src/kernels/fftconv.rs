@@ -215,7 +215,9 @@ mod tests {
     fn matches_the_direct_sum_and_its_adjoint() {
         // (c_in, c_out, kernel, dilation, len): lengths that leave partial blocks and short
         // phases, dilation above the block count, one sample.
-        for &(c_in, c_out, k, d, len) in &[(3, 5, 11, 5, 301), (4, 2, 7, 3, 97), (2, 3, 7, 1, 26), (5, 4, 11, 1, 23), (1, 1, 5, 7, 5), (6, 6, 11, 3, 1), (7, 3, 9, 2, 4000)] {
+        for &(c_in, c_out, k, d, len) in
+            &[(3, 5, 11, 5, 301), (4, 2, 7, 3, 97), (2, 3, 7, 1, 26), (5, 4, 11, 1, 23), (1, 1, 5, 7, 5), (6, 6, 11, 3, 1), (7, 3, 9, 2, 4000)]
+        {
             let (x, w) = (values(c_in * len, 1), values(c_out * c_in * k, 2));
             let conv = FftConv::new(&w, (c_out, c_in, k), d);
             let mut y = vec![f32::NAN; c_out * len];

@@ -47,7 +47,6 @@ fn stats_lanes(x: &[f32], eps: f64) -> (f32, f32) {
     (mean, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-
 math::vectorised!(fn affine(x: &[f32], y: &mut [f32], scale: f32, shift: f32, silu: bool) = affine_lanes);
 
 /// `y = x·scale + shift` for one channel, then SiLU when `silu`.
@@ -112,7 +111,12 @@ impl GroupNorm {
         let silu = self.silu;
         assert_eq!(x.len(), y.len());
         let group = spatial * (self.channels() / self.groups);
-        assert!(spatial > 0 && x.len().is_multiple_of(group * self.groups), "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        assert!(
+            spatial > 0 && x.len().is_multiple_of(group * self.groups),
+            "group norm: input of {} elements is not (batch, {}, {spatial})",
+            x.len(),
+            self.channels()
+        );
         let cpg = self.channels() / self.groups;
         x.par_chunks(group).zip(y.par_chunks_mut(group)).enumerate().for_each(|(block, (x, y))| {
             let (mean, rstd) = stats(x, self.eps);
@@ -130,7 +134,12 @@ impl GroupNorm {
         assert!(x.len() == g.len() && g.len() == gx.len());
         let cpg = self.channels() / self.groups;
         let group = spatial * cpg;
-        assert!(spatial > 0 && x.len().is_multiple_of(group * self.groups), "group norm: input of {} elements is not (batch, {}, {spatial})", x.len(), self.channels());
+        assert!(
+            spatial > 0 && x.len().is_multiple_of(group * self.groups),
+            "group norm: input of {} elements is not (batch, {}, {spatial})",
+            x.len(),
+            self.channels()
+        );
         x.par_chunks(group).zip(g.par_chunks(group)).zip(gx.par_chunks_mut(group)).enumerate().for_each(|(block, ((x, g), gx))| {
             let (mean, rstd) = stats(x, self.eps);
             let c0 = (block % self.groups) * cpg;

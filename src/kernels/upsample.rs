@@ -52,7 +52,8 @@ mod tests {
 
     #[test]
     fn matches_candle_values_and_input_gradients() {
-        let x = Var::from_tensor(&Tensor::from_vec((0..2 * 3 * 5 * 7).map(|i| i as f32 * 0.37 - 9.0).collect::<Vec<_>>(), (2, 3, 5, 7), &Device::Cpu).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::from_vec((0..2 * 3 * 5 * 7).map(|i| i as f32 * 0.37 - 9.0).collect::<Vec<_>>(), (2, 3, 5, 7), &Device::Cpu).unwrap())
+            .unwrap();
         let ours = op::apply(&Arc::new(Upsample2x), x.as_tensor()).unwrap();
         let want = x.upsample_nearest2d(10, 14).unwrap();
         assert_eq!(ours.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want.flatten_all().unwrap().to_vec1::<f32>().unwrap());

@@ -163,7 +163,8 @@ mod tests {
                             for dx in 0..3 {
                                 let (sr, sq) = (r as isize + dy as isize - 1, q as isize + dx as isize - 1);
                                 if (0..h as isize).contains(&sr) && (0..wd as isize).contains(&sq) {
-                                    y[(o * h + r) * wd + q] += w[((o * c_in + c) * 3 + dy) * 3 + dx] as f64 * x[(c * h + sr as usize) * wd + sq as usize] as f64;
+                                    y[(o * h + r) * wd + q] +=
+                                        w[((o * c_in + c) * 3 + dy) * 3 + dx] as f64 * x[(c * h + sr as usize) * wd + sq as usize] as f64;
                                 }
                             }
                         }

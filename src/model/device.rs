@@ -38,9 +38,9 @@ impl DeviceChoice {
                 Device::Cpu
             })),
             Self::Auto => Ok(Device::Cpu),
-            Self::Cuda if !candle_core::utils::cuda_is_available() => Err(ModelError::Device(
-                "this build has no CUDA support: rebuild with `--features cuda` (needs the CUDA toolkit), or use --device cpu".into(),
-            )),
+            Self::Cuda if !candle_core::utils::cuda_is_available() => {
+                Err(ModelError::Device("this build has no CUDA support: rebuild with `--features cuda` (needs the CUDA toolkit), or use --device cpu".into()))
+            }
             Self::Cuda => Device::new_cuda(0).map_err(|e| ModelError::Device(format!("cannot open CUDA device 0: {e}"))),
         }
     }

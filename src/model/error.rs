@@ -3,8 +3,8 @@
 use candle_core::DType;
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
 use super::loader::LoadError;
+use crate::config::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -32,4 +32,3 @@ pub enum ModelError {
     #[error("{0:?} does not run on the CPU (candle's CPU backend has no {0:?} matrix product): use --dtype f32 there, or f16, or run on CUDA")]
     PrecisionOnCpu(DType),
 }
-

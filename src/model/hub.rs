@@ -15,7 +15,8 @@ pub use hf_hub::api::Progress as DownloadProgress;
 /// The published AudioLDM2 music model.
 pub const HUB_REPO: &str = "cvssp/audioldm2-music";
 /// Shown before every download: the weights are not ours to license.
-pub const LICENCE: &str = "The AudioLDM2-music weights are licensed CC-BY-NC-SA 4.0 (non-commercial use only, share alike): https://huggingface.co/cvssp/audioldm2-music";
+pub const LICENCE: &str =
+    "The AudioLDM2-music weights are licensed CC-BY-NC-SA 4.0 (non-commercial use only, share alike): https://huggingface.co/cvssp/audioldm2-music";
 
 /// Component directories holding a `config.json` and weights.
 const NETWORKS: [&str; 7] = ["unet", "vae", "vocoder", "text_encoder", "text_encoder_2", "projection_model", "language_model"];
@@ -113,16 +114,25 @@ mod tests {
 
     fn listing(extra: &[&str]) -> Vec<String> {
         let mut files: Vec<String> = [
-            "model_index.json", "scheduler/scheduler_config.json", "feature_extractor/preprocessor_config.json",
-            "tokenizer/tokenizer.json", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-            "tokenizer_2/tokenizer.json", "tokenizer_2/tokenizer_config.json", "tokenizer_2/spiece.model",
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "feature_extractor/preprocessor_config.json",
+            "tokenizer/tokenizer.json",
+            "tokenizer/tokenizer_config.json",
+            "tokenizer/vocab.json",
+            "tokenizer_2/tokenizer.json",
+            "tokenizer_2/tokenizer_config.json",
+            "tokenizer_2/spiece.model",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         for n in NETWORKS {
             files.push(format!("{n}/config.json"));
-            files.push(format!("{n}/{}", if n.starts_with("text") || n == "language_model" || n == "vocoder" { "pytorch_model.bin" } else { "diffusion_pytorch_model.bin" }));
+            files.push(format!(
+                "{n}/{}",
+                if n.starts_with("text") || n == "language_model" || n == "vocoder" { "pytorch_model.bin" } else { "diffusion_pytorch_model.bin" }
+            ));
         }
         files.extend(extra.iter().map(|s| s.to_string()));
         files
@@ -130,7 +140,8 @@ mod tests {
 
     #[test]
     fn plan_takes_what_the_loader_reads_and_prefers_safetensors() {
-        let files = plan(&listing(&["unet/diffusion_pytorch_model.safetensors", "vocoder/model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"])).unwrap();
+        let files = plan(&listing(&["unet/diffusion_pytorch_model.safetensors", "vocoder/model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"]))
+            .unwrap();
         assert_eq!(files.last().map(String::as_str), Some(MARKER));
         assert!(files.contains(&"unet/diffusion_pytorch_model.safetensors".into()));
         assert!(!files.iter().any(|f| f == "unet/diffusion_pytorch_model.bin" || f.contains("fp16")));

@@ -33,8 +33,7 @@ fn is_legacy_pytorch(path: &Path) -> bool {
 }
 
 /// File names diffusers and transformers use, in the order we prefer them.
-pub(crate) const SINGLE_FILES: [&str; 4] =
-    ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"];
+pub(crate) const SINGLE_FILES: [&str; 4] = ["diffusion_pytorch_model.safetensors", "model.safetensors", "diffusion_pytorch_model.bin", "pytorch_model.bin"];
 pub(crate) const INDEX_FILES: [&str; 2] = ["diffusion_pytorch_model.safetensors.index.json", "model.safetensors.index.json"];
 
 /// The weight files found in a component directory.
@@ -56,11 +55,7 @@ impl WeightFiles {
         for name in SINGLE_FILES {
             let path = dir.join(name);
             if path.is_file() {
-                return Ok(if name.ends_with(".bin") {
-                    WeightFiles::Pytorch(path)
-                } else {
-                    WeightFiles::Safetensors(vec![path])
-                });
+                return Ok(if name.ends_with(".bin") { WeightFiles::Pytorch(path) } else { WeightFiles::Safetensors(vec![path]) });
             }
         }
         Err(LoadError::NoWeights(dir.to_path_buf()))
@@ -105,8 +100,14 @@ pub(crate) fn shards(index: &Path) -> Result<Vec<PathBuf>, LoadError> {
 
 enum Store {
     /// One memory map per file, and which file holds each tensor.
-    Safetensors { files: Vec<(PathBuf, MmapedSafetensors)>, routing: HashMap<String, usize> },
-    Pytorch { path: PathBuf, tensors: candle_core::pickle::PthTensors },
+    Safetensors {
+        files: Vec<(PathBuf, MmapedSafetensors)>,
+        routing: HashMap<String, usize>,
+    },
+    Pytorch {
+        path: PathBuf,
+        tensors: candle_core::pickle::PthTensors,
+    },
 }
 
 /// A `VarBuilder` backend whose errors say which file and which tensor.
@@ -175,31 +176,22 @@ impl CheckedBackend {
                 Some(&i) => files[i].1.load(name, device),
                 None => Err(candle_core::Error::Msg("missing".into())),
             },
-            Store::Pytorch { tensors, .. } => tensors
-                .get(name)
-                .and_then(|t| t.ok_or_else(|| candle_core::Error::Msg("missing".into())))
-                .and_then(|t| t.to_device(device)),
+            Store::Pytorch { tensors, .. } => {
+                tensors.get(name).and_then(|t| t.ok_or_else(|| candle_core::Error::Msg("missing".into()))).and_then(|t| t.to_device(device))
+            }
         };
         result.map_err(|e| candle_core::Error::Msg(format!("{}: tensor `{name}` cannot be read: {e}", self.where_(name))))
     }
 
     fn checked(&self, name: &str, expected: Option<&Shape>) -> candle_core::Result<()> {
         let Some((dtype, shape)) = self.describe(name) else {
-            candle_core::bail!(
-                "{}: missing tensor `{name}`: these weights do not match the model's config.json",
-                self.where_(name)
-            );
+            candle_core::bail!("{}: missing tensor `{name}`: these weights do not match the model's config.json", self.where_(name));
         };
         if !dtype.is_float() {
             candle_core::bail!("{}: tensor `{name}` is stored as {dtype:?}, weights must be floating point", self.where_(name));
         }
         if let Some(expected) = expected.filter(|e| **e != shape) {
-            candle_core::bail!(
-                "{}: tensor `{name}` has shape {:?} but the config needs {:?}",
-                self.where_(name),
-                shape.dims(),
-                expected.dims()
-            );
+            candle_core::bail!("{}: tensor `{name}` has shape {:?} but the config needs {:?}", self.where_(name), shape.dims(), expected.dims());
         }
         Ok(())
     }

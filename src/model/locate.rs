@@ -46,10 +46,7 @@ impl ModelSearch {
 
     /// The first candidate that is a diffusers model directory (has `model_index.json`).
     pub fn found(&self) -> Option<&Path> {
-        self.candidates
-            .iter()
-            .map(PathBuf::as_path)
-            .find(|dir| dir.join("model_index.json").is_file())
+        self.candidates.iter().map(PathBuf::as_path).find(|dir| dir.join("model_index.json").is_file())
     }
 
     /// One line for a status bar: where the model is, or where it was looked for.
@@ -60,8 +57,7 @@ impl ModelSearch {
                 format!("No model: set {MODEL_DIR_ENV} to an AudioLDM2 model directory")
             }
             None => {
-                let looked: Vec<String> =
-                    self.candidates.iter().map(|p| p.display().to_string()).collect();
+                let looked: Vec<String> = self.candidates.iter().map(|p| p.display().to_string()).collect();
                 format!("No model found (looked in {})", looked.join(", "))
             }
         }

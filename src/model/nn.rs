@@ -114,7 +114,13 @@ impl Conv2d {
         let weight = vb.get((c_out, c_in, kernel, kernel), "weight")?;
         let bias = vb.get(c_out, "bias")?;
         if stride == 1 && kernels::applies(vb.device(), vb.dtype()) {
-            let conv = kernels::conv2d::Conv2d::new(kernels::tensor::to_vec(&weight)?, Some(kernels::tensor::to_vec(&bias)?), (c_out, c_in, kernel, kernel), stride, padding);
+            let conv = kernels::conv2d::Conv2d::new(
+                kernels::tensor::to_vec(&weight)?,
+                Some(kernels::tensor::to_vec(&bias)?),
+                (c_out, c_in, kernel, kernel),
+                stride,
+                padding,
+            );
             return Ok(Self::Kernel(Arc::new(conv)));
         }
         Ok(Self::Candle { weight, bias: bias.reshape((1, c_out, 1, 1))?, padding, stride })

@@ -205,9 +205,10 @@ impl FrozenConv1d {
         }
         let l_out = g.dim(2)?;
         let base = (l_out - 1) * s + span + 1;
-        let output_padding = (l_in + 2 * p).checked_sub(base).filter(|op| *op < s.max(d)).ok_or_else(|| {
-            candle_core::Error::Msg(format!("conv1d adjoint: cannot recover input length {l_in}"))
-        })?;
+        let output_padding = (l_in + 2 * p)
+            .checked_sub(base)
+            .filter(|op| *op < s.max(d))
+            .ok_or_else(|| candle_core::Error::Msg(format!("conv1d adjoint: cannot recover input length {l_in}")))?;
         g.contiguous()?.conv_transpose1d(&self.weight, p, output_padding, s, d, 1)
     }
 }
@@ -230,14 +231,7 @@ pub struct FrozenConvTranspose1d {
 }
 
 impl FrozenConvTranspose1d {
-    pub fn new(
-        weight: Tensor,
-        bias: Option<Tensor>,
-        padding: usize,
-        output_padding: usize,
-        stride: usize,
-        dilation: usize,
-    ) -> Result<Self> {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, padding: usize, output_padding: usize, stride: usize, dilation: usize) -> Result<Self> {
         let (_, c_out, _) = weight.dims3()?;
         if output_padding >= stride.max(dilation) {
             candle_core::bail!("conv_transpose1d: output_padding {output_padding} must be smaller than stride or dilation")
@@ -270,9 +264,7 @@ impl FrozenConvTranspose1d {
             let full = if batch == 1 {
                 xd.conv_transpose1d(&self.weight, 0, 0, s, 1, 1)?
             } else {
-                let items = (0..batch)
-                    .map(|i| xd.narrow(0, i, 1)?.conv_transpose1d(&self.weight, 0, 0, s, 1, 1))
-                    .collect::<Result<Vec<_>>>()?;
+                let items = (0..batch).map(|i| xd.narrow(0, i, 1)?.conv_transpose1d(&self.weight, 0, 0, s, 1, 1)).collect::<Result<Vec<_>>>()?;
                 Tensor::cat(&items, 0)?
             };
             if p == 0 && op == 0 {
@@ -347,9 +339,7 @@ mod tests {
     fn conv_transpose1d_backward_is_the_adjoint() {
         // (stride, kernel, padding, output_padding, dilation, length)
         for (i, &(s, k, p, op, d, l)) in
-            [(5, 16, 5, 0, 1, 7), (4, 16, 6, 0, 1, 9), (2, 4, 1, 0, 1, 6), (3, 7, 2, 1, 1, 5), (2, 3, 0, 1, 2, 6), (3, 3, 1, 0, 1, 1)]
-                .iter()
-                .enumerate()
+            [(5, 16, 5, 0, 1, 7), (4, 16, 6, 0, 1, 9), (2, 4, 1, 0, 1, 6), (3, 7, 2, 1, 1, 5), (2, 3, 0, 1, 2, 6), (3, 3, 1, 0, 1, 1)].iter().enumerate()
         {
             let w = rand(&[3, 2, k], 10 + i as u64);
             let b = rand(&[2], 20 + i as u64);
@@ -402,9 +392,7 @@ mod tests {
     fn conv1d_backward_is_the_adjoint() {
         // (kernel, padding, stride, dilation, length)
         for (i, &(k, p, s, d, l)) in
-            [(3, 1, 1, 1, 9), (7, 9, 1, 3, 20), (11, 25, 1, 5, 30), (4, 1, 1, 1, 8), (5, 0, 2, 1, 12), (4, 2, 3, 1, 13), (3, 5, 1, 1, 6)]
-                .iter()
-                .enumerate()
+            [(3, 1, 1, 1, 9), (7, 9, 1, 3, 20), (11, 25, 1, 5, 30), (4, 1, 1, 1, 8), (5, 0, 2, 1, 12), (4, 2, 3, 1, 13), (3, 5, 1, 1, 6)].iter().enumerate()
         {
             let w = rand(&[2, 3, k], 50 + i as u64);
             let conv = FrozenConv1d::new(w.clone(), None, p, s, d).unwrap();

@@ -224,7 +224,8 @@ impl Module for SpatialAttention {
         let hs = hs.reshape((b, c, h * w))?.transpose(1, 2)?.contiguous()?; // (b, hw, c)
         let head_dim = c / self.heads;
         let split = |t: Tensor| -> Result<Tensor> {
-            t.reshape((b, h * w, self.heads, head_dim))?.transpose(1, 2)?.contiguous() // (b, heads, hw, d)
+            t.reshape((b, h * w, self.heads, head_dim))?.transpose(1, 2)?.contiguous()
+            // (b, heads, hw, d)
         };
         let q = split(self.to_q.forward(&hs)?)?;
         let k = split(self.to_k.forward(&hs)?)?;
@@ -248,14 +249,9 @@ struct MidBlock {
 
 impl MidBlock {
     fn new(vb: VarBuilder, channels: usize, groups: usize, act: Activation, add_attention: bool) -> Result<Self> {
-        let resnets = (0..2)
-            .map(|j| ResnetBlock2D::new(vb.pp("resnets").pp(j), channels, channels, &resnet_settings(groups, act), 1.0))
-            .collect::<Result<Vec<_>>>()?;
-        let attention = if add_attention {
-            Some(SpatialAttention::new(vb.pp("attentions").pp("0"), channels, channels, groups, EPS)?)
-        } else {
-            None
-        };
+        let resnets =
+            (0..2).map(|j| ResnetBlock2D::new(vb.pp("resnets").pp(j), channels, channels, &resnet_settings(groups, act), 1.0)).collect::<Result<Vec<_>>>()?;
+        let attention = if add_attention { Some(SpatialAttention::new(vb.pp("attentions").pp("0"), channels, channels, groups, EPS)?) } else { None };
         Ok(Self { resnets, attention })
     }
 }
@@ -453,4 +449,3 @@ impl AutoencoderKL {
         Ok((mean, std))
     }
 }
-

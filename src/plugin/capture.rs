@@ -88,7 +88,9 @@ enum State {
     Idle,
     Armed,
     /// Recording; the timeline position the next block must start at.
-    Recording { next: i64 },
+    Recording {
+        next: i64,
+    },
 }
 
 /// Timeline positions derived from seconds or beats may round a sample either way from

@@ -80,16 +80,8 @@ impl Plugin for DggRestore {
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
 
     const AUDIO_IO_LAYOUTS: &'static [AudioIOLayout] = &[
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(2),
-            main_output_channels: NonZeroU32::new(2),
-            ..AudioIOLayout::const_default()
-        },
-        AudioIOLayout {
-            main_input_channels: NonZeroU32::new(1),
-            main_output_channels: NonZeroU32::new(1),
-            ..AudioIOLayout::const_default()
-        },
+        AudioIOLayout { main_input_channels: NonZeroU32::new(2), main_output_channels: NonZeroU32::new(2), ..AudioIOLayout::const_default() },
+        AudioIOLayout { main_input_channels: NonZeroU32::new(1), main_output_channels: NonZeroU32::new(1), ..AudioIOLayout::const_default() },
     ];
 
     type Editor = nice_plug_egui::EguiEditor<editor::DggEditor>;
@@ -230,20 +222,13 @@ impl DggRestore {
 
 impl ClapPlugin for DggRestore {
     const CLAP_ID: &'static str = "org.dgg-restore.dgg-restore";
-    const CLAP_DESCRIPTION: Option<&'static str> =
-        Some("Zero-shot music restoration with Diffusion Geodesic Guidance");
+    const CLAP_DESCRIPTION: Option<&'static str> = Some("Zero-shot music restoration with Diffusion Geodesic Guidance");
     const CLAP_MANUAL_URL: Option<&'static str> = None;
     const CLAP_SUPPORT_URL: Option<&'static str> = None;
-    const CLAP_FEATURES: &'static [ClapFeature] = &[
-        ClapFeature::AudioEffect,
-        ClapFeature::Stereo,
-        ClapFeature::Mono,
-        ClapFeature::Restoration,
-    ];
+    const CLAP_FEATURES: &'static [ClapFeature] = &[ClapFeature::AudioEffect, ClapFeature::Stereo, ClapFeature::Mono, ClapFeature::Restoration];
 }
 
 impl Vst3Plugin for DggRestore {
     const VST3_CLASS_ID: [u8; 16] = *b"DggRestoreDGG001";
-    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] =
-        &[Vst3SubCategory::Fx, Vst3SubCategory::Restoration];
+    const VST3_SUBCATEGORIES: &'static [Vst3SubCategory] = &[Vst3SubCategory::Fx, Vst3SubCategory::Restoration];
 }

@@ -6,10 +6,10 @@
 //! ready to apply to (batch, samples) candle tensors with gradients flowing through.
 
 use candle_core::{Device, Tensor};
-use std::ops::Range;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use std::ops::Range;
 
 use super::noise::NoiseSource;
 use crate::dsp::fir::{lowpass, FirFilter};
@@ -27,9 +27,7 @@ impl std::str::FromStr for Gap {
 
     /// Parses `START-END` in seconds, e.g. `2.0-3.0`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, b) = s
-            .split_once('-')
-            .ok_or_else(|| format!("gap '{s}' must look like START-END in seconds, e.g. 2.0-3.0"))?;
+        let (a, b) = s.split_once('-').ok_or_else(|| format!("gap '{s}' must look like START-END in seconds, e.g. 2.0-3.0"))?;
         let parse = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("gap '{s}': '{v}' is not a number of seconds"));
         Ok(Gap { start: parse(a)?, end: parse(b)? })
     }

@@ -210,13 +210,26 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     }
 
     /// Tell `observer` that `stage` of `step` is done; stop if it says so.
-    fn stage_done(&self, step: usize, total: usize, stage: Stage, loss: Option<f64>, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> ControlFlow<()> {
+    fn stage_done(
+        &self,
+        step: usize,
+        total: usize,
+        stage: Stage,
+        loss: Option<f64>,
+        observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
+    ) -> ControlFlow<()> {
         observer(&StepReport { step, total, stage, loss, attempt: self.attempt })
     }
 
     /// The loss of the waveform `z` decodes to and its gradient with respect to `z`,
     /// reporting each stage of `step`.
-    fn loss_and_gradient(&self, z: &Tensor, step: usize, total: usize, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(f64, Tensor), Attempt> {
+    fn loss_and_gradient(
+        &self,
+        z: &Tensor,
+        step: usize,
+        total: usize,
+        observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
+    ) -> Result<(f64, Tensor), Attempt> {
         let mut done = |stage| self.stage_done(step, total, stage, None, observer);
         let (loss, grad) = proceed(loss_and_gradient(self.prior, self.measurements, z, self.samples, &mut done)?)?;
         // The measurement is finite and bounded: a loss that is not comes from the decoder.
@@ -225,7 +238,14 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     }
 
     /// Report a finished step (stopping if asked to), after checking it stayed finite.
-    fn report(&self, step: usize, total: usize, loss: Option<f64>, z: &Tensor, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<(), Attempt> {
+    fn report(
+        &self,
+        step: usize,
+        total: usize,
+        loss: Option<f64>,
+        z: &Tensor,
+        observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>,
+    ) -> Result<(), Attempt> {
         if loss.is_some_and(|l| !l.is_finite()) || !finite(z)? {
             return Err(Attempt::NonFinite { step });
         }

@@ -139,10 +139,7 @@ impl DdimSchedule {
                 let ratio = t as f64 / steps as f64;
                 (0..steps).map(|i| ((t as f64 - i as f64 * ratio).round() as usize).saturating_sub(1)).collect()
             }
-            Spacing::Linspace => (0..steps)
-                .rev()
-                .map(|i| (i as f64 * (t - 1) as f64 / (steps - 1).max(1) as f64).round() as usize)
-                .collect(),
+            Spacing::Linspace => (0..steps).rev().map(|i| (i as f64 * (t - 1) as f64 / (steps - 1).max(1) as f64).round() as usize).collect(),
         }
     }
 

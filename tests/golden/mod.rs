@@ -47,9 +47,8 @@ pub struct Golden {
 
 impl Golden {
     pub fn load() -> Self {
-        let dir = std::env::var_os("DGG_GOLDEN_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden"));
+        let dir =
+            std::env::var_os("DGG_GOLDEN_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden"));
         let file = dir.join("golden.safetensors");
         let tensors = candle_core::safetensors::load(&file, &Device::Cpu)
             .unwrap_or_else(|e| panic!("cannot read {}: {e} (regenerate with tools/golden/make_golden.py)", file.display()));

@@ -54,10 +54,7 @@ pub const BUNDLE_ENV: &str = "DGG_CLAP_BUNDLE";
 pub fn bundle_path() -> PathBuf {
     match std::env::var_os(BUNDLE_ENV) {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("target")
-            .join("bundled")
-            .join("DGG Restore.clap"),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("bundled").join("DGG Restore.clap"),
     }
 }
 
@@ -218,21 +215,10 @@ impl Bundle {
     /// and the last instance created from it are dropped (and no other `Bundle` holds it).
     pub fn load_unpinned(path: &Path) -> HostResult<Self> {
         // SAFETY: loading a shared library runs its initialisers; the bundle is our own plugin.
-        let entry = unsafe { PluginEntry::load(path) }.map_err(|e| {
-            HostError::Other(format!("could not load CLAP bundle '{}': {e}", path.display()))
-        })?;
-        let host_info = HostInfo::new(
-            "DGG Restore test host",
-            "DGG Restore",
-            "https://example.invalid/dgg-restore",
-            env!("CARGO_PKG_VERSION"),
-        )
-        .map_err(|e| HostError::Other(format!("host info: {e}")))?;
-        Ok(Self {
-            path: path.to_owned(),
-            entry,
-            host_info,
-        })
+        let entry = unsafe { PluginEntry::load(path) }.map_err(|e| HostError::Other(format!("could not load CLAP bundle '{}': {e}", path.display())))?;
+        let host_info = HostInfo::new("DGG Restore test host", "DGG Restore", "https://example.invalid/dgg-restore", env!("CARGO_PKG_VERSION"))
+            .map_err(|e| HostError::Other(format!("host info: {e}")))?;
+        Ok(Self { path: path.to_owned(), entry, host_info })
     }
 
     pub fn path(&self) -> &Path {
@@ -247,13 +233,8 @@ impl Bundle {
 
     /// Every plugin the bundle's plugin factory lists.
     pub fn descriptors(&self) -> Vec<Descriptor> {
-        let factory = self
-            .entry
-            .get_plugin_factory()
-            .expect("bundle exposes no CLAP plugin factory");
-        let s = |c: Option<&std::ffi::CStr>| {
-            c.map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
-        };
+        let factory = self.entry.get_plugin_factory().expect("bundle exposes no CLAP plugin factory");
+        let s = |c: Option<&std::ffi::CStr>| c.map(|c| c.to_string_lossy().into_owned()).unwrap_or_default();
         factory
             .plugin_descriptors()
             .map(|d| Descriptor {
@@ -261,35 +242,21 @@ impl Bundle {
                 name: s(d.name()),
                 vendor: s(d.vendor()),
                 version: s(d.version()),
-                features: d
-                    .features()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .collect(),
+                features: d.features().map(|f| f.to_string_lossy().into_owned()).collect(),
             })
             .collect()
     }
 
     /// Creates and initialises an instance of plugin `id`; panics on failure.
     pub fn instantiate(&self, id: &str) -> Plugin {
-        self.try_instantiate(id)
-            .unwrap_or_else(|e| panic!("instantiating '{id}': {e}"))
+        self.try_instantiate(id).unwrap_or_else(|e| panic!("instantiating '{id}': {e}"))
     }
 
     /// Creates and initialises an instance of plugin `id`.
     pub fn try_instantiate(&self, id: &str) -> HostResult<Plugin> {
         let id = CString::new(id).map_err(|e| HostError::Other(e.to_string()))?;
-        let instance = PluginInstance::<TestHost>::new(
-            |_| TestHostShared::default(),
-            |_| TestHostMainThread::default(),
-            &self.entry,
-            &id,
-            &self.host_info,
-        )?;
-        Ok(Plugin {
-            instance,
-            active: None,
-            pending_params: Vec::new(),
-        })
+        let instance = PluginInstance::<TestHost>::new(|_| TestHostShared::default(), |_| TestHostMainThread::default(), &self.entry, &id, &self.host_info)?;
+        Ok(Plugin { instance, active: None, pending_params: Vec::new() })
     }
 }
 
@@ -318,23 +285,12 @@ pub struct Transport {
 impl Transport {
     /// A playing transport at song position 0.
     pub fn playing(sample_rate: f64, tempo: f64) -> Self {
-        Self {
-            sample_rate,
-            playing: true,
-            recording: false,
-            pos_samples: 0,
-            tempo,
-            time_sig: (4, 4),
-            loop_samples: None,
-        }
+        Self { sample_rate, playing: true, recording: false, pos_samples: 0, tempo, time_sig: (4, 4), loop_samples: None }
     }
 
     /// A stopped transport at song position 0.
     pub fn stopped(sample_rate: f64, tempo: f64) -> Self {
-        Self {
-            playing: false,
-            ..Self::playing(sample_rate, tempo)
-        }
+        Self { playing: false, ..Self::playing(sample_rate, tempo) }
     }
 
     pub fn at(mut self, pos_samples: i64) -> Self {
@@ -383,10 +339,8 @@ impl Transport {
         let beats = self.pos_beats();
         let bar_len = self.beats_per_bar();
         let bar_number = (beats / bar_len).floor();
-        let mut flags = TransportFlags::HAS_TEMPO
-            | TransportFlags::HAS_BEATS_TIMELINE
-            | TransportFlags::HAS_SECONDS_TIMELINE
-            | TransportFlags::HAS_TIME_SIGNATURE;
+        let mut flags =
+            TransportFlags::HAS_TEMPO | TransportFlags::HAS_BEATS_TIMELINE | TransportFlags::HAS_SECONDS_TIMELINE | TransportFlags::HAS_TIME_SIGNATURE;
         if self.playing {
             flags |= TransportFlags::IS_PLAYING;
         }
@@ -477,10 +431,7 @@ impl Plugin {
     }
 
     fn state_ext(&mut self) -> HostResult<PluginState> {
-        self.instance
-            .plugin_handle()
-            .get_extension()
-            .ok_or(HostError::MissingExtension("clap.state"))
+        self.instance.plugin_handle().get_extension().ok_or(HostError::MissingExtension("clap.state"))
     }
 
     /// The audio-ports configurations the plugin offers (empty if it lacks the extension).
@@ -505,17 +456,14 @@ impl Plugin {
     /// Channel counts of the main input and output ports in the current configuration, as the
     /// audio-ports extension reports them (`None` where there is no such port).
     pub fn main_port_channels(&mut self) -> HostResult<(Option<u32>, Option<u32>)> {
-        let ext = self
-            .audio_ports_ext()
-            .ok_or(HostError::MissingExtension("clap.audio-ports"))?;
+        let ext = self.audio_ports_ext().ok_or(HostError::MissingExtension("clap.audio-ports"))?;
         let handle = self.instance.plugin_handle();
         let mut buf = AudioPortInfoBuffer::new();
         let mut main = |is_input: bool| {
             if ext.count(&handle, is_input) == 0 {
                 return None;
             }
-            ext.get(&handle, 0, is_input, &mut buf)
-                .map(|info| info.channel_count)
+            ext.get(&handle, 0, is_input, &mut buf).map(|info| info.channel_count)
         };
         Ok((main(true), main(false)))
     }
@@ -524,59 +472,39 @@ impl Plugin {
     /// The plugin must be inactive.
     pub fn select_channels(&mut self, channels: usize) -> HostResult<()> {
         if self.active.is_some() {
-            return Err(HostError::Other(
-                "port configs can only be selected while inactive".into(),
-            ));
+            return Err(HostError::Other("port configs can only be selected while inactive".into()));
         }
         let want = Some(channels as u32);
-        let config = self
-            .port_configs()
-            .into_iter()
-            .find(|c| c.input_channels == want && c.output_channels == want)
-            .ok_or(HostError::NoPortConfig(channels))?;
-        let ext = self
-            .audio_ports_config_ext()
-            .ok_or(HostError::MissingExtension("clap.audio-ports-config"))?;
+        let config =
+            self.port_configs().into_iter().find(|c| c.input_channels == want && c.output_channels == want).ok_or(HostError::NoPortConfig(channels))?;
+        let ext = self.audio_ports_config_ext().ok_or(HostError::MissingExtension("clap.audio-ports-config"))?;
         let handle = self.instance.plugin_handle();
-        ext.select(&handle, ClapId::new(config.id))
-            .map_err(|e| HostError::Other(format!("selecting port config {config:?}: {e}")))?;
+        ext.select(&handle, ClapId::new(config.id)).map_err(|e| HostError::Other(format!("selecting port config {config:?}: {e}")))?;
         let now = self.main_port_channels()?;
         if now != (want, want) {
-            return Err(HostError::Other(format!(
-                "selected {channels}-channel config but audio-ports reports {now:?}"
-            )));
+            return Err(HostError::Other(format!("selected {channels}-channel config but audio-ports reports {now:?}")));
         }
         Ok(())
     }
 
     /// Switches between realtime and offline rendering (`clap.render`).
     pub fn set_render_mode(&mut self, offline: bool) -> HostResult<()> {
-        let ext: PluginRender = self
-            .instance
-            .plugin_handle()
-            .get_extension()
-            .ok_or(HostError::MissingExtension("clap.render"))?;
-        let mode = if offline {
-            RenderMode::Offline
-        } else {
-            RenderMode::Realtime
-        };
+        let ext: PluginRender = self.instance.plugin_handle().get_extension().ok_or(HostError::MissingExtension("clap.render"))?;
+        let mode = if offline { RenderMode::Offline } else { RenderMode::Realtime };
         let handle = self.instance.plugin_handle();
-        ext.set(&handle, mode)
-            .map_err(|e| HostError::Other(format!("render mode: {e}")))
+        ext.set(&handle, mode).map_err(|e| HostError::Other(format!("render mode: {e}")))
     }
 
     /// The parameter named `name` (`clap.params`).
     pub fn param(&mut self, name: &str) -> HostResult<Param> {
-        let ext: PluginParams = self
-            .instance
-            .plugin_handle()
-            .get_extension()
-            .ok_or(HostError::MissingExtension("clap.params"))?;
+        let ext: PluginParams = self.instance.plugin_handle().get_extension().ok_or(HostError::MissingExtension("clap.params"))?;
         let handle = self.instance.plugin_handle();
         let mut buf = ParamInfoBuffer::new();
         (0..ext.count(&handle))
-            .filter_map(|i| ext.get_info(&handle, i, &mut buf).map(|info| (String::from_utf8_lossy(info.name).into_owned(), Param { id: info.id, min: info.min_value, max: info.max_value })))
+            .filter_map(|i| {
+                ext.get_info(&handle, i, &mut buf)
+                    .map(|info| (String::from_utf8_lossy(info.name).into_owned(), Param { id: info.id, min: info.min_value, max: info.max_value }))
+            })
             .find(|(n, _)| n == name)
             .map(|(_, p)| p)
             .ok_or_else(|| HostError::Other(format!("no parameter named {name}")))
@@ -592,22 +520,13 @@ impl Plugin {
 
     /// Selects the `channels`-in/`channels`-out port config, then activates the plugin for
     /// blocks of 1..=`max_block` frames at `sample_rate`.
-    pub fn activate(
-        &mut self,
-        sample_rate: f64,
-        max_block: usize,
-        channels: usize,
-    ) -> HostResult<()> {
+    pub fn activate(&mut self, sample_rate: f64, max_block: usize, channels: usize) -> HostResult<()> {
         if self.active.is_some() {
             self.deactivate();
         }
         assert!(max_block > 0 && channels > 0);
         self.select_channels(channels)?;
-        let config = PluginAudioConfiguration {
-            sample_rate,
-            min_frames_count: 1,
-            max_frames_count: max_block as u32,
-        };
+        let config = PluginAudioConfiguration { sample_rate, min_frames_count: 1, max_frames_count: max_block as u32 };
         let processor = self.instance.activate(|_, _| (), config)?;
         self.active = Some(Active {
             processor: Some(processor.into()),
@@ -630,9 +549,7 @@ impl Plugin {
 
     /// (sample rate, max block, channels) of the current activation.
     pub fn activation(&self) -> Option<(f64, usize, usize)> {
-        self.active
-            .as_ref()
-            .map(|a| (a.sample_rate, a.max_block, a.channels))
+        self.active.as_ref().map(|a| (a.sample_rate, a.max_block, a.channels))
     }
 
     /// Stops processing (on an audio thread) and deactivates. No-op when inactive.
@@ -641,33 +558,18 @@ impl Plugin {
             return;
         };
         let processor = active.processor.take().expect("processor present");
-        let stopped = std::thread::scope(|s| {
-            s.spawn(move || processor.into_stopped())
-                .join()
-                .expect("audio thread panicked in stop_processing")
-        });
+        let stopped = std::thread::scope(|s| s.spawn(move || processor.into_stopped()).join().expect("audio thread panicked in stop_processing"));
         self.instance.deactivate(stopped);
         self.pump_main_thread();
     }
 
     /// Processes one block. `input` is planar: one slice per channel, all the same length
     /// (1..=max_block). `transport` describes the song position of the block's first sample.
-    pub fn process(
-        &mut self,
-        input: &[&[f32]],
-        transport: Option<&Transport>,
-    ) -> HostResult<Processed> {
-        let active = self
-            .active
-            .as_mut()
-            .ok_or_else(|| HostError::Other("process() on an inactive plugin".into()))?;
+    pub fn process(&mut self, input: &[&[f32]], transport: Option<&Transport>) -> HostResult<Processed> {
+        let active = self.active.as_mut().ok_or_else(|| HostError::Other("process() on an inactive plugin".into()))?;
         let frames = input.first().map_or(0, |c| c.len());
         if input.len() != active.channels {
-            return Err(HostError::Other(format!(
-                "got {} input channels, activated with {}",
-                input.len(),
-                active.channels
-            )));
+            return Err(HostError::Other(format!("got {} input channels, activated with {}", input.len(), active.channels)));
         }
         if frames == 0 || frames > active.max_block || input.iter().any(|c| c.len() != frames) {
             return Err(HostError::Other(format!(
@@ -689,14 +591,7 @@ impl Plugin {
             param_events.push(&ParamValueEvent::new(0, id, Pckn::match_all(), value));
         }
 
-        let Active {
-            processor,
-            in_ports,
-            out_ports,
-            in_bufs,
-            out_bufs,
-            ..
-        } = active;
+        let Active { processor, in_ports, out_ports, in_bufs, out_bufs, .. } = active;
         let processor = processor.as_mut().expect("processor present");
 
         // Run the plugin's process() on a separate thread, as a host's audio thread would.
@@ -705,17 +600,11 @@ impl Plugin {
                 let started = processor.ensure_processing_started()?;
                 let inputs = in_ports.with_input_buffers([AudioPortBuffer {
                     latency: 0,
-                    channels: AudioPortBufferType::f32_input_only(
-                        in_bufs
-                            .iter_mut()
-                            .map(|b| InputChannel::variable(&mut b[..frames])),
-                    ),
+                    channels: AudioPortBufferType::f32_input_only(in_bufs.iter_mut().map(|b| InputChannel::variable(&mut b[..frames]))),
                 }]);
                 let mut outputs = out_ports.with_output_buffers([AudioPortBuffer {
                     latency: 0,
-                    channels: AudioPortBufferType::f32_output_only(
-                        out_bufs.iter_mut().map(|b| &mut b[..frames]),
-                    ),
+                    channels: AudioPortBufferType::f32_output_only(out_bufs.iter_mut().map(|b| &mut b[..frames])),
                 }]);
                 let status = started.process(
                     &inputs,
@@ -732,11 +621,7 @@ impl Plugin {
         })?;
 
         active.steady_time += frames as u64;
-        let audio = active
-            .out_bufs
-            .iter()
-            .map(|b| b[..frames].to_vec())
-            .collect();
+        let audio = active.out_bufs.iter().map(|b| b[..frames].to_vec()).collect();
         self.pump_main_thread();
         Ok(Processed { audio, status })
     }
@@ -747,11 +632,7 @@ impl Plugin {
             return;
         };
         let processor = active.processor.as_mut().expect("processor present");
-        std::thread::scope(|s| {
-            s.spawn(move || processor.reset())
-                .join()
-                .expect("audio thread panicked in reset")
-        });
+        std::thread::scope(|s| s.spawn(move || processor.reset()).join().expect("audio thread panicked in reset"));
         active.steady_time = 0;
         self.pump_main_thread();
     }
@@ -763,8 +644,7 @@ impl Plugin {
         let ext = self.state_ext()?;
         let mut out = Vec::new();
         let handle = self.instance.plugin_handle();
-        ext.save(&handle, &mut out)
-            .map_err(|e| HostError::Other(format!("state save: {e}")))?;
+        ext.save(&handle, &mut out).map_err(|e| HostError::Other(format!("state save: {e}")))?;
         self.pump_main_thread();
         Ok(out)
     }
@@ -773,9 +653,7 @@ impl Plugin {
     pub fn load_state(&mut self, state: &[u8]) -> HostResult<()> {
         let ext = self.state_ext()?;
         let handle = self.instance.plugin_handle();
-        let result = ext
-            .load(&handle, &mut Cursor::new(state))
-            .map_err(|e| HostError::Other(format!("state load: {e}")));
+        let result = ext.load(&handle, &mut Cursor::new(state)).map_err(|e| HostError::Other(format!("state load: {e}")));
         self.pump_main_thread();
         result
     }
@@ -791,9 +669,7 @@ impl Plugin {
     pub fn pump_main_thread(&mut self) {
         // A callback may request another; bound the loop anyway.
         for _ in 0..16 {
-            let requested = self
-                .instance
-                .access_shared_handler(|h| h.callback_requested.swap(false, Ordering::SeqCst));
+            let requested = self.instance.access_shared_handler(|h| h.callback_requested.swap(false, Ordering::SeqCst));
             if !requested {
                 break;
             }
@@ -803,14 +679,12 @@ impl Plugin {
 
     /// Whether the plugin has called `request_restart` (and clears the flag).
     pub fn take_restart_request(&self) -> bool {
-        self.instance
-            .access_shared_handler(|h| h.restart_requested.swap(false, Ordering::SeqCst))
+        self.instance.access_shared_handler(|h| h.restart_requested.swap(false, Ordering::SeqCst))
     }
 
     /// Whether the plugin has called `request_process` (and clears the flag).
     pub fn take_process_request(&self) -> bool {
-        self.instance
-            .access_shared_handler(|h| h.process_requested.swap(false, Ordering::SeqCst))
+        self.instance.access_shared_handler(|h| h.process_requested.swap(false, Ordering::SeqCst))
     }
 }
 
@@ -859,9 +733,7 @@ pub fn first_bit_difference(a: &[f32], b: &[f32]) -> Option<usize> {
     if a.len() != b.len() {
         return Some(a.len().min(b.len()));
     }
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x.to_bits() != y.to_bits())
+    a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
 }
 
 /// Asserts that planar `actual` equals `expected` bit for bit.
@@ -870,12 +742,7 @@ pub fn assert_bit_exact(actual: &[Vec<f32>], expected: &[Vec<f32>], what: &str) 
     assert_eq!(actual.len(), expected.len(), "{what}: channel count differs");
     for (ch, (a, e)) in actual.iter().zip(expected).enumerate() {
         if let Some(i) = first_bit_difference(a, e) {
-            panic!(
-                "{what}: channel {ch} differs at sample {i} of {}: got {:?}, expected {:?}",
-                e.len(),
-                a.get(i),
-                e.get(i)
-            );
+            panic!("{what}: channel {ch} differs at sample {i} of {}: got {:?}, expected {:?}", e.len(), a.get(i), e.get(i));
         }
     }
 }
@@ -904,9 +771,7 @@ pub fn run_blocks(
             }
         }
         let input: Vec<&[f32]> = signal.iter().map(|c| &c[pos..pos + n]).collect();
-        let processed = plugin
-            .process(&input, Some(transport))
-            .unwrap_or_else(|e| panic!("process block {block} ({n} frames at {pos}): {e}"));
+        let processed = plugin.process(&input, Some(transport)).unwrap_or_else(|e| panic!("process block {block} ({n} frames at {pos}): {e}"));
         for (o, p) in out.iter_mut().zip(processed.audio) {
             o.extend_from_slice(&p);
         }

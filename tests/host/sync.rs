@@ -11,11 +11,7 @@ use super::{run_blocks, test_signal, Bundle, Param, Plugin, Transport, PLUGIN_ID
 pub fn alloc_checked() -> Bundle {
     let name = format!("{}dgg_restore{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/alloc-check/debug").join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: cargo build --lib --features assert_process_allocs --target-dir target/alloc-check",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: cargo build --lib --features assert_process_allocs --target-dir target/alloc-check", path.display());
     Bundle::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -148,4 +144,3 @@ pub fn assert_synced(rig: &mut Rig, expected: &Placed, play: Play) {
         }
     }
 }
-

@@ -6,15 +6,15 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use clap::{Args, Subcommand};
 use dgg_restore::model::audioldm2::{AudioLdm2, ComponentWeights, LoadOptions, ModelConfigs, VAE_DECODE};
-use dgg_restore::model::text::Conditioning;
 use dgg_restore::model::device::{parse_dtype, DeviceChoice};
+use dgg_restore::model::text::Conditioning;
 use dgg_restore::restore::guidance::ditto::DittoSettings;
 use dgg_restore::restore::guidance::{Method, MethodKind, Stage};
 use dgg_restore::restore::measurement::Measurement;
 use dgg_restore::restore::prior::LatentPrior;
 use dgg_restore::restore::sampler::{sample, SamplerSettings};
-use std::ops::ControlFlow;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -120,7 +120,13 @@ impl ModelSource {
                 (AudioLdm2::new(cfgs, weights, &cond)?, format!("random weights, configs {}", self.configs.display()))
             }
         };
-        let line = format!("model: {source}; built in {:.1} s; {}, {:?}, {} threads", started.elapsed().as_secs_f64(), describe(&device), self.dtype, candle_core::utils::get_num_threads());
+        let line = format!(
+            "model: {source}; built in {:.1} s; {}, {:?}, {} threads",
+            started.elapsed().as_secs_f64(),
+            describe(&device),
+            self.dtype,
+            candle_core::utils::get_num_threads()
+        );
         Ok((prior, device, line))
     }
 }
@@ -368,12 +374,17 @@ impl StepReference {
     fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-        let stages = json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/step_bench.py --json)", path.display()))?;
+        let stages =
+            json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/step_bench.py --json)", path.display()))?;
         let mut medians: BTreeMap<String, f64> = stages.iter().filter_map(|(k, v)| Some((k.clone(), v["median_s"].as_f64()?))).collect();
         let step = json["step"]["median_s"].as_f64().with_context(|| format!("{}: no `step.median_s`", path.display()))?;
         medians.insert("step".into(), step);
         let threads = json["threads"].as_u64().map(|t| format!(", {t} threads")).unwrap_or_default();
-        Ok(Self { label: format!("PyTorch {}{threads} ({})", json["torch"].as_str().unwrap_or("?"), path.display()), medians, peak_rss_mb: json["peak_rss_mb"].as_f64() })
+        Ok(Self {
+            label: format!("PyTorch {}{threads} ({})", json["torch"].as_str().unwrap_or("?"), path.display()),
+            medians,
+            peak_rss_mb: json["peak_rss_mb"].as_f64(),
+        })
     }
 }
 
@@ -448,7 +459,8 @@ impl Reference {
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-        let stages = json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/model_bench.py --json)", path.display()))?;
+        let stages =
+            json["stages"].as_object().with_context(|| format!("{}: no `stages` object (write it with tools/bench/model_bench.py --json)", path.display()))?;
         let medians = stages.iter().filter_map(|(k, v)| Some((k.clone(), v["median_s"].as_f64()?))).collect();
         let torch = json["torch"].as_str().unwrap_or("?");
         let threads = json["threads"].as_u64().map(|t| format!(", {t} threads")).unwrap_or_default();

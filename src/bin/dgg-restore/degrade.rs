@@ -13,7 +13,9 @@ use crate::task::TaskArgs;
 /// Apply a degradation to a WAV file, at its own rate and channel count, and write the
 /// result in the same format. Use it to make test material for `restore` and `lsd`.
 #[derive(Args)]
-#[command(after_help = "Examples:\n  dgg-restore degrade --task inpaint --gap 2.0-3.0 in.wav out.wav\n  dgg-restore degrade --task superres --factor 2 in.wav out.wav\n  dgg-restore degrade --task dereverb --rt60 0.8 in.wav out.wav\n  dgg-restore degrade --task phase in.wav out.wav")]
+#[command(
+    after_help = "Examples:\n  dgg-restore degrade --task inpaint --gap 2.0-3.0 in.wav out.wav\n  dgg-restore degrade --task superres --factor 2 in.wav out.wav\n  dgg-restore degrade --task dereverb --rt60 0.8 in.wav out.wav\n  dgg-restore degrade --task phase in.wav out.wav"
+)]
 pub struct DegradeArgs {
     #[command(flatten)]
     task: TaskArgs,

@@ -41,10 +41,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let missing: Vec<&str> = names.iter().filter(|n| !args.restored.join(n).is_file()).map(String::as_str).collect();
     if !missing.is_empty() {
-        bail!(
-            "{} lacks {} of the {} reference files: {}",
-            args.restored.display(), missing.len(), names.len(), missing.join(", ")
-        );
+        bail!("{} lacks {} of the {} reference files: {}", args.restored.display(), missing.len(), names.len(), missing.join(", "));
     }
     let extra: Vec<String> = wav_names(&args.restored)?.into_iter().filter(|n| !names.contains(n)).collect();
     if !extra.is_empty() {

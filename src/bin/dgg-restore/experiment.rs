@@ -87,12 +87,14 @@ impl RunSettings {
         let path = out.join(SETTINGS_FILE);
         if path.is_file() {
             let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let stored: RunSettings = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not a settings file of this tool: use another --out", path.display()))?;
+            let stored: RunSettings =
+                serde_json::from_str(&text).with_context(|| format!("{} is not a settings file of this tool: use another --out", path.display()))?;
             if &stored != self {
                 bail!(
                     "{} holds a run made with other settings:\n  there: {}\n  now:   {}\nuse another --out, or the same settings to continue that run",
-                    out.display(), serde_json::to_string(&stored)?, serde_json::to_string(self)?
+                    out.display(),
+                    serde_json::to_string(&stored)?,
+                    serde_json::to_string(self)?
                 );
             }
             return Ok(());
@@ -160,7 +162,11 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     let header = format!(
         "# DGG Restore experiment\n\n{} segments of {} s from `{}`; {} steps, seed {}. Log-spectral distance at 16 kHz, lower is better. \
          FAD: run an external tool on `clean/` against each `<task>/<method>/`.\n",
-        segments.len(), args.segment, args.clips.display(), resolved_steps, args.sampling.seed
+        segments.len(),
+        args.segment,
+        args.clips.display(),
+        resolved_steps,
+        args.sampling.seed
     );
     let rows = std::iter::once(DEGRADED_ROW.to_string()).chain(args.methods.iter().map(|m| m.name().to_string())).collect();
     let mut results = Results::new(rows, args.tasks.clone());
@@ -204,10 +210,9 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
                     drop(work);
                     let restored = match result {
                         Ok(r) => r,
-                        Err(EngineError::Sample(SampleError::Cancelled)) => bail!(
-                            "stopped by a signal: finished restorations are kept in {}; run the same command again to continue",
-                            args.out.display()
-                        ),
+                        Err(EngineError::Sample(SampleError::Cancelled)) => {
+                            bail!("stopped by a signal: finished restorations are kept in {}; run the same command again to continue", args.out.display())
+                        }
                         Err(e) => return Err(e).with_context(|| label.clone()),
                     };
                     std::fs::create_dir_all(path.parent().expect("a task directory"))?;

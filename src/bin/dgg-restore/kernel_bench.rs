@@ -74,7 +74,8 @@ pub fn run(args: KernelBenchArgs) -> Result<()> {
     // The UNet's 3×3 convolutions (its four levels, latent 128 × 16; one with the skip
     // concatenated on the way up), then the VAE decoder's (latent 128 × 16 → mel 512 × 64).
     let unet = [(128, 128, 128, 16), (256, 256, 64, 8), (512, 256, 64, 8), (384, 384, 32, 4), (640, 640, 16, 2)];
-    let vae = [(512, 512, 128, 16), (512, 512, 256, 32), (512, 256, 256, 32), (256, 256, 256, 32), (256, 256, 512, 64), (256, 128, 512, 64), (128, 128, 512, 64)];
+    let vae =
+        [(512, 512, 128, 16), (512, 512, 256, 32), (512, 256, 256, 32), (256, 256, 256, 32), (256, 256, 512, 64), (256, 128, 512, 64), (128, 128, 512, 64)];
     for (c_in, c_out, h, w) in unet.into_iter().chain(vae) {
         let what = format!("conv2d 3×3 {c_in}→{c_out} × {h}×{w}");
         if !wanted(&what) {

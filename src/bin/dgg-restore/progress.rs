@@ -32,11 +32,7 @@ impl Reporter {
     pub fn new() -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new(TICKS);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {percent:>3}% {msg} · ETA {eta}")
-                    .expect("a valid template")
-                    .progress_chars("█▉ "),
-            );
+            bar.set_style(ProgressStyle::with_template("{bar:30} {percent:>3}% {msg} · ETA {eta}").expect("a valid template").progress_chars("█▉ "));
             Reporter::Bar(bar)
         } else {
             Reporter::Lines { next: 0.0, started: std::time::Instant::now() }

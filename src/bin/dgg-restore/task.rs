@@ -54,7 +54,10 @@ impl TaskArgs {
                     (None, Some(f), _) if f >= 2 => {
                         let hz = cutoff_for_factor(sample_rate, f);
                         if hz < 100.0 {
-                            bail!("--factor {f}: a {sample_rate} Hz file would keep only {hz:.1} Hz (100 Hz at least); use a factor of at most {}", sample_rate / 200);
+                            bail!(
+                                "--factor {f}: a {sample_rate} Hz file would keep only {hz:.1} Hz (100 Hz at least); use a factor of at most {}",
+                                sample_rate / 200
+                            );
                         }
                         hz
                     }
@@ -75,7 +78,10 @@ impl TaskArgs {
                     Some(path) => {
                         let (clip, _) = read_wav(path)?;
                         if clip.channels[0].iter().all(|&v| v.abs() < 1e-9) {
-                            bail!("{}: the impulse response (its first channel) is silent: give a recorded response, or --rt60 for a synthetic room", path.display());
+                            bail!(
+                                "{}: the impulse response (its first channel) is silent: give a recorded response, or --rt60 for a synthetic room",
+                                path.display()
+                            );
                         }
                         ImpulseResponse::Recorded { samples: clip.channels[0].clone(), sample_rate: clip.sample_rate }
                     }

@@ -10,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::{TextEncoders, TEXT_COMPONENTS};
 use super::Conditioning;
+use super::{TextEncoders, TEXT_COMPONENTS};
 use crate::model::error::ModelError;
 
 /// A prompt, and for classifier-free guidance the negative prompt.

@@ -18,9 +18,9 @@ use candle_transformers::models::t5::{self, T5EncoderModel};
 use std::path::{Path, PathBuf};
 use tokenizers::{Tokenizer, TruncationParams};
 
-use crate::config::{read_config, ConfigError};
 use super::error::ModelError;
 use super::loader::WeightFiles;
+use crate::config::{read_config, ConfigError};
 
 /// The text conditioning the UNet cross-attends to, for one item (it is repeated over the
 /// batch): `encoder_hidden_states` (1, L, d) — AudioLDM2's GPT-2 states —,
@@ -109,7 +109,10 @@ impl TextEncoders {
         let language_model = gpt2::Gpt2Model::new(weights("language_model")?, &gpt_cfg).map_err(built("language_model"))?;
 
         let mismatch = |message: String| ModelError::Mismatch { dir: dir.to_path_buf(), message };
-        if proj_cfg.text_encoder_dim != clap_cfg.projection_dim || proj_cfg.text_encoder_1_dim != t5_cfg.d_model || proj_cfg.langauge_model_dim != gpt_cfg.n_embd {
+        if proj_cfg.text_encoder_dim != clap_cfg.projection_dim
+            || proj_cfg.text_encoder_1_dim != t5_cfg.d_model
+            || proj_cfg.langauge_model_dim != gpt_cfg.n_embd
+        {
             return Err(mismatch(format!(
                 "projection_model/config.json maps ({}, {}) → {} but text_encoder/config.json's CLAP gives {}, \
                  text_encoder_2/config.json's Flan-T5 {} and language_model/config.json's GPT-2 takes {}",

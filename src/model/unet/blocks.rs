@@ -2,9 +2,9 @@
 //! `UpBlock2D` / `CrossAttnUpBlock2D` in AudioLDM2's variant (several Transformer2D modules
 //! per layer, one per cross-attention width, stored as `attentions.{n·layer + j}`).
 
-use crate::model::nn::{Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 use super::transformer::{Context, Transformer2DModel, TransformerSettings};
 use super::{AttentionLayout, BlockLayout};
+use crate::model::nn::{Downsample2D, ResnetBlock2D, ResnetSettings, Upsample2D};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
@@ -93,11 +93,7 @@ impl DownBlock {
             Some(a) => Some(Attentions::new(vb.pp("attentions"), l.layers, l.out_channels, a, s.resnet.groups, s.use_linear_projection)?),
             None => None,
         };
-        let downsampler = if l.resample {
-            Some(Downsample2D::new(vb.pp("downsamplers").pp(0), l.out_channels, s.downsample_padding)?)
-        } else {
-            None
-        };
+        let downsampler = if l.resample { Some(Downsample2D::new(vb.pp("downsamplers").pp(0), l.out_channels, s.downsample_padding)?) } else { None };
         Ok(Self { resnets, attentions, downsampler })
     }
 
@@ -127,9 +123,7 @@ pub struct MidBlock {
 impl MidBlock {
     pub fn new(vb: VarBuilder, l: &BlockLayout, s: &BlockSettings, output_scale_factor: f64) -> Result<Self> {
         let c = l.out_channels;
-        let resnets = (0..=l.layers)
-            .map(|i| ResnetBlock2D::new(vb.pp("resnets").pp(i), c, c, &s.resnet, output_scale_factor))
-            .collect::<Result<Vec<_>>>()?;
+        let resnets = (0..=l.layers).map(|i| ResnetBlock2D::new(vb.pp("resnets").pp(i), c, c, &s.resnet, output_scale_factor)).collect::<Result<Vec<_>>>()?;
         let a = l.attention.as_ref().ok_or_else(|| candle_core::Error::Msg("the mid block needs attention".into()))?;
         let attentions = Attentions::new(vb.pp("attentions"), l.layers, c, a, s.resnet.groups, s.use_linear_projection)?;
         Ok(Self { resnets, attentions })
@@ -175,7 +169,14 @@ impl UpBlock {
 
     /// Pops one skip state per layer from the end of `skips`; `upsample_size` is the spatial
     /// size of the next skip state (what the following block concatenates with).
-    pub fn forward(&self, mut h: Tensor, temb_act: &Tensor, cond: &Conditioning, skips: &mut Vec<Tensor>, upsample_size: Option<(usize, usize)>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        mut h: Tensor,
+        temb_act: &Tensor,
+        cond: &Conditioning,
+        skips: &mut Vec<Tensor>,
+        upsample_size: Option<(usize, usize)>,
+    ) -> Result<Tensor> {
         for (i, resnet) in self.resnets.iter().enumerate() {
             let skip = skips.pop().ok_or_else(|| candle_core::Error::Msg("UNet: ran out of skip connections".into()))?;
             h = Tensor::cat(&[&h, &skip], 1)?;

@@ -38,12 +38,7 @@ pub struct TimestepEmbedding {
 
 impl TimestepEmbedding {
     pub fn new(vb: VarBuilder, in_dim: usize, dim: usize, act: Activation, post_act: Option<Activation>) -> Result<Self> {
-        Ok(Self {
-            linear_1: candle_nn::linear(in_dim, dim, vb.pp("linear_1"))?,
-            linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?,
-            act,
-            post_act,
-        })
+        Ok(Self { linear_1: candle_nn::linear(in_dim, dim, vb.pp("linear_1"))?, linear_2: candle_nn::linear(dim, dim, vb.pp("linear_2"))?, act, post_act })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {

@@ -31,9 +31,9 @@ pub use crate::model::nn::{Activation, TimeScaleShift};
 pub use embeddings::timestep_embedding;
 
 use crate::config::{default_act_fn, default_true, read_config, ConfigError, PerBlock};
+use crate::model::nn::{group_norm, Conv2d, GroupNorm, ResnetSettings};
 use blocks::{BlockSettings, Conditioning, DownBlock, MidBlock, UpBlock};
 use candle_core::{Module, Result, Tensor};
-use crate::model::nn::{group_norm, Conv2d, GroupNorm, ResnetSettings};
 use candle_nn::VarBuilder;
 use embeddings::TimestepEmbedding;
 use serde::{Deserialize, Deserializer};
@@ -450,15 +450,11 @@ impl AudioLdm2UNet {
     pub fn new(vb: VarBuilder, cfg: &Config) -> Result<Self> {
         let layout = cfg.layout(Path::new("unet/config.json")).map_err(|e| candle_core::Error::Msg(e.to_string()))?;
         let boc = &cfg.block_out_channels;
-        let resnet = ResnetSettings {
-            groups: layout.groups,
-            eps: cfg.norm_eps,
-            act: layout.act,
-            time: Some((layout.time_embed_dim, layout.time_scale_shift)),
-        };
+        let resnet = ResnetSettings { groups: layout.groups, eps: cfg.norm_eps, act: layout.act, time: Some((layout.time_embed_dim, layout.time_scale_shift)) };
         let s = BlockSettings { resnet, use_linear_projection: cfg.use_linear_projection, downsample_padding: cfg.downsample_padding };
         let conv_in = Conv2d::new(vb.pp("conv_in"), cfg.in_channels, boc[0], cfg.conv_in_kernel, 1, (cfg.conv_in_kernel - 1) / 2)?;
-        let time_embedding = TimestepEmbedding::new(vb.pp("time_embedding"), layout.time_proj_dim, layout.time_embed_dim, layout.act, layout.timestep_post_act)?;
+        let time_embedding =
+            TimestepEmbedding::new(vb.pp("time_embedding"), layout.time_proj_dim, layout.time_embed_dim, layout.act, layout.timestep_post_act)?;
         let down_blocks = layout.down.iter().enumerate().map(|(i, l)| DownBlock::new(vb.pp("down_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
         let mid_block = MidBlock::new(vb.pp("mid_block"), &layout.mid, &s, cfg.mid_block_scale_factor)?;
         let up_blocks = layout.up.iter().enumerate().map(|(i, l)| UpBlock::new(vb.pp("up_blocks").pp(i), l, &s)).collect::<Result<Vec<_>>>()?;
@@ -491,7 +487,14 @@ impl AudioLdm2UNet {
     /// - `encoder_hidden_states_1`: (B, L₁, d₁) for positions j ≥ 2 (unused by configs with
     ///   fewer than three cross-attention entries per block).
     /// - `encoder_attention_mask_1`: (B, L₁), 1 = keep, 0 = mask.
-    pub fn forward(&self, sample: &Tensor, timestep: &Tensor, encoder_hidden_states: &Tensor, encoder_hidden_states_1: &Tensor, encoder_attention_mask_1: Option<&Tensor>) -> Result<Tensor> {
+    pub fn forward(
+        &self,
+        sample: &Tensor,
+        timestep: &Tensor,
+        encoder_hidden_states: &Tensor,
+        encoder_hidden_states_1: &Tensor,
+        encoder_attention_mask_1: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let (b, _, _, _) = sample.dims4()?;
         let dtype = sample.dtype();
         let t = timestep.flatten_all()?;
@@ -627,11 +630,9 @@ mod tests {
         }
         let mid = layout.mid.attention.as_ref().unwrap();
         assert_eq!((layout.mid.out_channels, mid.heads, mid.head_dim), (640, 8, 80));
-        let up: Vec<_> = layout.up.iter().map(|b| (b.prev_output_channels, b.in_channels, b.out_channels, b.layers, b.attention.is_some(), b.resample)).collect();
-        assert_eq!(
-            up,
-            vec![(640, 384, 640, 3, true, true), (640, 256, 384, 3, true, true), (384, 128, 256, 3, true, true), (256, 128, 128, 3, false, false)]
-        );
+        let up: Vec<_> =
+            layout.up.iter().map(|b| (b.prev_output_channels, b.in_channels, b.out_channels, b.layers, b.attention.is_some(), b.resample)).collect();
+        assert_eq!(up, vec![(640, 384, 640, 3, true, true), (640, 256, 384, 3, true, true), (384, 128, 256, 3, true, true), (256, 128, 128, 3, false, false)]);
     }
 
     #[test]
@@ -669,11 +670,15 @@ mod tests {
         let parse = |json: &str| -> Config { serde_json::from_str(json).unwrap() };
         let p = Path::new("config.json");
         // A number: one cross-attention transformer per layer, on encoder_hidden_states.
-        let c = parse(r#"{"block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 48}"#);
+        let c = parse(
+            r#"{"block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 48}"#,
+        );
         let l = c.layout(p).unwrap();
         assert_eq!(l.down[0].attention.as_ref().unwrap().cross_attention_dims, vec![Some(48)]);
         // A flat list is per block.
-        let c = parse(r#"{"block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": [48, 96], "attention_head_dim": [2, 4]}"#);
+        let c = parse(
+            r#"{"block_out_channels": [32, 64], "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": [48, 96], "attention_head_dim": [2, 4]}"#,
+        );
         let l = c.layout(p).unwrap();
         assert_eq!(l.mid.attention.as_ref().unwrap().cross_attention_dims, vec![Some(96)]);
         assert_eq!(l.mid.attention.as_ref().unwrap().heads, 4);

@@ -4,9 +4,9 @@
 use crate::kernels::attention::{attention, Heads};
 use crate::kernels::{self, geglu::Geglu};
 use crate::model::nn::{group_norm, softmax_last_dim, Conv1x1, GroupNorm, LayerNorm};
-use std::sync::Arc;
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{Linear, VarBuilder};
+use std::sync::Arc;
 
 /// What a transformer attends to in its second attention (and, with `only_cross_attention`,
 /// its first).
@@ -106,11 +106,7 @@ pub struct FeedForward {
 impl FeedForward {
     pub fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
         let inner = 4 * dim;
-        Ok(Self {
-            proj: candle_nn::linear(dim, 2 * inner, vb.pp("net").pp("0").pp("proj"))?,
-            out: candle_nn::linear(inner, dim, vb.pp("net").pp("2"))?,
-            inner,
-        })
+        Ok(Self { proj: candle_nn::linear(dim, 2 * inner, vb.pp("net").pp("0").pp("proj"))?, out: candle_nn::linear(inner, dim, vb.pp("net").pp("2"))?, inner })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -138,7 +134,15 @@ pub struct BasicTransformerBlock {
 }
 
 impl BasicTransformerBlock {
-    pub fn new(vb: VarBuilder, dim: usize, heads: usize, head_dim: usize, cross_dim: Option<usize>, only_cross_attention: bool, double_self_attention: bool) -> Result<Self> {
+    pub fn new(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        head_dim: usize,
+        cross_dim: Option<usize>,
+        only_cross_attention: bool,
+        double_self_attention: bool,
+    ) -> Result<Self> {
         let eps = 1e-5;
         let attn1_cross = if only_cross_attention { cross_dim } else { None };
         let attn2 = if cross_dim.is_some() || double_self_attention {

@@ -176,7 +176,8 @@ impl Network {
                 let u = &stage.upsampler;
                 let (w, b) = u.load(vb)?;
                 let upsampler = ConvTranspose1d::new(&tensor::to_vec(&w)?, Some(tensor::to_vec(&b)?), (u.c_in, u.c_out, u.kernel), u.padding, 0, u.stride);
-                let resblocks = stage.resblocks.iter().map(|pairs| pairs.iter().map(|(c1, c2)| Ok((conv1d(vb, c1)?, conv1d(vb, c2)?))).collect()).collect::<Result<_>>()?;
+                let resblocks =
+                    stage.resblocks.iter().map(|pairs| pairs.iter().map(|(c1, c2)| Ok((conv1d(vb, c1)?, conv1d(vb, c2)?))).collect()).collect::<Result<_>>()?;
                 Ok(Stage { upsampler, resblocks })
             })
             .collect::<Result<_>>()?;
@@ -240,7 +241,8 @@ impl BlockOp {
             out.extend_from_slice(&y);
         }
         let len = self.layers.out_len(self.block, len_in)?;
-        let shape = if self.block + 1 == self.layers.blocks() { vec![batch, len] } else { vec![batch, self.layers.stages[self.block].upsampler.channels().1, len] };
+        let shape =
+            if self.block + 1 == self.layers.blocks() { vec![batch, len] } else { vec![batch, self.layers.stages[self.block].upsampler.channels().1, len] };
         if keep {
             *self.saved.lock().expect("vocoder state poisoned") = Some((len_in, saved));
         }

@@ -94,11 +94,7 @@ impl Config {
             return Err(("upsample_rates", "[]".into(), "at least one upsampler is needed".into()));
         }
         if self.upsample_kernel_sizes.len() != n {
-            return Err((
-                "upsample_kernel_sizes",
-                format!("{:?}", self.upsample_kernel_sizes),
-                format!("needs one entry per upsample rate ({n})"),
-            ));
+            return Err(("upsample_kernel_sizes", format!("{:?}", self.upsample_kernel_sizes), format!("needs one entry per upsample rate ({n})")));
         }
         if let Some((r, k)) = self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).find(|(r, k)| **r == 0 || k < r) {
             return Err((
@@ -141,13 +137,7 @@ impl Config {
     /// Number of output samples for `frames` input frames (PyTorch's transposed-conv length
     /// formula per upsampler; HiFi-GAN convs keep the length otherwise).
     pub fn output_len(&self, frames: usize) -> usize {
-        self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).fold(frames, |l, (&r, &k)| {
-            if l == 0 {
-                0
-            } else {
-                (l - 1) * r + k - 2 * ((k - r) / 2)
-            }
-        })
+        self.upsample_rates.iter().zip(&self.upsample_kernel_sizes).fold(frames, |l, (&r, &k)| if l == 0 { 0 } else { (l - 1) * r + k - 2 * ((k - r) / 2) })
     }
 }
 
@@ -249,7 +239,10 @@ impl Layout {
                             .iter()
                             .enumerate()
                             .map(|(p, &d)| {
-                                (conv(format!("{name}.convs1.{p}"), c_out, c_out, k, padding(d), d), conv(format!("{name}.convs2.{p}"), c_out, c_out, k, padding(1), 1))
+                                (
+                                    conv(format!("{name}.convs1.{p}"), c_out, c_out, k, padding(d), d),
+                                    conv(format!("{name}.convs2.{p}"), c_out, c_out, k, padding(1), 1),
+                                )
                             })
                             .collect()
                     })
@@ -292,11 +285,7 @@ impl SpeechT5HifiGan {
         } else {
             Network::Graph(graph::Network::new(&vb, &layout)?)
         };
-        let normalize = if cfg.normalize_before {
-            Some((vb.get(cfg.model_in_dim, "mean")?, vb.get(cfg.model_in_dim, "scale")?))
-        } else {
-            None
-        };
+        let normalize = if cfg.normalize_before { Some((vb.get(cfg.model_in_dim, "mean")?, vb.get(cfg.model_in_dim, "scale")?)) } else { None };
         Ok(Self { network, normalize, cfg: cfg.clone() })
     }
 
@@ -335,7 +324,9 @@ impl SpeechT5HifiGan {
         let x = if block > 0 {
             x.clone()
         } else {
-            let (_, frames, bins) = x.dims3().map_err(|_| candle_core::Error::Msg(format!("vocoder: expected (batch, frames, {}) mel, got {:?}", self.cfg.model_in_dim, x.dims())))?;
+            let (_, frames, bins) = x
+                .dims3()
+                .map_err(|_| candle_core::Error::Msg(format!("vocoder: expected (batch, frames, {}) mel, got {:?}", self.cfg.model_in_dim, x.dims())))?;
             if bins != self.cfg.model_in_dim || frames == 0 {
                 candle_core::bail!("vocoder: expected (batch, frames > 0, {}) mel, got {:?}", self.cfg.model_in_dim, x.dims())
             }
@@ -377,7 +368,8 @@ mod tests {
             assert_eq!(cfg.check().unwrap_err().0, "sampling_rate");
         }
         for slope in ["-0.1", "1.5", "1e308"] {
-            let cfg: Config = serde_json::from_str(&format!(r#"{{"leaky_relu_slope": {slope}, "upsample_rates": [4], "upsample_kernel_sizes": [8]}}"#)).unwrap();
+            let cfg: Config =
+                serde_json::from_str(&format!(r#"{{"leaky_relu_slope": {slope}, "upsample_rates": [4], "upsample_kernel_sizes": [8]}}"#)).unwrap();
             assert_eq!(cfg.check().unwrap_err().0, "leaky_relu_slope");
         }
     }

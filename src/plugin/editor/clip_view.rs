@@ -9,8 +9,8 @@ use std::sync::Arc;
 use super::analysis::{spectrogram, Peaks};
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
-use crate::plugin::settings::TaskParam;
 use crate::plugin::settings::Marks;
+use crate::plugin::settings::TaskParam;
 
 const WAVE_HEIGHT: f32 = 150.0;
 const SPECTRUM_HEIGHT: f32 = 170.0;
@@ -147,10 +147,11 @@ impl ClipView {
     fn paint_waveforms(&self, ui: &Ui, rect: Rect) {
         let painter = ui.painter_at(rect);
         painter.rect_filled(rect, 2.0, Color32::from_gray(24));
-        let lanes: Vec<(&Drawn, Color32, &str)> = [(self.original.as_ref(), ORIGINAL_COLOUR, "captured"), (self.restored.as_ref(), RESTORED_COLOUR, "restored")]
-            .into_iter()
-            .filter_map(|(d, colour, name)| d.map(|d| (d, colour, name)))
-            .collect();
+        let lanes: Vec<(&Drawn, Color32, &str)> =
+            [(self.original.as_ref(), ORIGINAL_COLOUR, "captured"), (self.restored.as_ref(), RESTORED_COLOUR, "restored")]
+                .into_iter()
+                .filter_map(|(d, colour, name)| d.map(|d| (d, colour, name)))
+                .collect();
         let height = rect.height() / lanes.len().max(1) as f32;
         for (k, (drawn, colour, name)) in lanes.iter().enumerate() {
             let lane = Rect::from_x_y_ranges(rect.x_range(), rect.top() + k as f32 * height..=rect.top() + (k + 1) as f32 * height);
@@ -233,7 +234,13 @@ fn paint_cutoff(ui: &Ui, rect: Rect, freq: FrequencyAxis, cutoff: f64) {
     let painter = ui.painter_at(rect);
     let y = freq.y(cutoff);
     painter.hline(rect.x_range(), y, Stroke::new(2.0, CUTOFF_COLOUR));
-    painter.text(pos2(rect.right() - 6.0, y - 3.0), Align2::RIGHT_BOTTOM, format!("cutoff {:.1} kHz", cutoff / 1_000.0), FontId::proportional(12.0), CUTOFF_COLOUR);
+    painter.text(
+        pos2(rect.right() - 6.0, y - 3.0),
+        Align2::RIGHT_BOTTOM,
+        format!("cutoff {:.1} kHz", cutoff / 1_000.0),
+        FontId::proportional(12.0),
+        CUTOFF_COLOUR,
+    );
 }
 
 /// Seconds ticks at a step that leaves room for the labels.
@@ -246,7 +253,13 @@ fn paint_ruler(ui: &Ui, rect: Rect, axis: TimeAxis) {
         let t = k as f64 * step;
         let x = axis.x(t);
         painter.vline(x, rect.top()..=rect.top() + 4.0, Stroke::new(1.0, colour));
-        painter.text(pos2(x + 2.0, rect.top() + 2.0), Align2::LEFT_TOP, format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string() + " s", FontId::proportional(10.0), colour);
+        painter.text(
+            pos2(x + 2.0, rect.top() + 2.0),
+            Align2::LEFT_TOP,
+            format!("{t:.2}").trim_end_matches('0').trim_end_matches('.').to_string() + " s",
+            FontId::proportional(10.0),
+            colour,
+        );
     }
 }
 

@@ -9,12 +9,12 @@ mod analysis;
 mod clip_view;
 mod status;
 
+use egui::{Color32, RichText, Ui};
 use nice_plug::context::gui::GuiContext;
 use nice_plug::prelude::{Enum, EnumParam, Param, ParamSetter};
 use nice_plug_egui::widgets::ParamSlider;
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings};
 use nice_plug_egui::{Frame, NiceEguiApp, RepaintNotifier};
-use egui::{Color32, RichText, Ui};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
@@ -22,8 +22,8 @@ use std::time::Duration;
 use super::capture::Take;
 use super::clips::{RecorderState, Role};
 use super::params::DggParams;
-use super::settings::TaskParam;
 use super::restorer::Restorer;
+use super::settings::TaskParam;
 use super::settings::{Marks, Preferences};
 use crate::audio::{write_wav, AudioClip, WavFormat};
 use crate::dsp::bandwidth::detect_cutoff;
@@ -177,7 +177,11 @@ impl DggEditor {
             let rate = original.sample_rate;
             let channels = if original.channels.len() == 1 { "mono" } else { "stereo" };
             let start = original.start as f64 / rate as f64;
-            ui.label(format!("Captured {:.2} s at {:.1} kHz, {channels}, from {start:.3} s on the timeline", original.len() as f64 / rate as f64, rate / 1_000.0));
+            ui.label(format!(
+                "Captured {:.2} s at {:.1} kHz, {channels}, from {start:.3} s on the timeline",
+                original.len() as f64 / rate as f64,
+                rate / 1_000.0
+            ));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 ui.selectable_value(&mut self.spectrum, Role::Restored, "Restored").on_hover_text("Spectrogram of the restoration (once there is one)");
                 ui.selectable_value(&mut self.spectrum, Role::Original, "Original");
@@ -219,8 +223,9 @@ impl DggEditor {
                 ui.add(ParamSlider::for_param(&params.strength, setter));
                 let kind = MethodKind::from(params.method.value());
                 let value = kind.default_strength() * params.strength.value() as f64;
-                ui.label(RichText::new(format!("{} strength {value:.4}", kind.name().to_uppercase())).weak())
-                    .on_hover_text("A multiple of the method's value in the paper (DGG: γ = 0.08). Stronger follows the recording more closely; weaker leans on the prior.");
+                ui.label(RichText::new(format!("{} strength {value:.4}", kind.name().to_uppercase())).weak()).on_hover_text(
+                    "A multiple of the method's value in the paper (DGG: γ = 0.08). Stronger follows the recording more closely; weaker leans on the prior.",
+                );
             });
             ui.label("Steps");
             ui.add(ParamSlider::for_param(&params.steps, setter));
@@ -332,18 +337,21 @@ impl DggEditor {
     }
 
     fn recapture_dialog(&mut self, ui: &mut Ui, setter: &ParamSetter) {
-        egui::Window::new("Replace the captured clip?").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(ui.ctx(), |ui| {
-            ui.label("A new capture replaces the captured clip and its restoration. Export the restoration first if you want to keep it.");
-            ui.horizontal(|ui| {
-                if ui.button("Replace").clicked() {
-                    set(setter, &self.params.capture, true);
-                    self.confirm_recapture = false;
-                }
-                if ui.button("Keep the clip").clicked() {
-                    self.confirm_recapture = false;
-                }
-            });
-        });
+        egui::Window::new("Replace the captured clip?").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(
+            ui.ctx(),
+            |ui| {
+                ui.label("A new capture replaces the captured clip and its restoration. Export the restoration first if you want to keep it.");
+                ui.horizontal(|ui| {
+                    if ui.button("Replace").clicked() {
+                        set(setter, &self.params.capture, true);
+                        self.confirm_recapture = false;
+                    }
+                    if ui.button("Keep the clip").clicked() {
+                        self.confirm_recapture = false;
+                    }
+                });
+            },
+        );
     }
 
     /// The model directory, the longest take and the export.
@@ -513,7 +521,8 @@ mod tests {
     }
 
     fn frame(ctx: &egui::Context, editor: &mut DggEditor) {
-        let input = egui::RawInput { screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(WIDTH as f32, HEIGHT as f32))), ..Default::default() };
+        let input =
+            egui::RawInput { screen_rect: Some(egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(WIDTH as f32, HEIGHT as f32))), ..Default::default() };
         let _ = ctx.run_ui(input, |ui| editor.draw(ui));
     }
 

@@ -41,17 +41,18 @@ impl Chain {
     }
 
     fn step<P: LatentPrior + ?Sized>(step: &DdimStep, prior: &P, z: &Tensor, differentiable: bool) -> Result<Tensor> {
-        let eps = if differentiable {
-            prior.predict_noise_differentiable(z, &[step.t])?
-        } else {
-            prior.predict_noise(z, &[step.t])?
-        };
+        let eps = if differentiable { prior.predict_noise_differentiable(z, &[step.t])? } else { prior.predict_noise(z, &[step.t])? };
         step.mean(&step.pred_x0(z, &eps)?, &eps)
     }
 
     /// Every latent of the chain from `z_start`, the start first and z_0 last;
     /// `stage_done(Stage::Denoise)` is asked after every step whether to go on.
-    pub fn run<P: LatentPrior + ?Sized>(&self, prior: &P, z_start: &Tensor, stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>) -> Interruptible<Vec<Tensor>> {
+    pub fn run<P: LatentPrior + ?Sized>(
+        &self,
+        prior: &P,
+        z_start: &Tensor,
+        stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>,
+    ) -> Interruptible<Vec<Tensor>> {
         let mut trajectory = vec![z_start.detach()];
         for step in &self.steps {
             let z = Self::step(step, prior, trajectory.last().expect("starts non-empty"), false)?;
