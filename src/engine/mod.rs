@@ -134,7 +134,16 @@ pub fn restore_clip<P: LatentPrior + ?Sized>(
     let (rate, frames) = output_shape(request, clip.sample_rate, clip.num_frames(), prior.sample_rate());
     let mut out = ClipWriter::new(clip.num_channels(), frames);
     let open = || Ok(Box::new(ClipReader::new(clip)) as Box<dyn FrameSource>);
-    restore_stream(prior, &open, request, &mut |block| Ok(out.push(block)), observer)?;
+    restore_stream(
+        prior,
+        &open,
+        request,
+        &mut |block| {
+            out.push(block);
+            Ok(())
+        },
+        observer,
+    )?;
     Ok(out.into_clip(rate))
 }
 

@@ -8,7 +8,7 @@ use std::ops::Range;
 pub fn plan(len: usize, window: usize, overlap: usize) -> Vec<Range<usize>> {
     assert!(window > overlap, "a window must be longer than its overlap");
     if len <= window {
-        return vec![0..len];
+        return vec![Range { start: 0, end: len }];
     }
     let hop = window - overlap;
     let mut windows: Vec<Range<usize>> = (0..).map(|k| k * hop).take_while(|&s| s + window < len).map(|s| s..s + window).collect();

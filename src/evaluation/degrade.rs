@@ -60,7 +60,10 @@ pub const MAX_PHASE_SAMPLES: usize = 1 << 23;
 /// `A(clip)` plus measurement noise, as audio (see [`degrade_stream`]).
 pub fn degrade(clip: &AudioClip, degradation: &Degradation, options: &DegradeOptions) -> Result<AudioClip, DegradeError> {
     let mut out = ClipWriter::new(clip.num_channels(), clip.num_frames());
-    degrade_stream(&mut ClipReader::new(clip), degradation, options, &mut |block| Ok(out.push(block)))?;
+    degrade_stream(&mut ClipReader::new(clip), degradation, options, &mut |block| {
+        out.push(block);
+        Ok(())
+    })?;
     Ok(out.into_clip(clip.sample_rate))
 }
 

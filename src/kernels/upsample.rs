@@ -51,6 +51,8 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    // A reference written as the formula reads, index by index.
+    #[allow(clippy::needless_range_loop)]
     fn matches_candle_values_and_input_gradients() {
         let x = Var::from_tensor(&Tensor::from_vec((0..2 * 3 * 5 * 7).map(|i| i as f32 * 0.37 - 9.0).collect::<Vec<_>>(), (2, 3, 5, 7), &Device::Cpu).unwrap())
             .unwrap();

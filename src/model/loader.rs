@@ -302,7 +302,7 @@ mod tests {
         let index = dir.path().join("model.safetensors.index.json");
         for name in ["/etc/hostname", "../model.safetensors", "sub/model.safetensors"] {
             std::fs::write(&index, format!(r#"{{"weight_map": {{"conv.weight": "{name}"}}}}"#)).unwrap();
-            let err = WeightFiles::find(dir.path()).err().expect(name).to_string();
+            let err = WeightFiles::find(dir.path()).expect_err(name).to_string();
             assert!(err.contains("model.safetensors.index.json") && err.contains(name), "{err}");
         }
     }

@@ -307,6 +307,8 @@ mod tests {
     }
 
     /// PyTorch's definition: y[o, i·s − p + j·d] += x[c, i] w[c, o, j], then bias.
+    // A reference written as the formula reads, index by index.
+    #[allow(clippy::needless_range_loop)]
     fn naive_conv_transpose1d(x: &Tensor, w: &Tensor, b: &Tensor, p: usize, op: usize, s: usize, d: usize) -> Tensor {
         let (bs, ci, l) = x.dims3().unwrap();
         let (_, co, k) = w.dims3().unwrap();
@@ -362,6 +364,8 @@ mod tests {
     }
 
     /// PyTorch's definition: y[o, t] = b[o] + Σ x[c, t·s − p + j·d] w[o, c, j].
+    // A reference written as the formula reads, index by index.
+    #[allow(clippy::needless_range_loop)]
     fn naive_conv1d(x: &Tensor, w: &Tensor, p: usize, s: usize, d: usize) -> Tensor {
         let (bs, ci, l) = x.dims3().unwrap();
         let (co, _, k) = w.dims3().unwrap();

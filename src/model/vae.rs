@@ -147,7 +147,7 @@ impl Config {
         if !(1e-6..=1e6).contains(&self.scaling_factor) {
             return Err(ConfigError::unsupported(path, "scaling_factor", self.scaling_factor, "must lie between 1e-6 and 1e6 (AudioLDM2: 0.18215)"));
         }
-        if let Some(shift) = self.shift_factor.filter(|s| !(s.abs() <= 1e6)) {
+        if let Some(shift) = self.shift_factor.filter(|s| !s.is_finite() || s.abs() > 1e6) {
             return Err(ConfigError::unsupported(path, "shift_factor", shift, "must lie between -1e6 and 1e6"));
         }
         for (field, values) in [("latents_mean", &self.latents_mean), ("latents_std", &self.latents_std)] {

@@ -184,7 +184,7 @@ pub fn gap_ranges(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<Rang
     let clip = len as f64 / sample_rate as f64;
     let mut ranges = Vec::with_capacity(gaps.len());
     for &Gap { start, end } in gaps {
-        if !(end > start) {
+        if start.is_nan() || end.is_nan() || end <= start {
             return Err(OperatorError::EmptyGap { start, end });
         }
         if start < 0.0 || end > clip + 1e-9 {

@@ -335,7 +335,7 @@ impl Transport {
     }
 
     /// The CLAP transport struct for a block starting at the current position.
-    pub fn to_event(&self) -> TransportEvent {
+    pub fn to_event(self) -> TransportEvent {
         let beats = self.pos_beats();
         let bar_len = self.beats_per_bar();
         let bar_number = (beats / bar_len).floor();
@@ -584,7 +584,7 @@ impl Plugin {
         for buf in &mut active.out_bufs {
             buf.fill(f32::NAN);
         }
-        let transport_event = transport.map(Transport::to_event);
+        let transport_event = transport.copied().map(Transport::to_event);
         let steady_time = active.steady_time;
         let mut param_events = EventBuffer::new();
         for (id, value) in self.pending_params.drain(..) {

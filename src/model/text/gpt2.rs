@@ -74,7 +74,7 @@ impl Config {
         if !cfg.scale_attn_weights || cfg.scale_attn_by_inverse_layer_idx {
             return bad("scale_attn_by_inverse_layer_idx", &cfg.scale_attn_by_inverse_layer_idx, "only GPT-2's 1/sqrt(head_dim) scaling is implemented");
         }
-        if cfg.n_head == 0 || cfg.n_embd % cfg.n_head != 0 {
+        if cfg.n_head == 0 || !cfg.n_embd.is_multiple_of(cfg.n_head) {
             return bad("n_head", &cfg.n_head, "must divide n_embd");
         }
         Ok(cfg)
