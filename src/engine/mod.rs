@@ -222,8 +222,9 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
     // The overlap-add of the restored windows from model frame `base` on.
     let mut joined: Vec<Vec<f32>> = vec![Vec::new(); active.len()];
     let mut done = 0;
-    for group in (0..plan.len()).collect::<Vec<_>>().chunks(group_len) {
-        while base + parts[0].len() < plan[group[group.len() - 1]].end {
+    for start in (0..plan.len()).step_by(group_len) {
+        let group = start..(start + group_len).min(plan.len());
+        while base + parts[0].len() < plan[group.end - 1].end {
             if observer(&waiting(done)).is_break() {
                 return Err(SampleError::Cancelled.into());
             }
@@ -237,7 +238,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         // Each window's parts: as they are, or restored (the window's seed is `seed + k`).
         let mut pieces: Vec<Vec<Vec<f32>>> = Vec::with_capacity(group.len());
         let mut items = Vec::new();
-        for &k in group {
+        for k in group.clone() {
             let w = &plan[k];
             let local = w.start - base..w.end - base;
             pieces.push(parts.iter().map(|part| part[local.clone()].to_vec()).collect());
@@ -252,7 +253,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         }
         for chunk in items.chunks(batch) {
             let batch_items: Vec<BatchItem> = chunk.iter().map(|(_, _, measurement, seed)| BatchItem { measurement, seed: *seed }).collect();
-            let samples = plan[group[chunk[0].0]].len();
+            let samples = plan[group.start + chunk[0].0].len();
             let waves = sample_batch(prior, &batch_items, samples, &request.sampler, &mut |step| {
                 observer(&Progress { window: done, windows: windows_total, batch: chunk.len(), step: *step })
             })?;
@@ -261,7 +262,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             }
             done += chunk.len();
         }
-        for (&k, pieces) in group.iter().zip(pieces) {
+        for (k, pieces) in group.zip(pieces) {
             let local = plan[k].start - base..plan[k].end - base;
             if gaps.is_some() {
                 // Inside its gaps, what this window restored counts as known from now on.

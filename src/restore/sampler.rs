@@ -115,8 +115,8 @@ fn ordinary(z: &Tensor) -> CandleResult<bool> {
     Ok(rms < ORDINARY_LATENT_RMS)
 }
 
-/// `Err` when `out`, computed by the prior's `part` from the latent `z`, is not finite:
-/// blamed on the model when `z` was ordinary, else on the run.
+/// `Err` when the output the prior's `part` computed from the latent `z` is not finite
+/// (`out_finite` false): blamed on the model when `z` was ordinary, else on the run.
 fn check_output<P: LatentPrior + ?Sized>(prior: &P, part: Part, out_finite: bool, z: &Tensor, step: usize) -> Result<(), Attempt> {
     if out_finite {
         Ok(())
