@@ -124,3 +124,27 @@ fn no_take_stale_results_and_cancel_are_handled() {
     assert_eq!(settle(&restorer), Status::Cancelled);
     assert!(!restorer.is_running() && clips.read().restored.is_none() && !clips.mail().is_restoring());
 }
+
+/// Removing the plugin during a job never waits for the job: dropping the restorer returns
+/// while its worker is still busy (here, loading the model until the gate opens).
+#[test]
+fn dropping_the_restorer_does_not_wait_for_a_running_job() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let (open, gate) = unbounded();
+    let restorer = Restorer::new(with_take(&take()), gated_loader(dir.path().to_path_buf(), gate));
+    restorer.start(Ok(request(2)), PromptSettings::default()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restorer.status() != Status::LoadingModel {
+        assert!(Instant::now() < deadline, "the job never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (dropped, done) = unbounded();
+    std::thread::spawn(move || {
+        drop(restorer);
+        dropped.send(()).unwrap();
+    });
+    let returned = done.recv_timeout(Duration::from_secs(30));
+    drop(open);
+    assert!(returned.is_ok(), "dropping the restorer waited for the job");
+}

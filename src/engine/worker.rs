@@ -95,7 +95,8 @@ impl Stops {
     }
 }
 
-/// Handle to the worker thread; dropping it cancels what runs and joins the thread. Every
+/// Handle to the worker thread; dropping it cancels what runs and joins the thread
+/// ([`Worker::detach`] does not wait). Every
 /// method takes `&self`, so one handle can be shared by the thread that submits jobs and
 /// the one that reads the events.
 pub struct Worker {
@@ -147,6 +148,15 @@ impl Worker {
     /// Waits up to `timeout` for the next event.
     pub fn next_event(&self, timeout: Duration) -> Option<Event> {
         self.events.recv_timeout(timeout).ok()
+    }
+
+    /// Lets the thread end by itself, without waiting for it: what runs is stopped at its
+    /// next stage boundary, and the thread then frees the prior and ends. For a caller that
+    /// must not block (a host removing the plugin); dropping the handle instead joins.
+    pub fn detach(mut self) {
+        self.stops.closing.store(true, Ordering::Release);
+        self.commands = None;
+        self.thread = None;
     }
 
     fn send(&self, command: Command) {

@@ -1,6 +1,7 @@
 //! The instance's housekeeping thread: it does what the audio thread asks for but must not
 //! do itself — filing a finished take, starting and cancelling restorations, and freeing
-//! what the deck let go of.
+//! what the deck let go of — and takes in what the restorer's worker reports, so a
+//! finished restoration is filed with the editor closed.
 //!
 //! The audio thread raises flags ([`Requests`]), which never allocates, locks or waits; the
 //! thread looks at them every few milliseconds. It is the instance's own thread rather than
@@ -37,7 +38,8 @@ impl Requests {
         self.collect.store(true, Ordering::Release);
     }
 
-    /// The Restore switch went on: restore with the current settings.
+    /// The Restore switch went on: restore with the current settings. (Pending until the
+    /// job is under way, so an offline bounce can wait from this block on.)
     pub fn restore(&self) {
         self.switch.store(RESTORE, Ordering::Release);
     }
@@ -75,9 +77,9 @@ impl Housekeeper {
         &self.requests
     }
 
-    /// Whether the thread runs (else nobody acts on the requests).
-    pub fn is_running(&self) -> bool {
-        self.thread.is_some()
+    /// Whether a Restore asked for has not been acted on yet (never, without the thread).
+    pub fn restore_pending(&self) -> bool {
+        self.thread.is_some() && self.requests.switch.load(Ordering::Acquire) == RESTORE
     }
 }
 
@@ -87,12 +89,17 @@ fn serve(requests: &Requests, params: &DggParams, restorer: &Restorer) {
         params.clips.collect();
     }
     params.clips.free_retired();
-    match requests.switch.swap(NOTHING, Ordering::AcqRel) {
+    // Cleared only once acted on, so a pending Restore and the restorer's `restoring` flag
+    // overlap; an edge that came meanwhile stays for the next call.
+    let switch = requests.switch.load(Ordering::Acquire);
+    match switch {
         // An error becomes the restorer's status, which the editor shows.
         RESTORE => drop(restorer.start(params.restore_request(), params.prompt())),
         CANCEL => restorer.cancel(),
         _ => {}
     }
+    let _ = requests.switch.compare_exchange(switch, NOTHING, Ordering::AcqRel, Ordering::Relaxed);
+    restorer.pump();
 }
 
 impl Drop for Housekeeper {

@@ -2,8 +2,9 @@
 //!
 //! The audio thread records takes ([`capture`]) and plays clips at their place on the
 //! timeline ([`playback`]) through a [`clips::Deck`]; the [`housekeeping`] thread files
-//! finished takes in the [`clips::Clips`] that are saved with the project. The [`restorer`]
-//! restores the take on a worker thread, asked by the editor or the *Restore* switch. Outside a
+//! finished takes and restorations in the [`clips::Clips`] that are saved with the project.
+//! The [`restorer`] restores the take on a worker thread, asked by the editor or the
+//! *Restore* switch. Outside a
 //! clip, or listening to the input, the plugin is an exact pass-through (the wrapper has
 //! already copied the input to the output), but for subnormals: no sample it outputs is
 //! one, and its arithmetic runs with flush-to-zero on (nice-plug's `unsafe_flush_denormals`).
@@ -158,8 +159,6 @@ impl Plugin for DggRestore {
         if restore_on != self.restore_was_on {
             let requests = self.housekeeper.requests();
             if restore_on {
-                // An offline bounce waits from this block on, before the job has started.
-                mail.set_restoring(self.housekeeper.is_running());
                 requests.restore();
             } else {
                 requests.cancel();
@@ -195,14 +194,15 @@ impl Plugin for DggRestore {
 
 impl DggRestore {
     /// In an offline bounce, a block that touches the captured region waits while its
-    /// restoration is being made, so the bounce never holds the unrestored input. (Only
-    /// offline: in real time the audio thread never waits.)
+    /// restoration is asked for or being made, so the bounce never holds the unrestored
+    /// input. (Only offline: in real time the audio thread never waits.)
     fn wait_for_restoration(&mut self, pos: i64, frames: usize) {
         let mail = self.params.clips.mail();
         let block = pos..pos + frames as i64;
         let touches = self.deck.clip(Role::Original).is_some_and(|c| c.span().start < block.end && block.start < c.span().end);
-        if touches && mail.is_restoring() {
-            while mail.is_restoring() {
+        let busy = || self.housekeeper.restore_pending() || mail.is_restoring();
+        if touches && busy() {
+            while busy() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             self.deck.receive(mail);

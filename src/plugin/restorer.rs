@@ -2,17 +2,19 @@
 //! [`Worker`].
 //!
 //! One [`Restorer`] per plugin instance, shared (`Arc`) by the editor (Restore, Cancel, the
-//! status line) and the plugin's background tasks (the *Restore* host parameter). A pump
-//! thread takes in what the worker reports, so a finished restoration is filed with the
-//! clips (saved with the project) and sent to the audio thread's deck whether the editor is
-//! open or not — and while an offline bounce waits for it. A result for a clip that was
-//! replaced meanwhile is discarded.
+//! status line) and the instance's housekeeping thread (the *Restore* host parameter). That
+//! thread also [pumps](Restorer::pump) what the worker reports, so a finished restoration
+//! is filed with the clips (saved with the project) and sent to the audio thread's deck
+//! whether the editor is open or not — and while an offline bounce waits for it. A result
+//! for a clip that was replaced meanwhile is discarded.
+//!
+//! The restorer alone writes the clips' `restoring` flag, which an offline bounce waits on:
+//! it is true exactly while a job of the restorer's is under way.
 
 use candle_core::Device;
 use nice_plug::nice_log;
 use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,7 +60,7 @@ pub fn plugin_loader(chosen: impl Fn() -> Option<PathBuf> + Send + 'static) -> L
     })
 }
 
-/// What the pump and the callers share.
+/// The original the restorations are of, and where they are.
 struct Shared {
     clips: Arc<Clips>,
     state: Mutex<State>,
@@ -70,30 +72,24 @@ struct State {
     status: Status,
 }
 
-/// The worker and the thread that pumps its events (detached), started with the first job.
-struct Running {
-    worker: Arc<Worker>,
-    closing: Arc<AtomicBool>,
-}
-
 pub struct Restorer {
-    shared: Arc<Shared>,
+    shared: Shared,
     make_loader: Box<dyn Fn() -> LoadPrior + Send + Sync>,
-    running: Mutex<Option<Running>>,
+    /// Started with the first job.
+    worker: Mutex<Option<Worker>>,
 }
-
-/// How often the pump looks whether the restorer is closing.
-const PUMP_TICK: Duration = Duration::from_millis(50);
 
 impl Restorer {
     /// A restorer of the original in `clips`; its worker (started with the first job) loads
     /// the prior with a loader from `make_loader`.
     pub fn new(clips: Arc<Clips>, make_loader: impl Fn() -> LoadPrior + Send + Sync + 'static) -> Self {
         let state = Mutex::new(State { job: None, status: Status::Idle });
-        Self { shared: Arc::new(Shared { clips, state }), make_loader: Box::new(make_loader), running: Mutex::new(None) }
+        Self { shared: Shared { clips, state }, make_loader: Box::new(make_loader), worker: Mutex::new(None) }
     }
 
+    /// Where the restoration is, with what the worker reported so far taken in.
     pub fn status(&self) -> Status {
+        self.pump();
         self.shared.state.lock().status.clone()
     }
 
@@ -101,14 +97,22 @@ impl Restorer {
         self.shared.state.lock().job.is_some()
     }
 
+    /// Takes in what the worker reported since the last call: progress, and a finished
+    /// restoration filed with the clips. Never waits for the worker.
+    pub fn pump(&self) {
+        if let Some(worker) = &*self.worker.lock() {
+            for event in worker.events() {
+                self.shared.take_in(event);
+            }
+        }
+    }
+
     /// Restores the captured clip as `request` says (a job already running is cancelled).
     /// An error is also the new status, so the editor shows it whoever asked.
     pub fn start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
         let result = self.try_start(request, prompt);
         if let Err(message) = &result {
-            let mut state = self.shared.state.lock();
-            state.status = Status::Failed(message.clone());
-            self.shared.clips.mail().set_restoring(state.job.is_some());
+            self.shared.update(|state| state.status = Status::Failed(message.clone()));
         }
         result
     }
@@ -116,101 +120,88 @@ impl Restorer {
     fn try_start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
         let original = self.shared.clips.read().original.clone().ok_or("nothing captured yet: switch Capture on and play the region first")?;
         let request = request?;
-        let mut running = self.running.lock();
-        let worker = match &*running {
-            Some(r) => r.worker.clone(),
-            None => running.insert(self.spawn()?).worker.clone(),
+        let mut worker = self.worker.lock();
+        let worker = match &mut *worker {
+            Some(w) => w,
+            None => worker.insert(Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?),
         };
-        let mut state = self.shared.state.lock();
-        if let Some((id, _)) = state.job.take() {
-            worker.cancel(id);
-        }
-        let clip = AudioClip::new(original.sample_rate.round() as u32, original.channels.clone());
-        let id = worker.submit(Job { clip, request, prompt });
-        state.job = Some((id, original));
-        state.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
-        self.shared.clips.mail().set_restoring(true);
+        self.shared.update(|state| {
+            if let Some((id, _)) = state.job.take() {
+                worker.cancel(id);
+            }
+            let clip = AudioClip::new(original.sample_rate.round() as u32, original.channels.clone());
+            let id = worker.submit(Job { clip, request, prompt });
+            state.job = Some((id, original));
+            state.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
+        });
         Ok(())
-    }
-
-    fn spawn(&self) -> Result<Running, String> {
-        let worker = Arc::new(Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?);
-        let closing = Arc::new(AtomicBool::new(false));
-        {
-            let (worker, shared, closing) = (worker.clone(), self.shared.clone(), closing.clone());
-            std::thread::Builder::new()
-                .name("dgg-restore events".into())
-                .spawn(move || {
-                    while !closing.load(Ordering::Acquire) {
-                        if let Some(event) = worker.next_event(PUMP_TICK) {
-                            shared.take_in(event);
-                        }
-                    }
-                })
-                .map_err(|e| format!("could not start the worker thread: {e}"))?;
-        }
-        Ok(Running { worker, closing })
     }
 
     /// Cancels the running job, if any. (Either way nothing is being restored afterwards,
     /// so an offline bounce that waits for a restoration asked for stops waiting.)
     pub fn cancel(&self) {
-        let running = self.running.lock();
-        let mut state = self.shared.state.lock();
-        if let (Some(r), Some((id, _))) = (&*running, state.job.take()) {
-            r.worker.cancel(id);
-            state.status = Status::Cancelled;
-        }
-        self.shared.clips.mail().set_restoring(false);
+        let worker = self.worker.lock();
+        self.shared.update(|state| {
+            if let (Some(w), Some((id, _))) = (&*worker, state.job.take()) {
+                w.cancel(id);
+                state.status = Status::Cancelled;
+            }
+        });
     }
 
     /// Frees the model's memory (it loads again with the next job).
     pub fn release_model(&self) {
-        if let Some(r) = &*self.running.lock() {
-            r.worker.release_model();
+        if let Some(w) = &*self.worker.lock() {
+            w.release_model();
         }
     }
 }
 
 impl Shared {
+    /// Changes the state; the one writer of the clips' `restoring` flag, which follows it.
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        let mut state = self.state.lock();
+        change(&mut state);
+        self.clips.mail().set_restoring(state.job.is_some());
+    }
+
     /// Takes in one event of the worker; files a finished restoration with the clips.
     fn take_in(&self, event: Event) {
-        let mut state = self.state.lock();
-        let current = state.job.as_ref().map(|(id, _)| *id);
-        match event {
-            Event::LoadingModel if current.is_some() => state.status = Status::LoadingModel,
-            Event::Progress { job, progress, eta } if Some(job) == current => {
-                let step = progress.step;
-                state.status = Status::Running { fraction: progress.fraction(), step: step.step, steps: step.total, loss: step.loss, eta };
+        self.update(|state| {
+            let current = state.job.as_ref().map(|(id, _)| *id);
+            match event {
+                Event::LoadingModel if current.is_some() => state.status = Status::LoadingModel,
+                Event::Progress { job, progress, eta } if Some(job) == current => {
+                    let step = progress.step;
+                    state.status = Status::Running { fraction: progress.fraction(), step: step.step, steps: step.total, loss: step.loss, eta };
+                }
+                Event::Finished { job, clip } if Some(job) == current => {
+                    let (_, original) = state.job.take().expect("current");
+                    let restored = Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels };
+                    state.status = if self.clips.file_restored(&original, restored) {
+                        Status::Done
+                    } else {
+                        Status::Failed("the captured clip changed while it was being restored: press Restore again".into())
+                    };
+                }
+                Event::Failed { job, message } if Some(job) == current => {
+                    state.job = None;
+                    state.status = Status::Failed(message);
+                }
+                _ => {}
             }
-            Event::Finished { job, clip } if Some(job) == current => {
-                let (_, original) = state.job.take().expect("current");
-                let restored = Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels };
-                state.status = if self.clips.file_restored(&original, restored) {
-                    Status::Done
-                } else {
-                    Status::Failed("the captured clip changed while it was being restored: press Restore again".into())
-                };
-                self.clips.mail().set_restoring(false);
-            }
-            Event::Failed { job, message } if Some(job) == current => {
-                state.job = None;
-                state.status = Status::Failed(message);
-                self.clips.mail().set_restoring(false);
-            }
-            _ => {}
-        }
+        });
     }
 }
 
 impl Drop for Restorer {
-    /// Tells the pump to end without waiting for it: the pump holds the worker, which ends
-    /// (freeing the model) once the job reaches its next step. Removing the plugin must not
-    /// block the host for a step of a restoration (tens of seconds on a CPU); the threads
-    /// may outlive the instance because the library is never unloaded (`-z nodelete`).
+    /// Lets the worker go without waiting for it: it ends (freeing the model) once the job
+    /// reaches its next stage boundary. Removing the plugin must not block the host for a
+    /// stage of a restoration (seconds on a CPU), whichever thread drops the restorer; the
+    /// worker may outlive the instance because the library is never unloaded (`-z nodelete`).
     fn drop(&mut self) {
-        if let Some(r) = self.running.get_mut().take() {
-            r.closing.store(true, Ordering::Release);
+        if let Some(worker) = self.worker.get_mut().take() {
+            worker.detach();
         }
     }
 }
