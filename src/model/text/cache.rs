@@ -8,10 +8,12 @@
 
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::Conditioning;
 use super::{TextEncoders, TEXT_COMPONENTS};
+use crate::files::{write_atomic, FileError};
 use crate::model::error::ModelError;
 
 /// A prompt, and for classifier-free guidance the negative prompt.
@@ -170,7 +172,7 @@ fn read_entry(path: &Path, key: &str, fingerprint: Option<&str>, device: &Device
     Ok(Some(PromptConditioning { conditional: part("cond.")?, unconditional }))
 }
 
-/// Written to a temporary file and renamed, so a crash never leaves a half entry.
+/// Written atomically ([`write_atomic`]), so a crash never leaves a half entry.
 fn write_entry(path: &Path, key: &str, fingerprint: &str, c: &PromptConditioning) -> candle_core::Result<()> {
     let mut map: HashMap<String, Tensor> = HashMap::new();
     let bytes = |s: &str| Tensor::new(s.as_bytes(), &Device::Cpu);
@@ -191,12 +193,9 @@ fn write_entry(path: &Path, key: &str, fingerprint: &str, c: &PromptConditioning
     }
     let dir = path.parent().expect("entries live in a directory");
     std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    candle_core::safetensors::save(&map, &tmp)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
-    Ok(())
+    let bytes = safetensors::serialize(&map, None).map_err(candle_core::Error::wrap)?;
+    write_atomic(path, |out| out.write_all(&bytes).map_err(|source| FileError { path: path.to_owned(), action: "write", source }))
+        .map_err(candle_core::Error::wrap)
 }
 
 /// 64-bit FNV-1a: a stable file name for a key (entries store the key itself, so a
