@@ -4,31 +4,32 @@
 //!
 //! Everything a host should automate or recall is a host parameter and is set through the
 //! host ([`ParamSetter`]); the marks and preferences are persistent fields edited here.
+//!
+//! One file per panel, top to bottom: [`header`], [`clip`] (drawn by [`clip_view`], with
+//! [`analysis`]), [`settings`], [`actions`] (their outcome worded by [`status`]), [`setup`].
 
+mod actions;
 mod analysis;
+mod clip;
 mod clip_view;
+mod header;
+mod settings;
+mod setup;
 mod status;
 
-use egui::{Color32, RichText, Ui};
+use egui::{Color32, Ui};
 use nice_plug::context::gui::GuiContext;
-use nice_plug::prelude::{Enum, EnumParam, Param, ParamSetter};
-use nice_plug_egui::widgets::ParamSlider;
+use nice_plug::prelude::{Param, ParamSetter};
 use nice_plug_egui::{create_egui_editor, EguiEditor, EguiEditorState, EguiNiceSettings};
 use nice_plug_egui::{Frame, NiceEguiApp, RepaintNotifier};
-use std::path::PathBuf;
 use std::sync::{Arc, RwLockWriteGuard};
 use std::time::Duration;
 
 use super::capture::Take;
-use super::clips::{RecorderState, Role};
+use super::clips::Role;
 use super::params::DggParams;
 use super::restorer::Restorer;
-use super::settings::TaskParam;
 use super::settings::{Marks, Preferences};
-use crate::audio::{write_wav, AudioClip, WavFormat};
-use crate::dsp::bandwidth::detect_cutoff;
-use crate::model::ModelSearch;
-use crate::restore::guidance::MethodKind;
 use clip_view::ClipView;
 
 const WIDTH: u32 = 960;
@@ -142,285 +143,7 @@ impl DggEditor {
             ui.separator();
             self.actions(ui, &setter, original.is_some());
             ui.separator();
-            self.housekeeping(ui, restored.as_ref());
-        });
-    }
-
-    fn header(&mut self, ui: &mut Ui) {
-        let chosen = self.preferences().model_dir;
-        let model = self.model_status.get_or_insert_with(|| ModelSearch::for_plugin(chosen).status_line());
-        ui.horizontal(|ui| {
-            ui.heading(RichText::new("DGG Restore").strong());
-            ui.label(RichText::new(format!("v{}", env!("CARGO_PKG_VERSION"))).weak());
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.add(egui::Label::new(RichText::new(model.as_str()).small()).truncate());
-            });
-        });
-    }
-
-    fn clip(&mut self, ui: &mut Ui, original: Option<&Arc<Take>>, restored: Option<&Arc<Take>>) {
-        let Some(original) = original else {
-            let text = "Nothing captured yet. Press Capture and play the region to repair: the track is recorded \
-                        with its place on the timeline until the transport stops or loops.";
-            egui::Frame::group(ui.style()).show(ui, |ui| {
-                ui.set_min_size(egui::vec2(ui.available_width(), 120.0));
-                ui.centered_and_justified(|ui| ui.label(RichText::new(text).weak()));
-            });
-            return;
-        };
-        let task = self.params.task.value();
-        self.propose_cutoff(original, task);
-        let mut marks = write_marks(&self.params);
-        self.clip_view.show(ui, original, restored, self.spectrum, task, &mut marks);
-        drop(marks);
-        ui.horizontal(|ui| {
-            let rate = original.sample_rate;
-            let channels = if original.channels.len() == 1 { "mono" } else { "stereo" };
-            let start = original.start as f64 / rate as f64;
-            ui.label(format!(
-                "Captured {:.2} s at {:.1} kHz, {channels}, from {start:.3} s on the timeline",
-                original.len() as f64 / rate as f64,
-                rate / 1_000.0
-            ));
-            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-                ui.selectable_value(&mut self.spectrum, Role::Restored, "Restored").on_hover_text("Spectrogram of the restoration (once there is one)");
-                ui.selectable_value(&mut self.spectrum, Role::Original, "Original");
-                ui.label(RichText::new("Spectrogram of").weak());
-            });
-        });
-    }
-
-    /// For super-resolution, proposes the cutoff where the captured spectrum ends, once
-    /// per clip and only where the user has not set one.
-    fn propose_cutoff(&mut self, original: &Arc<Take>, task: TaskParam) {
-        if task != TaskParam::SuperResolution || self.proposed_for.as_ref().is_some_and(|p| Arc::ptr_eq(p, original)) {
-            return;
-        }
-        self.proposed_for = Some(original.clone());
-        let mut marks = self.marks();
-        if marks.cutoff_hz.is_none() {
-            marks.cutoff_hz = detect_cutoff(&original.channels, original.sample_rate.round() as u32);
-        }
-    }
-
-    fn settings(&mut self, ui: &mut Ui, setter: &ParamSetter, original: Option<&Arc<Take>>) {
-        let params = self.params.clone();
-        egui::Grid::new("settings").num_columns(4).spacing([12.0, 6.0]).show(ui, |ui| {
-            ui.label("Task");
-            enum_buttons(ui, setter, &params.task);
-            ui.label("Listen");
-            enum_buttons(ui, setter, &params.listen);
-            ui.end_row();
-
-            ui.label("Method");
-            enum_combo(ui, setter, &params.method);
-            ui.label("Mix");
-            ui.add(ParamSlider::for_param(&params.mix, setter));
-            ui.end_row();
-
-            ui.label("Guidance strength");
-            ui.horizontal(|ui| {
-                ui.add(ParamSlider::for_param(&params.strength, setter));
-                let kind = MethodKind::from(params.method.value());
-                let value = kind.default_strength() * params.strength.value() as f64;
-                ui.label(RichText::new(format!("{} strength {value:.4}", kind.name().to_uppercase())).weak()).on_hover_text(
-                    "A multiple of the method's value in the paper (DGG: γ = 0.08). Stronger follows the recording more closely; weaker leans on the prior.",
-                );
-            });
-            ui.label("Steps");
-            ui.add(ParamSlider::for_param(&params.steps, setter));
-            ui.end_row();
-
-            ui.label(task_marks_label(params.task.value()));
-            self.task_marks(ui, params.task.value(), original);
-            ui.label("Seed");
-            ui.add(egui::DragValue::new(&mut self.marks().seed).speed(1.0));
-            ui.end_row();
-
-            ui.label("Prompt");
-            ui.add(egui::TextEdit::singleline(&mut self.marks().prompt).hint_text("optional, e.g. \"solo piano\"").desired_width(260.0));
-            ui.end_row();
-        });
-    }
-
-    /// What the task needs marked on the clip.
-    fn task_marks(&mut self, ui: &mut Ui, task: TaskParam, original: Option<&Arc<Take>>) {
-        let mut marks = self.marks();
-        ui.horizontal(|ui| match task {
-            TaskParam::Inpaint => {
-                let total: f64 = marks.gaps.iter().map(|(s, e)| e - s).sum();
-                ui.label(format!("{} marked, {total:.2} s", plural(marks.gaps.len(), "gap")))
-                    .on_hover_text("Drag over the waveform to mark a gap; right-click a gap to remove it");
-                if ui.add_enabled(!marks.gaps.is_empty(), egui::Button::new("Clear")).clicked() {
-                    marks.gaps.clear();
-                }
-            }
-            TaskParam::SuperResolution => {
-                match marks.cutoff_hz {
-                    Some(hz) => ui.label(format!("{:.2} kHz", hz / 1_000.0)),
-                    None => ui.label("not set"),
-                }
-                .on_hover_text("Drag on the spectrogram to move the cutoff line");
-                if let Some(o) = original {
-                    if ui.button("Detect").on_hover_text("Find where the captured spectrum ends").clicked() {
-                        marks.cutoff_hz = detect_cutoff(&o.channels, o.sample_rate.round() as u32).or(marks.cutoff_hz);
-                    }
-                }
-            }
-            TaskParam::Dereverb => {
-                ui.add(egui::DragValue::new(&mut marks.rt60).range(0.1..=5.0).speed(0.01).suffix(" s RT60"))
-                    .on_hover_text("Reverberation time of the room to remove");
-            }
-            TaskParam::Phase => {
-                ui.label(RichText::new("nothing to mark: the phase is rebuilt from the magnitude").weak());
-            }
-        });
-    }
-
-    fn actions(&mut self, ui: &mut Ui, setter: &ParamSetter, has_clip: bool) {
-        let status = self.restorer.status();
-        let capturing = self.follow_capture(setter);
-        ui.horizontal(|ui| {
-            let label = if capturing { RichText::new("Stop capture").color(CAPTURE_COLOUR) } else { RichText::new("Capture") };
-            let capture = ui.add(egui::Button::new(label).min_size(egui::vec2(110.0, 28.0)).selected(capturing));
-            if capture.clicked() {
-                match (capturing, has_clip) {
-                    (false, true) => self.confirm_recapture = true,
-                    _ => set(setter, &self.params.capture, !capturing),
-                }
-            }
-            if capturing {
-                let what = match self.params.clips.mail().recorder_state() {
-                    RecorderState::Armed => "Armed: play the region to record it",
-                    RecorderState::Recording => "Recording: stop or loop the transport to finish the take",
-                    RecorderState::Idle | RecorderState::Finished => "Arming…",
-                };
-                ui.label(RichText::new(what).color(CAPTURE_COLOUR));
-            }
-            ui.separator();
-            if status.is_busy() {
-                if ui.add(egui::Button::new("Cancel").min_size(egui::vec2(90.0, 28.0))).clicked() {
-                    self.restorer.cancel();
-                }
-                let fraction = match status {
-                    super::restorer::Status::Running { fraction, .. } => fraction as f32,
-                    _ => 0.0,
-                };
-                let caption = status::progress_caption(&status).unwrap_or_default();
-                ui.add(egui::ProgressBar::new(fraction).text(caption).animate(true));
-            } else {
-                let restore = ui.add_enabled(has_clip, egui::Button::new(RichText::new("Restore").strong()).min_size(egui::vec2(110.0, 28.0)));
-                if restore.clicked() {
-                    let _ = self.restorer.start(self.params.restore_request(), self.params.prompt());
-                }
-                if let (true, Err(missing)) = (has_clip, self.params.restore_request()) {
-                    ui.label(RichText::new(format!("To restore: {missing}")).weak());
-                }
-            }
-        });
-        if let Some((text, error)) = status::outcome(&status) {
-            ui.label(if error { RichText::new(text).color(ERROR_COLOUR) } else { RichText::new(text) });
-        }
-        if self.confirm_recapture {
-            self.recapture_dialog(ui, setter);
-        }
-    }
-
-    /// The Capture switch as it should be now: switched back off once its take is done.
-    fn follow_capture(&mut self, setter: &ParamSetter) -> bool {
-        let on = self.params.capture.value();
-        if on && self.params.clips.mail().recorder_state() == RecorderState::Finished {
-            set(setter, &self.params.capture, false);
-            return false;
-        }
-        on
-    }
-
-    fn recapture_dialog(&mut self, ui: &mut Ui, setter: &ParamSetter) {
-        egui::Window::new("Replace the captured clip?").collapsible(false).resizable(false).anchor(egui::Align2::CENTER_CENTER, [0.0, 0.0]).show(
-            ui.ctx(),
-            |ui| {
-                ui.label("A new capture replaces the captured clip and its restoration. Export the restoration first if you want to keep it.");
-                ui.horizontal(|ui| {
-                    if ui.button("Replace").clicked() {
-                        set(setter, &self.params.capture, true);
-                        self.confirm_recapture = false;
-                    }
-                    if ui.button("Keep the clip").clicked() {
-                        self.confirm_recapture = false;
-                    }
-                });
-            },
-        );
-    }
-
-    /// The model directory, the longest take and the export.
-    fn housekeeping(&mut self, ui: &mut Ui, restored: Option<&Arc<Take>>) {
-        egui::Grid::new("housekeeping").num_columns(2).spacing([12.0, 6.0]).show(ui, |ui| {
-            ui.label("Model folder");
-            ui.horizontal(|ui| {
-                let field = egui::TextEdit::singleline(&mut self.model_dir_text).hint_text("folder holding model_index.json (AudioLDM2)").desired_width(380.0);
-                ui.add(field);
-                if ui.button("Use").clicked() {
-                    self.choose_model_dir();
-                }
-                if ui.button("Free memory").on_hover_text("Unload the model; the next restoration loads it again").clicked() {
-                    self.restorer.release_model();
-                    self.notice = Some(Notice::Info("The model is unloaded once the current restoration ends.".into()));
-                }
-            });
-            ui.end_row();
-
-            ui.label("Longest take");
-            let mut seconds = self.preferences().max_capture_seconds;
-            let drag = egui::DragValue::new(&mut seconds).range(Preferences::MAX_CAPTURE_RANGE).speed(1.0).suffix(" s");
-            let drag = ui.add(drag).on_hover_text("Memory for a take is reserved ahead; longer takes need more");
-            if drag.changed() {
-                self.set_preferences(|p| p.max_capture_seconds = seconds);
-            }
-            // The buffer is reserved once the value settles, not at every step of a drag.
-            if drag.drag_stopped() || (drag.changed() && !drag.dragged()) {
-                self.params.clips.resize_capture(seconds);
-            }
-            ui.end_row();
-
-            ui.label("Export");
-            ui.horizontal(|ui| {
-                ui.add(egui::TextEdit::singleline(&mut self.export_path).desired_width(380.0));
-                if ui.add_enabled(restored.is_some(), egui::Button::new("Export restored WAV")).clicked() {
-                    if let Some(r) = restored {
-                        self.export(r);
-                    }
-                }
-            });
-            ui.end_row();
-        });
-        match &self.notice {
-            Some(Notice::Info(text)) => ui.label(text.as_str()),
-            Some(Notice::Error(text)) => ui.label(RichText::new(text.as_str()).color(ERROR_COLOUR)),
-            None => ui.label(""),
-        };
-    }
-
-    fn choose_model_dir(&mut self) {
-        let dir = PathBuf::from(self.model_dir_text.trim());
-        if ModelSearch::new(vec![dir.clone()]).found().is_none() {
-            let message = format!("{} holds no model_index.json: choose the folder of the AudioLDM2 model (diffusers layout).", dir.display());
-            self.notice = Some(Notice::Error(message));
-            return;
-        }
-        self.set_preferences(|p| p.model_dir = Some(dir.clone()));
-        self.restorer.release_model();
-        self.model_status = None;
-        self.notice = Some(Notice::Info(format!("The next restoration uses the model in {}.", dir.display())));
-    }
-
-    fn export(&mut self, restored: &Take) {
-        let path = PathBuf::from(self.export_path.trim());
-        let clip = AudioClip::new(restored.sample_rate.round() as u32, restored.channels.clone());
-        self.notice = Some(match write_wav(&path, &clip, WavFormat::FLOAT32) {
-            Ok(()) => Notice::Info(format!("Exported the restoration to {}.", path.display())),
-            Err(e) => Notice::Error(format!("Could not export: {e}")),
+            self.setup(ui, restored.as_ref());
         });
     }
 }
@@ -430,49 +153,11 @@ fn write_marks(params: &DggParams) -> RwLockWriteGuard<'_, Marks> {
     params.marks.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn task_marks_label(task: TaskParam) -> &'static str {
-    match task {
-        TaskParam::Inpaint => "Gaps",
-        TaskParam::SuperResolution => "Cutoff",
-        TaskParam::Dereverb => "Room",
-        TaskParam::Phase => "Marks",
-    }
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
-}
-
 /// Sets a host parameter as one gesture.
 fn set<P: Param>(setter: &ParamSetter, param: &P, value: P::Plain) {
     setter.begin_set_parameter(param);
     setter.set_parameter(param, value);
     setter.end_set_parameter(param);
-}
-
-/// A row of buttons, one per value of an enum parameter.
-fn enum_buttons<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
-    ui.horizontal(|ui| enum_choices(ui, setter, param));
-}
-
-/// A drop-down of the values of an enum parameter.
-fn enum_combo<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
-    let current = T::variants()[param.value().to_index()];
-    egui::ComboBox::from_id_salt(param.name()).selected_text(current).show_ui(ui, |ui| enum_choices(ui, setter, param));
-}
-
-/// One selectable label per value of an enum parameter; a click sets it.
-fn enum_choices<T: Enum + PartialEq + Copy + 'static>(ui: &mut Ui, setter: &ParamSetter, param: &EnumParam<T>) {
-    let current = param.value().to_index();
-    for (i, name) in T::variants().iter().enumerate() {
-        if ui.selectable_label(current == i, *name).clicked() && current != i {
-            set(setter, param, T::from_index(i));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -482,6 +167,7 @@ mod tests {
     use crate::dsp::fir::lowpass;
     use crate::dsp::test_noise;
     use crate::plugin::clips::ClipStore;
+    use crate::plugin::settings::TaskParam;
     use nice_plug::context::gui::GuiContextInner;
     use nice_plug::context::PluginApi;
     use nice_plug::params::internals::ParamPtr;
