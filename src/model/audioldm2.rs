@@ -22,6 +22,8 @@ use crate::restore::schedule::DdimSchedule;
 #[derive(Debug, Clone)]
 pub struct ModelConfigs {
     pub unet: unet::Config,
+    /// The UNet's architecture, resolved when its config was checked.
+    pub unet_layout: unet::Layout,
     pub vae: vae::Config,
     pub vocoder: vocoder::Config,
     pub schedule: DdimSchedule,
@@ -30,11 +32,11 @@ pub struct ModelConfigs {
 impl ModelConfigs {
     /// Read `{unet,vae,vocoder}/config.json` and `scheduler/scheduler_config.json` under `dir`.
     pub fn load(dir: &Path) -> std::result::Result<Self, ModelError> {
-        let unet = unet::Config::load(&dir.join("unet/config.json"))?;
+        let (unet, unet_layout) = unet::Config::load(&dir.join("unet/config.json"))?;
         let vae = vae::Config::load(&dir.join("vae/config.json"))?;
         let vocoder = vocoder::Config::from_file(&dir.join("vocoder/config.json"))?;
         let schedule = DdimSchedule::from_file(&dir.join("scheduler/scheduler_config.json"))?;
-        let cfgs = Self { unet, vae, vocoder, schedule };
+        let cfgs = Self { unet, unet_layout, vae, vocoder, schedule };
         cfgs.check().map_err(|message| ModelError::Mismatch { dir: dir.to_path_buf(), message })?;
         Ok(cfgs)
     }
@@ -202,7 +204,7 @@ impl AudioLdm2 {
     pub fn new(configs: ModelConfigs, weights: ComponentWeights, conditioning: &Conditioning) -> std::result::Result<Self, ModelError> {
         let built = |component: &'static str| move |e: candle_core::Error| ModelError::Weights { component, message: e.to_string() };
         let (device, dtype, vae_dtype) = (weights.unet.device().clone(), weights.unet.dtype(), weights.vae.dtype());
-        let unet = AudioLdm2UNet::new(weights.unet, &configs.unet).map_err(built("unet"))?;
+        let unet = AudioLdm2UNet::with_layout(weights.unet, &configs.unet, configs.unet_layout.clone()).map_err(built("unet"))?;
         let vae = AutoencoderKL::new(weights.vae, &configs.vae).map_err(built("vae"))?;
         let vocoder = SpeechT5HifiGan::new(weights.vocoder, &configs.vocoder).map_err(built("vocoder"))?;
         let conditioning = conditioning.prepare(unet.layout(), &device, dtype)?;

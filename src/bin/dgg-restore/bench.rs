@@ -494,7 +494,7 @@ fn describe(device: &Device) -> String {
 /// Random conditioning of the widths the UNet cross-attends with: 8 GPT-2 states and one
 /// Flan-T5 state, as the empty prompt gives (DESIGN.md §3).
 fn random_conditioning(cfgs: &ModelConfigs, device: &Device) -> Result<Conditioning> {
-    let layout = cfgs.unet.layout(Path::new("unet/config.json"))?;
+    let layout = &cfgs.unet_layout;
     let width = |context| layout.cross_attention_widths().find(|(c, _)| *c == context).map_or(1, |(_, w)| w);
     let (d, d1) = (width(0), width(1));
     Ok(Conditioning {
