@@ -10,7 +10,7 @@ use candle_core::{DType, Result as CandleResult, Tensor};
 use std::ops::ControlFlow;
 
 use super::ddim::DdimStep;
-use super::guidance::ditto::{Chain, DittoSettings};
+use super::guidance::ditto::{DittoSettings, Iterations};
 use super::guidance::{loss_and_gradient, Method, Stage};
 use super::measurement::Measurement;
 use super::noise::NoiseSource;
@@ -285,19 +285,36 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
     }
 
     fn ditto(&self, ditto: &DittoSettings, noise: &mut BatchNoise, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
-        let chain = Chain::new(self.prior, ditto.chain_steps);
-        let mut z_start = self.initial_latent(noise)?;
-        let total = ditto.iterations;
-        for i in 0..total {
-            let trajectory = proceed(chain.run(self.prior, &z_start, &mut |stage| self.stage_done(i + 1, total, stage, None, observer))?)?;
-            let (loss, grad_end) = self.loss_and_gradient(trajectory.last().expect("a chain has an end"), i + 1, total, observer)?;
-            let grad = proceed(chain.pull_back(self.prior, &trajectory, &grad_end, &mut |stage| self.stage_done(i + 1, total, stage, Some(loss), observer))?)?;
-            z_start = (&z_start - (grad * ditto.learning_rate)?)?;
-            self.report(i + 1, total, Some(loss), &z_start, observer)?;
-        }
-        // The final chain runs after the last report: it can no longer be stopped halfway.
-        let end = proceed(chain.run(self.prior, &z_start, &mut |_| ControlFlow::Continue(()))?)?.pop().expect("a chain has an end");
-        self.decode(&end, total)
+        let z_start = self.initial_latent(noise)?;
+        let end = ditto.optimise(self.prior, z_start, &mut DittoRun { window: self, observer })?;
+        self.decode(&end, ditto.iterations)
+    }
+}
+
+/// DITTO's loop seen from one attempt: its stages reported, its loss and checks the
+/// attempt's.
+struct DittoRun<'w, 'o, P: ?Sized> {
+    window: &'w Window<'w, P>,
+    observer: &'o mut dyn FnMut(&StepReport) -> ControlFlow<()>,
+}
+
+impl<P: LatentPrior + ?Sized> Iterations for DittoRun<'_, '_, P> {
+    type Error = Attempt;
+
+    fn stage_done(&mut self, i: usize, total: usize, stage: Stage, loss: Option<f64>) -> ControlFlow<()> {
+        self.window.stage_done(i, total, stage, loss, self.observer)
+    }
+
+    fn stopped(&self) -> Attempt {
+        Attempt::Cancelled
+    }
+
+    fn loss_and_gradient(&mut self, z0: &Tensor, i: usize, total: usize) -> Result<(f64, Tensor), Attempt> {
+        self.window.loss_and_gradient(z0, i, total, self.observer)
+    }
+
+    fn iteration_done(&mut self, i: usize, total: usize, loss: f64, z_start: &Tensor) -> Result<(), Attempt> {
+        self.window.report(i, total, Some(loss), z_start, self.observer)
     }
 }
 

@@ -1,5 +1,6 @@
-//! DITTO's building blocks: a short deterministic sampling chain from an initial noise,
-//! and the gradient of a loss on its end with respect to that noise.
+//! DITTO: a short deterministic sampling chain from an initial noise, the gradient of a
+//! loss on its end with respect to that noise, and the outer loop that descends it
+//! ([`DittoSettings::optimise`]).
 //!
 //! The gradient runs back through every UNet call of the chain. Keeping the whole graph
 //! of 20 UNet calls would need tens of GB at full size, so the chain is checkpointed:
@@ -25,6 +26,42 @@ pub struct DittoSettings {
 impl Default for DittoSettings {
     fn default() -> Self {
         Self { chain_steps: 20, iterations: 100, learning_rate: 0.5 }
+    }
+}
+
+/// What DITTO's outer loop asks of the sampler that runs it.
+pub trait Iterations {
+    type Error: From<candle_core::Error>;
+    /// `stage` of iteration `i` (1-based, of `total`) is done; `Break` stops the loop.
+    fn stage_done(&mut self, i: usize, total: usize, stage: Stage, loss: Option<f64>) -> ControlFlow<()>;
+    /// The error of a loop stopped by [`Iterations::stage_done`].
+    fn stopped(&self) -> Self::Error;
+    /// The loss on the chain's end `z0` and its gradient with respect to `z0`.
+    fn loss_and_gradient(&mut self, z0: &Tensor, i: usize, total: usize) -> std::result::Result<(f64, Tensor), Self::Error>;
+    /// Iteration `i` is done, `z_start` the updated noise: check it and report.
+    fn iteration_done(&mut self, i: usize, total: usize, loss: f64, z_start: &Tensor) -> std::result::Result<(), Self::Error>;
+}
+
+impl DittoSettings {
+    /// DITTO's outer loop: `iterations` steps of SGD on the initial noise `z_start`, each
+    /// through the whole chain and back; returns the end (z_0) of the chain from the
+    /// optimised noise.
+    pub fn optimise<P: LatentPrior + ?Sized, I: Iterations>(&self, prior: &P, mut z_start: Tensor, it: &mut I) -> std::result::Result<Tensor, I::Error> {
+        let chain = Chain::new(prior, self.chain_steps);
+        let total = self.iterations;
+        for i in 1..=total {
+            let run = chain.run(prior, &z_start, &mut |stage| it.stage_done(i, total, stage, None))?;
+            let ControlFlow::Continue(trajectory) = run else { return Err(it.stopped()) };
+            let (loss, grad_end) = it.loss_and_gradient(trajectory.last().expect("a chain has an end"), i, total)?;
+            let pulled = chain.pull_back(prior, &trajectory, &grad_end, &mut |stage| it.stage_done(i, total, stage, Some(loss)))?;
+            let ControlFlow::Continue(grad) = pulled else { return Err(it.stopped()) };
+            z_start = (&z_start - (grad * self.learning_rate)?)?;
+            it.iteration_done(i, total, loss, &z_start)?;
+        }
+        // The final chain runs after the last report: it can no longer be stopped halfway.
+        let end = chain.run(prior, &z_start, &mut |_| ControlFlow::Continue(()))?;
+        let ControlFlow::Continue(mut trajectory) = end else { unreachable!("never stopped") };
+        Ok(trajectory.pop().expect("a chain has an end"))
     }
 }
 
