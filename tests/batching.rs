@@ -62,8 +62,7 @@ fn each_item_of_a_batch_follows_its_own_path() {
     let gapped = (observed(0) * Tensor::from_slice(&mask, (1, samples), &Device::Cpu).unwrap()).unwrap();
     let measurements = [
         Measurement::with_mask(mask, &gapped, 16_000).unwrap(),
-        Measurement::for_degradation(&Degradation::SuperResolution { cutoff_hz: 2000.0 }, &observed(1), 16_000, &Device::Cpu, |x, _, _| Ok(x.to_vec()))
-            .unwrap(),
+        Measurement::for_degradation(&Degradation::SuperResolution { cutoff_hz: 2000.0 }, &observed(1), 16_000, &Device::Cpu).unwrap(),
     ];
     let items = [BatchItem { measurement: &measurements[0], seed: 3 }, BatchItem { measurement: &measurements[1], seed: 7 }];
     let ditto = Method::Ditto(DittoSettings { iterations: 1, chain_steps: 2, ..Default::default() });

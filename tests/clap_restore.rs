@@ -19,7 +19,8 @@ use dgg_restore::plugin::capture::Take;
 use dgg_restore::plugin::clips::ClipStore;
 use dgg_restore::plugin::params::DggParams;
 use dgg_restore::plugin::settings::{Choices, Marks, Preferences};
-use dgg_restore::plugin::settings::{MethodParam, TaskParam};
+use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::operators::TaskKind;
 use golden::Golden;
 use host::sync::{alloc_checked, assert_synced, Placed, Play, Rig, MAX_BLOCK, RATE, START, TAKE, TEMPO};
 use host::{run_blocks, test_signal, Bundle, Plugin, Transport};
@@ -67,7 +68,7 @@ fn model_and_bundle() -> (tempfile::TempDir, Bundle) {
 
 /// What the engine makes of `take` with the settings the plugin is given.
 fn engine_restoration(model: &Path, take: &[Vec<f32>], steps: usize, strength: f64) -> Vec<Vec<f32>> {
-    let choices = Choices { task: TaskParam::Inpaint, method: MethodParam::Dgg, strength, steps };
+    let choices = Choices { task: TaskKind::Inpaint, method: MethodKind::Dgg, strength, steps };
     let request = marks().request(choices).unwrap();
     let prior = AudioLdm2::load_for_prompt(model, &LoadOptions::default(), "", 1.0).unwrap();
     restore_clip(&prior, &AudioClip::new(RATE as u32, take.to_vec()), &request, &mut |_| ControlFlow::Continue(())).unwrap().channels

@@ -44,7 +44,7 @@ fn music(rate: u32, seconds: f64, channels: usize) -> AudioClip {
 }
 
 fn degraded(clip: &AudioClip, d: &Degradation) -> AudioClip {
-    let op = Operator::new(d, clip.sample_rate, clip.num_frames(), &Device::Cpu, |x, _, _| Ok(x.to_vec())).unwrap();
+    let op = Operator::new(d, clip.sample_rate, clip.num_frames(), &Device::Cpu).unwrap();
     let flat = Tensor::from_vec(clip.channels.concat(), (clip.num_channels(), clip.num_frames()), &Device::Cpu).unwrap();
     match op {
         Operator::Magnitude(_) => clip.clone(), // phase retrieval measures |STFT| of what it is given
@@ -74,7 +74,7 @@ fn measurement_loss(prior: &AudioLdm2, d: &Degradation, observed: &AudioClip, re
     let rate = prior.sample_rate();
     let observed = resample(&observed.channels, observed.sample_rate, rate).unwrap();
     let y = Tensor::from_slice(&observed[0], (1, observed[0].len()), &Device::Cpu).unwrap();
-    let m = Measurement::for_degradation(d, &y, rate, &Device::Cpu, |x, _, _| Ok(x.to_vec())).unwrap();
+    let m = Measurement::for_degradation(d, &y, rate, &Device::Cpu).unwrap();
     let x = Tensor::from_slice(&restored.channels[0], (1, restored.channels[0].len()), &Device::Cpu).unwrap();
     m.loss(&x).unwrap().to_scalar::<f32>().unwrap() as f64
 }

@@ -15,7 +15,7 @@ mod resample;
 mod source;
 mod wav;
 
-pub use resample::{resample, resample_mono, resampled_len, ResampleError, Resampler};
+pub use resample::{resample, resampled_len, ResampleError, Resampler};
 pub use source::{BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource};
 pub use wav::{read_wav, write_wav, write_wav_with, WavLayout, WavReader, WavSink};
 

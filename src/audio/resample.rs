@@ -85,12 +85,6 @@ fn block_sizes(from_hz: u32, to_hz: u32) -> (usize, usize) {
     (blocks * min_in, blocks * min_out)
 }
 
-/// One channel through [`resample`], the error as text: the form the degradation operators
-/// take for bringing a recorded impulse response to the clip's rate.
-pub fn resample_mono(x: &[f32], from_hz: u32, to_hz: u32) -> Result<Vec<f32>, String> {
-    resample(&[x.to_vec()], from_hz, to_hz).map(|mut v| v.remove(0)).map_err(|e| e.to_string())
-}
-
 /// Resample planar audio from `from_hz` to `to_hz`.
 ///
 /// Returns as many channels as given, each exactly [`resampled_len`]`(len, from_hz, to_hz)`

@@ -18,8 +18,7 @@ use candle_core::Tensor;
 use std::ops::{ControlFlow, Range};
 
 use crate::audio::{
-    beyond_full_scale, resample_mono, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError,
-    Resampler, MAX_SAMPLE,
+    beyond_full_scale, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError, Resampler, MAX_SAMPLE,
 };
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
@@ -246,7 +245,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
                 let observed = Tensor::from_slice(&part[local.clone()], (1, w.len()), prior.device())?;
                 let measurement = match &gaps {
                     Some(_) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
-                    None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device(), resample_mono)?,
+                    None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device())?,
                 };
                 items.push((pieces.len() - 1, p, measurement, request.sampler.seed.wrapping_add(k as u64)));
             }
@@ -409,7 +408,7 @@ fn splice_for(degradation: &Degradation, rate: u32, len: usize, model_rate: u32)
                 return Err(EngineError::CutoffAboveModel { cutoff_hz: *cutoff_hz, limit_hz });
             }
             // Checks the cutoff against the clip's own Nyquist too.
-            Operator::new(degradation, rate, len, &candle_core::Device::Cpu, resample_mono)?;
+            Operator::new(degradation, rate, len, &candle_core::Device::Cpu)?;
             Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate }
         }
         Degradation::Dereverb { .. } | Degradation::PhaseRetrieval => Splice::Replace,

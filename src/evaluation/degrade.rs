@@ -3,7 +3,7 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::audio::{beyond_full_scale, resample_mono, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, MAX_SAMPLE};
+use crate::audio::{beyond_full_scale, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, MAX_SAMPLE};
 use crate::dsp::fir::FirStream;
 use crate::dsp::griffin_lim;
 use crate::dsp::stft::StftConfig;
@@ -86,7 +86,7 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
     };
     let mut filters: Vec<FirStream> = match degradation {
         Degradation::Inpaint { .. } => Vec::new(),
-        _ => match Operator::new(degradation, rate, len, &Device::Cpu, resample_mono)? {
+        _ => match Operator::new(degradation, rate, len, &Device::Cpu)? {
             Operator::Filter(fir) => (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
             _ => unreachable!("super-resolution and dereverberation filter"),
         },
@@ -188,7 +188,7 @@ mod tests {
         let clip = AudioClip::new(16_000, vec![x.clone()]);
         let room = Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.3, seed: 1 } };
         for degradation in [Degradation::SuperResolution { cutoff_hz: 2000.0 }, room] {
-            let Operator::Filter(fir) = Operator::new(&degradation, 16_000, len, &Device::Cpu, resample_mono).unwrap() else { unreachable!() };
+            let Operator::Filter(fir) = Operator::new(&degradation, 16_000, len, &Device::Cpu).unwrap() else { unreachable!() };
             let want = fir.filter(&x);
             let got = degrade(&clip, &degradation, &DegradeOptions::default()).unwrap().channels.remove(0);
             let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);

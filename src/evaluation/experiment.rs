@@ -7,65 +7,32 @@ use std::fmt::Write as _;
 
 use crate::audio::{resample, AudioClip, ResampleError};
 use crate::dsp::MODEL_SAMPLE_RATE;
-use crate::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
+use crate::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse, TaskKind};
 
 /// Segments quieter than this RMS (−80 dBFS) are skipped: the LSD of near-silence measures
 /// nothing but the noise floor.
 const SILENCE_RMS: f64 = 1e-4;
 
-/// The four restoration tasks of the paper, with its operator settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ExperimentTask {
-    Inpaint,
-    Superres,
-    Dereverb,
-    Phase,
-}
-
-impl ExperimentTask {
-    pub const ALL: [Self; 4] = [Self::Inpaint, Self::Superres, Self::Dereverb, Self::Phase];
-
-    /// The name on the command line and in file paths.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Inpaint => "inpaint",
-            Self::Superres => "superres",
-            Self::Dereverb => "dereverb",
-            Self::Phase => "phase",
-        }
-    }
-
-    /// The column heading of the paper's table.
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Inpaint => "Inpainting",
-            Self::Superres => "Super-res",
-            Self::Dereverb => "Dereverb",
-            Self::Phase => "Phase retr.",
-        }
-    }
-
-    /// The operator on a 16 kHz segment of `seconds`: inpainting silences the middle fifth
-    /// (1 s of 5 s), super-resolution keeps the band of 8 kHz audio (×2), dereverberation
-    /// convolves with a seeded synthetic room of `rt60`, phase retrieval keeps |STFT|.
-    pub fn degradation(self, seconds: f64, rt60: f64, room_seed: u64) -> Degradation {
-        match self {
-            Self::Inpaint => Degradation::Inpaint { gaps: vec![Gap { start: 0.4 * seconds, end: 0.6 * seconds }] },
-            Self::Superres => Degradation::SuperResolution { cutoff_hz: cutoff_for_factor(MODEL_SAMPLE_RATE, 2) },
-            Self::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60, seed: room_seed } },
-            Self::Phase => Degradation::PhaseRetrieval,
-        }
+/// The column heading of the paper's table.
+pub fn heading(task: TaskKind) -> &'static str {
+    match task {
+        TaskKind::Inpaint => "Inpainting",
+        TaskKind::SuperResolution => "Super-res",
+        TaskKind::Dereverb => "Dereverb",
+        TaskKind::Phase => "Phase retr.",
     }
 }
 
-impl std::str::FromStr for ExperimentTask {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
-            let names: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
-            format!("unknown task '{s}': use one of {}", names.join(", "))
-        })
+/// The paper's operator of `task` on a 16 kHz segment of `seconds`: inpainting silences the
+/// middle fifth (1 s of 5 s), super-resolution keeps the band of 8 kHz audio (×2),
+/// dereverberation convolves with a seeded synthetic room of `rt60`, phase retrieval keeps
+/// |STFT|.
+pub fn degradation(task: TaskKind, seconds: f64, rt60: f64, room_seed: u64) -> Degradation {
+    match task {
+        TaskKind::Inpaint => Degradation::Inpaint { gaps: vec![Gap { start: 0.4 * seconds, end: 0.6 * seconds }] },
+        TaskKind::SuperResolution => Degradation::SuperResolution { cutoff_hz: cutoff_for_factor(MODEL_SAMPLE_RATE, 2) },
+        TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60, seed: room_seed } },
+        TaskKind::Phase => Degradation::PhaseRetrieval,
     }
 }
 
@@ -106,7 +73,7 @@ pub const DEGRADED_ROW: &str = "degraded";
 #[derive(Debug, Clone, PartialEq)]
 pub struct Score {
     pub segment: String,
-    pub task: ExperimentTask,
+    pub task: TaskKind,
     /// A method's name, or [`DEGRADED_ROW`].
     pub row: String,
     pub lsd: f64,
@@ -116,13 +83,13 @@ pub struct Score {
 #[derive(Debug, Clone, Default)]
 pub struct Results {
     rows: Vec<String>,
-    tasks: Vec<ExperimentTask>,
+    tasks: Vec<TaskKind>,
     scores: Vec<Score>,
 }
 
 impl Results {
     /// A table with `rows` (the degraded input first is customary) and `tasks` as columns.
-    pub fn new(rows: Vec<String>, tasks: Vec<ExperimentTask>) -> Self {
+    pub fn new(rows: Vec<String>, tasks: Vec<TaskKind>) -> Self {
         Self { rows, tasks, scores: Vec::new() }
     }
 
@@ -131,7 +98,7 @@ impl Results {
     }
 
     /// Mean LSD and number of segments of one cell.
-    pub fn mean(&self, row: &str, task: ExperimentTask) -> Option<(f64, usize)> {
+    pub fn mean(&self, row: &str, task: TaskKind) -> Option<(f64, usize)> {
         let values: Vec<f64> = self.scores.iter().filter(|s| s.row == row && s.task == task).map(|s| s.lsd).collect();
         (!values.is_empty()).then(|| (values.iter().sum::<f64>() / values.len() as f64, values.len()))
     }
@@ -151,7 +118,7 @@ impl Results {
         let cells = self.cells();
         let mut out = format!("| {title} |");
         for task in &self.tasks {
-            write!(out, " {} |", task.title()).unwrap();
+            write!(out, " {} |", heading(*task)).unwrap();
         }
         out.push_str("\n|---|");
         out.push_str(&"---|".repeat(self.tasks.len()));
@@ -235,22 +202,22 @@ mod tests {
 
     #[test]
     fn inpainting_gap_is_the_middle_fifth() {
-        let Degradation::Inpaint { gaps } = ExperimentTask::Inpaint.degradation(5.0, 0.8, 0) else { panic!() };
+        let Degradation::Inpaint { gaps } = degradation(TaskKind::Inpaint, 5.0, 0.8, 0) else { panic!() };
         assert_eq!(gaps, vec![Gap { start: 2.0, end: 3.0 }]);
-        assert_eq!("superres".parse::<ExperimentTask>(), Ok(ExperimentTask::Superres));
-        assert!("reverb".parse::<ExperimentTask>().unwrap_err().contains("inpaint, superres, dereverb, phase"));
+        assert_eq!("superres".parse::<TaskKind>(), Ok(TaskKind::SuperResolution));
+        assert!("reverb".parse::<TaskKind>().unwrap_err().contains("inpaint, superres, dereverb, phase"));
     }
 
     #[test]
     fn table_has_the_papers_layout_with_means() {
-        let tasks = vec![ExperimentTask::Inpaint, ExperimentTask::Phase];
+        let tasks = vec![TaskKind::Inpaint, TaskKind::Phase];
         let mut results = Results::new(vec![DEGRADED_ROW.into(), "dgg".into(), "dps".into()], tasks);
         let score = |segment: &str, task, row: &str, lsd| Score { segment: segment.into(), task, row: row.into(), lsd };
-        results.add(score("a_000", ExperimentTask::Inpaint, "dgg", 0.5));
-        results.add(score("a_001", ExperimentTask::Inpaint, "dgg", 0.75));
-        results.add(score("a_000", ExperimentTask::Inpaint, DEGRADED_ROW, 2.0));
-        results.add(score("a_000", ExperimentTask::Phase, "dps", 0.25));
-        assert_eq!(results.mean("dgg", ExperimentTask::Inpaint), Some((0.625, 2)));
+        results.add(score("a_000", TaskKind::Inpaint, "dgg", 0.5));
+        results.add(score("a_001", TaskKind::Inpaint, "dgg", 0.75));
+        results.add(score("a_000", TaskKind::Inpaint, DEGRADED_ROW, 2.0));
+        results.add(score("a_000", TaskKind::Phase, "dps", 0.25));
+        assert_eq!(results.mean("dgg", TaskKind::Inpaint), Some((0.625, 2)));
         assert_eq!(
             results.markdown("clips"),
             "| clips | Inpainting | Phase retr. |\n|---|---|---|\n| (degraded input) | 2.000 | – |\n| DGG | 0.625 | – |\n| DPS | – | 0.250 |\n"

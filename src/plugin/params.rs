@@ -4,9 +4,11 @@ use nice_plug::prelude::*;
 use std::sync::{Arc, RwLock};
 
 use super::clips::Clips;
-use super::settings::{Choices, Marks, MethodParam, Preferences, TaskParam};
+use super::settings::{Choices, Marks, Preferences};
 use crate::engine::worker::PromptSettings;
 use crate::engine::RestoreRequest;
+use crate::restore::guidance::MethodKind;
+use crate::restore::operators::TaskKind;
 
 /// What the plugin outputs while the host plays inside the captured region.
 #[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +39,10 @@ pub struct DggParams {
     pub preferences: Arc<RwLock<Preferences>>,
 
     #[id = "task"]
-    pub task: EnumParam<TaskParam>,
+    pub task: EnumParam<TaskKind>,
 
     #[id = "method"]
-    pub method: EnumParam<MethodParam>,
+    pub method: EnumParam<MethodKind>,
 
     /// Guidance strength as a multiple of the method's paper value.
     #[id = "strength"]
@@ -75,8 +77,8 @@ impl Default for DggParams {
             clips: Arc::new(Clips::with_store(clips)),
             marks: RwLock::new(marks),
             preferences: Arc::default(),
-            task: EnumParam::new("Task", TaskParam::Inpaint),
-            method: EnumParam::new("Method", MethodParam::Dgg),
+            task: EnumParam::new("Task", TaskKind::Inpaint),
+            method: EnumParam::new("Method", MethodKind::Dgg),
             strength: FloatParam::new("Guidance strength", 1.0, FloatRange::Skewed { min: 0.0, max: 4.0, factor: FloatRange::skew_factor(-1.0) })
                 .with_unit("×")
                 .with_value_to_string(formatters::v2s_f32_rounded(2)),

@@ -8,37 +8,46 @@ use std::path::PathBuf;
 use crate::engine::RestoreRequest;
 use crate::restore::guidance::ditto::DittoSettings;
 use crate::restore::guidance::{Method, MethodKind};
-use crate::restore::operators::{Degradation, Gap, ImpulseResponse};
+use crate::restore::operators::{Degradation, Gap, ImpulseResponse, TaskKind};
 use crate::restore::sampler::SamplerSettings;
 
-/// What to restore.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TaskParam {
-    #[name = "Fill gaps"]
-    Inpaint,
-    #[name = "Restore highs"]
-    SuperResolution,
-    #[name = "Remove reverb"]
-    Dereverb,
-    #[name = "Rebuild phase"]
-    Phase,
+/// The plugin's *Task* parameter: the tasks under the names the editor shows. (The order
+/// is the saved parameter's value: append, never reorder.)
+impl Enum for TaskKind {
+    fn variants() -> &'static [&'static str] {
+        &["Fill gaps", "Restore highs", "Remove reverb", "Rebuild phase"]
+    }
+
+    fn ids() -> Option<&'static [&'static str]> {
+        None
+    }
+
+    fn to_index(self) -> usize {
+        Self::ALL.iter().position(|&t| t == self).expect("every task is in ALL")
+    }
+
+    fn from_index(index: usize) -> Self {
+        Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
+    }
 }
 
-/// How the prior is guided.
-#[derive(Enum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MethodParam {
-    #[name = "DGG"]
-    Dgg,
-    #[name = "DPS"]
-    Dps,
-    #[name = "MPGD"]
-    Mpgd,
-    #[name = "DSG"]
-    Dsg,
-    #[name = "DITTO (slow)"]
-    Ditto,
-    #[name = "DDIM (unguided)"]
-    Ddim,
+/// The plugin's *Method* parameter, in the same way.
+impl Enum for MethodKind {
+    fn variants() -> &'static [&'static str] {
+        &["DGG", "DPS", "MPGD", "DSG", "DITTO (slow)", "DDIM (unguided)"]
+    }
+
+    fn ids() -> Option<&'static [&'static str]> {
+        None
+    }
+
+    fn to_index(self) -> usize {
+        Self::ALL.iter().position(|&m| m == self).expect("every method is in ALL")
+    }
+
+    fn from_index(index: usize) -> Self {
+        Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
+    }
 }
 
 /// What the user marked on the captured clip and the settings that are not automatable;
@@ -86,24 +95,11 @@ impl Default for Preferences {
 /// The host-parameter side of a request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Choices {
-    pub task: TaskParam,
-    pub method: MethodParam,
+    pub task: TaskKind,
+    pub method: MethodKind,
     /// A multiple of the method's paper strength (1 = the paper's).
     pub strength: f64,
     pub steps: usize,
-}
-
-impl From<MethodParam> for MethodKind {
-    fn from(m: MethodParam) -> Self {
-        match m {
-            MethodParam::Dgg => MethodKind::Dgg,
-            MethodParam::Dps => MethodKind::Dps,
-            MethodParam::Mpgd => MethodKind::Mpgd,
-            MethodParam::Dsg => MethodKind::Dsg,
-            MethodParam::Ditto => MethodKind::Ditto,
-            MethodParam::Ddim => MethodKind::Ddim,
-        }
-    }
 }
 
 impl Marks {
@@ -132,16 +128,16 @@ impl Marks {
     /// The engine request for `choices`, or what the user still has to mark.
     pub fn request(&self, choices: Choices) -> Result<RestoreRequest, String> {
         let degradation = match choices.task {
-            TaskParam::Inpaint if self.gaps.is_empty() => return Err("drag over the gaps to fill first".into()),
-            TaskParam::Inpaint => Degradation::Inpaint { gaps: self.gaps.iter().map(|&(start, end)| Gap { start, end }).collect() },
-            TaskParam::SuperResolution => match self.cutoff_hz {
+            TaskKind::Inpaint if self.gaps.is_empty() => return Err("drag over the gaps to fill first".into()),
+            TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.iter().map(|&(start, end)| Gap { start, end }).collect() },
+            TaskKind::SuperResolution => match self.cutoff_hz {
                 Some(cutoff_hz) => Degradation::SuperResolution { cutoff_hz },
                 None => return Err("set the cutoff line where the highs end first".into()),
             },
-            TaskParam::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
-            TaskParam::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
+            TaskKind::Phase => Degradation::PhaseRetrieval,
         };
-        let kind = MethodKind::from(choices.method);
+        let kind = choices.method;
         let method = match kind.with_strength(Some(kind.default_strength() * choices.strength)) {
             Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: choices.steps.min(d.chain_steps), ..d }),
             other => other,
@@ -154,21 +150,37 @@ impl Marks {
 mod tests {
     use super::*;
 
-    fn choices(task: TaskParam, method: MethodParam, strength: f64) -> Choices {
+    /// The saved *Task* and *Method* values are indexes into these lists: the names and
+    /// their order stay as they were when the parameters had their own enums.
+    #[test]
+    fn the_parameters_choices_keep_their_names_and_order() {
+        let names = |variants: &[&str]| variants.join(", ");
+        assert_eq!(names(TaskKind::variants()), "Fill gaps, Restore highs, Remove reverb, Rebuild phase");
+        assert_eq!(names(MethodKind::variants()), "DGG, DPS, MPGD, DSG, DITTO (slow), DDIM (unguided)");
+        for (i, task) in TaskKind::ALL.into_iter().enumerate() {
+            assert_eq!((task.to_index(), TaskKind::from_index(i)), (i, task));
+        }
+        for (i, method) in MethodKind::ALL.into_iter().enumerate() {
+            assert_eq!((method.to_index(), MethodKind::from_index(i)), (i, method));
+        }
+        assert_eq!((TaskKind::from_index(99), MethodKind::from_index(99)), (TaskKind::Inpaint, MethodKind::Dgg));
+    }
+
+    fn choices(task: TaskKind, method: MethodKind, strength: f64) -> Choices {
         Choices { task, method, strength, steps: 50 }
     }
 
     #[test]
     fn marks_and_choices_make_the_engine_request() {
         let marks = Marks { gaps: vec![(1.0, 1.5)], cutoff_hz: Some(4_000.0), seed: 9, ..Marks::default() };
-        let r = marks.request(choices(TaskParam::Inpaint, MethodParam::Dgg, 2.0)).unwrap();
+        let r = marks.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 2.0)).unwrap();
         assert_eq!(r.degradation, Degradation::Inpaint { gaps: vec![Gap { start: 1.0, end: 1.5 }] });
         assert_eq!(r.sampler.method, Method::Dgg { strength: 0.16 });
         assert_eq!((r.sampler.steps, r.sampler.seed), (50, 9));
-        let r = marks.request(choices(TaskParam::SuperResolution, MethodParam::Dps, 1.0)).unwrap();
+        let r = marks.request(choices(TaskKind::SuperResolution, MethodKind::Dps, 1.0)).unwrap();
         assert_eq!(r.degradation, Degradation::SuperResolution { cutoff_hz: 4_000.0 });
         assert_eq!(r.sampler.method, MethodKind::Dps.with_strength(None));
-        let r = marks.request(choices(TaskParam::Dereverb, MethodParam::Ditto, 1.0)).unwrap();
+        let r = marks.request(choices(TaskKind::Dereverb, MethodKind::Ditto, 1.0)).unwrap();
         assert_eq!(r.degradation, Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.8, seed: 9 } });
         assert!(matches!(r.sampler.method, Method::Ditto(d) if d.chain_steps == 20));
     }
@@ -176,9 +188,9 @@ mod tests {
     #[test]
     fn missing_marks_say_what_to_do() {
         let none = Marks::default();
-        assert!(none.request(choices(TaskParam::Inpaint, MethodParam::Dgg, 1.0)).unwrap_err().contains("drag over the gaps"));
-        assert!(none.request(choices(TaskParam::SuperResolution, MethodParam::Dgg, 1.0)).unwrap_err().contains("cutoff"));
-        assert!(none.request(choices(TaskParam::Phase, MethodParam::Dgg, 1.0)).is_ok());
+        assert!(none.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err().contains("drag over the gaps"));
+        assert!(none.request(choices(TaskKind::SuperResolution, MethodKind::Dgg, 1.0)).unwrap_err().contains("cutoff"));
+        assert!(none.request(choices(TaskKind::Phase, MethodKind::Dgg, 1.0)).is_ok());
     }
 
     #[test]

@@ -30,15 +30,9 @@ impl Measurement {
 
     /// The paper's setup for `degradation` on clips of `observed`'s length at `sample_rate`:
     /// the 1024/160/64 loss mel, clamped except for inpainting.
-    pub fn for_degradation(
-        degradation: &Degradation,
-        observed: &Tensor,
-        sample_rate: u32,
-        device: &Device,
-        resample: impl Fn(&[f32], u32, u32) -> std::result::Result<Vec<f32>, String>,
-    ) -> std::result::Result<Self, MeasurementError> {
+    pub fn for_degradation(degradation: &Degradation, observed: &Tensor, sample_rate: u32, device: &Device) -> std::result::Result<Self, MeasurementError> {
         let len = observed.dim(1)?;
-        let operator = Operator::new(degradation, sample_rate, len, device, resample)?;
+        let operator = Operator::new(degradation, sample_rate, len, device)?;
         let clamp = match degradation {
             Degradation::Inpaint { .. } => None,
             _ => Some(CLAMP),

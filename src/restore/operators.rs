@@ -12,6 +12,7 @@ use rand_distr::{Distribution, StandardNormal};
 use std::ops::Range;
 
 use super::noise::NoiseSource;
+use crate::audio::{resample, ResampleError};
 use crate::dsp::fir::{lowpass, FirFilter};
 use crate::dsp::stft::{Stft, StftConfig};
 
@@ -40,6 +41,47 @@ pub enum ImpulseResponse {
     Recorded { samples: Vec<f32>, sample_rate: u32 },
     /// Seeded decaying Gaussian noise after a direct path; drawn once, never redrawn.
     Synthetic { rt60: f64, seed: u64 },
+}
+
+/// Which restoration task, independent of its settings (the CLI's `--task`, the plugin's
+/// *Task*, a column of the experiment's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaskKind {
+    Inpaint,
+    SuperResolution,
+    Dereverb,
+    Phase,
+}
+
+impl TaskKind {
+    pub const ALL: [Self; 4] = [Self::Inpaint, Self::SuperResolution, Self::Dereverb, Self::Phase];
+
+    /// The name on the command line and in file paths.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inpaint => "inpaint",
+            Self::SuperResolution => "superres",
+            Self::Dereverb => "dereverb",
+            Self::Phase => "phase",
+        }
+    }
+}
+
+impl std::str::FromStr for TaskKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|t| t.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|t| t.name()).collect();
+            format!("unknown task '{s}': use one of {}", names.join(", "))
+        })
+    }
+}
+
+impl std::fmt::Display for TaskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// What was done to the audio.
@@ -76,7 +118,7 @@ pub enum OperatorError {
     #[error("the clip ({samples} samples) is too short for the STFT (needs more than {needed})")]
     ClipTooShort { samples: usize, needed: usize },
     #[error("resampling the impulse response failed: {0}")]
-    Resample(String),
+    Resample(#[from] ResampleError),
 }
 
 /// Super-resolution cutoff for "downsampled by `factor`" at `sample_rate`: the new Nyquist.
@@ -115,15 +157,9 @@ pub enum Operator {
 }
 
 impl Operator {
-    /// Bind `degradation` to clips of `len` samples at `sample_rate`, on `device`.
-    /// `resample` converts a recorded impulse response to `sample_rate`.
-    pub fn new(
-        degradation: &Degradation,
-        sample_rate: u32,
-        len: usize,
-        device: &Device,
-        resample: impl Fn(&[f32], u32, u32) -> Result<Vec<f32>, String>,
-    ) -> Result<Self, OperatorError> {
+    /// Bind `degradation` to clips of `len` samples at `sample_rate`, on `device` (a
+    /// recorded impulse response resampled to `sample_rate`).
+    pub fn new(degradation: &Degradation, sample_rate: u32, len: usize, device: &Device) -> Result<Self, OperatorError> {
         let sr = sample_rate as f64;
         match degradation {
             Degradation::Inpaint { gaps } => {
@@ -143,7 +179,7 @@ impl Operator {
                         if samples.iter().any(|v| !v.is_finite()) {
                             return Err(OperatorError::NonFiniteImpulseResponse);
                         }
-                        let taps = resample(samples, *from, sample_rate).map_err(OperatorError::Resample)?;
+                        let taps = resample(std::slice::from_ref(samples), *from, sample_rate)?.remove(0);
                         let energy: f64 = taps.iter().map(|&v| v as f64 * v as f64).sum();
                         if energy <= 1e-20 {
                             return Err(OperatorError::SilentImpulseResponse);
@@ -231,14 +267,10 @@ pub fn add_measurement_noise(y: &Tensor, std: f64, seed: u64) -> candle_core::Re
 mod tests {
     use super::*;
 
-    fn no_resample(x: &[f32], _: u32, _: u32) -> Result<Vec<f32>, String> {
-        Ok(x.to_vec())
-    }
-
     #[test]
     fn inpainting_zeroes_exactly_the_gaps() {
         let gaps = vec![Gap { start: 0.25, end: 0.5 }, Gap { start: 0.75, end: 0.8 }];
-        let op = Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu, no_resample).unwrap();
+        let op = Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu).unwrap();
         let y: Vec<f32> = op.apply(&Tensor::ones((1, 1000), candle_core::DType::F32, &Device::Cpu).unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap();
         for (i, &v) in y.iter().enumerate() {
             let in_gap = (250..500).contains(&i) || (750..800).contains(&i);
@@ -248,7 +280,7 @@ mod tests {
 
     #[test]
     fn impossible_gaps_are_errors() {
-        let op = |gaps: Vec<Gap>| Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu, no_resample).unwrap_err();
+        let op = |gaps: Vec<Gap>| Operator::new(&Degradation::Inpaint { gaps }, 1000, 1000, &Device::Cpu).unwrap_err();
         assert_eq!(op(vec![]), OperatorError::NoGaps);
         assert!(matches!(op(vec![Gap { start: 0.5, end: 0.5 }]), OperatorError::EmptyGap { .. }));
         assert!(matches!(op(vec![Gap { start: 0.5, end: 2.0 }]), OperatorError::GapOutsideClip { .. }));
@@ -272,7 +304,7 @@ mod tests {
 
     #[test]
     fn cutoff_must_lie_below_nyquist() {
-        let err = Operator::new(&Degradation::SuperResolution { cutoff_hz: 9000.0 }, 16_000, 16_000, &Device::Cpu, no_resample).unwrap_err();
+        let err = Operator::new(&Degradation::SuperResolution { cutoff_hz: 9000.0 }, 16_000, 16_000, &Device::Cpu).unwrap_err();
         assert!(matches!(err, OperatorError::CutoffOutOfRange { .. }));
         assert_eq!(cutoff_for_factor(16_000, 2), 4000.0);
     }

@@ -5,10 +5,11 @@ use clap::Args;
 use dgg_restore::audio::{read_wav, write_wav, AudioClip, WavFormat};
 use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
-use dgg_restore::evaluation::experiment::{segments, ExperimentTask, Results, Score, Segment, DEGRADED_ROW};
+use dgg_restore::evaluation::experiment::{degradation, segments, Results, Score, Segment, DEGRADED_ROW};
 use dgg_restore::evaluation::score::lsd_score;
 use dgg_restore::files::{write_atomic, FileError};
 use dgg_restore::restore::guidance::MethodKind;
+use dgg_restore::restore::operators::TaskKind;
 use dgg_restore::restore::sampler::SampleError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -47,7 +48,7 @@ pub struct ExperimentArgs {
     #[arg(long)]
     out: PathBuf,
     #[arg(long, value_delimiter = ',', default_value = "inpaint,superres,dereverb,phase")]
-    tasks: Vec<ExperimentTask>,
+    tasks: Vec<TaskKind>,
     #[arg(long, value_delimiter = ',', default_value = "dgg,dps,mpgd,dsg", value_parser = |s: &str| s.parse::<MethodKind>())]
     methods: Vec<MethodKind>,
     /// Segment length in seconds (the paper: 5).
@@ -173,7 +174,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     let jobs = args.tasks.len() * segments.len() * args.methods.len();
     let mut job = 0;
     for &task in &args.tasks {
-        let degradation = task.degradation(args.segment, args.rt60, args.sampling.seed);
+        let degradation = degradation(task, args.segment, args.rt60, args.sampling.seed);
         let task_dir = args.out.join(task.name());
         for segment in &segments {
             let clean = segment.clip();
@@ -191,7 +192,7 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
             results.add(degraded_score);
             // Phase retrieval observes |STFT| of the clean segment: what the paper measures,
             // and what a Griffin-Lim rebuild only approximates.
-            let observed = if task == ExperimentTask::Phase { &clean } else { &degraded };
+            let observed = if task == TaskKind::Phase { &clean } else { &degraded };
             for &kind in &args.methods {
                 job += 1;
                 let path = task_dir.join(kind.name()).join(&file);

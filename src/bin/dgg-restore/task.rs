@@ -1,28 +1,28 @@
 //! The task options `degrade` and `restore` share: which degradation, and its settings.
 
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::Args;
 use dgg_restore::audio::{read_wav, FrameSource, WavReader};
 use dgg_restore::dsp::bandwidth::CutoffDetector;
-use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse};
+use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse, TaskKind};
 use std::path::{Path, PathBuf};
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Task {
-    /// Gaps (--gap): silence to fill.
-    Inpaint,
-    /// Missing highs above a cutoff (--cutoff or --factor).
-    Superres,
-    /// Room reverberation (--rir or --rt60).
-    Dereverb,
-    /// Only the STFT magnitude is known.
-    Phase,
+/// `--task`: one of [`TaskKind::ALL`] by name, each with its line in `--help`.
+fn task_parser() -> impl TypedValueParser<Value = TaskKind> {
+    let help = |task| match task {
+        TaskKind::Inpaint => "Gaps (--gap): silence to fill",
+        TaskKind::SuperResolution => "Missing highs above a cutoff (--cutoff or --factor)",
+        TaskKind::Dereverb => "Room reverberation (--rir or --rt60)",
+        TaskKind::Phase => "Only the STFT magnitude is known",
+    };
+    PossibleValuesParser::new(TaskKind::ALL.map(|t| PossibleValue::new(t.name()).help(help(t)))).map(|name| name.parse().expect("a possible value"))
 }
 
 #[derive(Args)]
 pub struct TaskArgs {
-    #[arg(long, value_enum)]
-    pub task: Task,
+    #[arg(long, value_parser = task_parser())]
+    pub task: TaskKind,
     /// Inpainting: a gap START-END in seconds; repeat for several gaps.
     #[arg(long = "gap", value_name = "START-END")]
     pub gaps: Vec<Gap>,
@@ -47,8 +47,8 @@ impl TaskArgs {
     /// file's spectrum).
     pub fn degradation(&self, sample_rate: u32, room_seed: u64, detect: Option<&dyn Fn() -> Result<Option<f64>>>) -> Result<Degradation> {
         Ok(match self.task {
-            Task::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
-            Task::Superres => {
+            TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
+            TaskKind::SuperResolution => {
                 let cutoff_hz = match (self.cutoff, self.factor, detect) {
                     (Some(hz), _, _) => hz,
                     (None, Some(f), _) if f >= 2 => {
@@ -73,7 +73,7 @@ impl TaskArgs {
                 };
                 Degradation::SuperResolution { cutoff_hz }
             }
-            Task::Dereverb => {
+            TaskKind::Dereverb => {
                 let response = match &self.rir {
                     Some(path) => {
                         let (clip, _) = read_wav(path)?;
@@ -89,7 +89,7 @@ impl TaskArgs {
                 };
                 Degradation::Dereverb { response }
             }
-            Task::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Phase => Degradation::PhaseRetrieval,
         })
     }
 }

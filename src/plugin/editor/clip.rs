@@ -8,7 +8,7 @@ use super::{write_marks, DggEditor};
 use crate::dsp::bandwidth::detect_cutoff;
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
-use crate::plugin::settings::TaskParam;
+use crate::restore::operators::TaskKind;
 
 impl DggEditor {
     pub(super) fn clip(&mut self, ui: &mut Ui, original: Option<&Arc<Take>>, restored: Option<&Arc<Take>>) {
@@ -45,8 +45,8 @@ impl DggEditor {
 
     /// For super-resolution, proposes the cutoff where the captured spectrum ends, once
     /// per clip and only where the user has not set one.
-    pub(super) fn propose_cutoff(&mut self, original: &Arc<Take>, task: TaskParam) {
-        if task != TaskParam::SuperResolution || self.proposed_for.as_ref().is_some_and(|p| Arc::ptr_eq(p, original)) {
+    pub(super) fn propose_cutoff(&mut self, original: &Arc<Take>, task: TaskKind) {
+        if task != TaskKind::SuperResolution || self.proposed_for.as_ref().is_some_and(|p| Arc::ptr_eq(p, original)) {
             return;
         }
         self.proposed_for = Some(original.clone());

@@ -10,7 +10,7 @@ use super::analysis::{spectrogram, Peaks};
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
 use crate::plugin::settings::Marks;
-use crate::plugin::settings::TaskParam;
+use crate::restore::operators::TaskKind;
 
 const WAVE_HEIGHT: f32 = 150.0;
 const SPECTRUM_HEIGHT: f32 = 170.0;
@@ -102,7 +102,7 @@ impl ClipView {
     /// Draws `original` (with `restored` over it, and the spectrogram of the clip in
     /// `spectrum`) and lets the user edit the marks `task` uses. Returns whether the marks
     /// changed.
-    pub fn show(&mut self, ui: &mut Ui, original: &Arc<Take>, restored: Option<&Arc<Take>>, spectrum: Role, task: TaskParam, marks: &mut Marks) -> bool {
+    pub fn show(&mut self, ui: &mut Ui, original: &Arc<Take>, restored: Option<&Arc<Take>>, spectrum: Role, task: TaskKind, marks: &mut Marks) -> bool {
         Drawn::refresh(&mut self.original, ui, Some(original), "dgg-original");
         Drawn::refresh(&mut self.restored, ui, restored, "dgg-restored");
         let width = ui.available_width();
@@ -112,7 +112,7 @@ impl ClipView {
         let (wave_rect, wave) = ui.allocate_exact_size(vec2(width, WAVE_HEIGHT), Sense::click_and_drag());
         let axis = TimeAxis { left: wave_rect.left(), width: wave_rect.width(), seconds };
         self.paint_waveforms(ui, wave_rect);
-        if task == TaskParam::Inpaint {
+        if task == TaskKind::Inpaint {
             changed |= self.edit_gaps(&wave, axis, marks);
             paint_gaps(ui, wave_rect, axis, &marks.gaps, self.drag_preview(&wave, axis));
         }
@@ -130,7 +130,7 @@ impl ClipView {
             ui.painter().image(d.spectrogram.id(), spec_rect, Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
             paint_frequencies(ui, spec_rect, freq);
         }
-        if task == TaskParam::SuperResolution {
+        if task == TaskKind::SuperResolution {
             if let Some(pos) = spec.interact_pointer_pos().filter(|_| spec.dragged() || spec.clicked()) {
                 marks.cutoff_hz = Some(freq.hz(pos.y));
                 changed = true;
@@ -282,7 +282,7 @@ mod tests {
     }
 
     /// Runs the view for one frame of `events` on a 1000-point-wide screen.
-    fn frame(ctx: &egui::Context, view: &mut ClipView, take: &Arc<Take>, task: TaskParam, marks: &mut Marks, events: Vec<Event>) {
+    fn frame(ctx: &egui::Context, view: &mut ClipView, take: &Arc<Take>, task: TaskKind, marks: &mut Marks, events: Vec<Event>) {
         let input = RawInput { screen_rect: Some(Rect::from_min_size(pos2(0.0, 0.0), vec2(1_000.0, 600.0))), events, ..RawInput::default() };
         let _ = ctx.run_ui(input, |ui| {
             egui::Frame::NONE.show(ui, |ui| {
@@ -300,7 +300,7 @@ mod tests {
         let take = Arc::new(Take { sample_rate: 1_000.0, start: 0, channels: vec![(0..10_000).map(|n| (n as f32 * 0.1).sin()).collect()] });
         let ctx = egui::Context::default();
         let (mut view, mut marks) = (ClipView::default(), Marks::default());
-        let run = |view: &mut ClipView, marks: &mut Marks, events| frame(&ctx, view, &take, TaskParam::Inpaint, marks, events);
+        let run = |view: &mut ClipView, marks: &mut Marks, events| frame(&ctx, view, &take, TaskKind::Inpaint, marks, events);
         run(&mut view, &mut marks, vec![]);
         // The waveform spans the screen's width: 10 s over 1000 points.
         let y = 60.0;
@@ -325,12 +325,12 @@ mod tests {
         let take = Arc::new(Take { sample_rate: 48_000.0, start: 0, channels: vec![vec![0.0; 48_000]] });
         let ctx = egui::Context::default();
         let (mut view, mut marks) = (ClipView::default(), Marks::default());
-        frame(&ctx, &mut view, &take, TaskParam::SuperResolution, &mut marks, vec![]);
+        frame(&ctx, &mut view, &take, TaskKind::SuperResolution, &mut marks, vec![]);
         // The spectrogram starts below the waveform and the ruler: 150 points for 24 kHz.
         let top = WAVE_HEIGHT + RULER_HEIGHT + 2.0 * ctx.global_style().spacing.item_spacing.y;
         let at = pos2(500.0, top + SPECTRUM_HEIGHT / 2.0);
-        frame(&ctx, &mut view, &take, TaskParam::SuperResolution, &mut marks, vec![Event::PointerMoved(at), press(at, PointerButton::Primary, true)]);
-        frame(&ctx, &mut view, &take, TaskParam::SuperResolution, &mut marks, vec![press(at, PointerButton::Primary, false)]);
+        frame(&ctx, &mut view, &take, TaskKind::SuperResolution, &mut marks, vec![Event::PointerMoved(at), press(at, PointerButton::Primary, true)]);
+        frame(&ctx, &mut view, &take, TaskKind::SuperResolution, &mut marks, vec![press(at, PointerButton::Primary, false)]);
         let cutoff = marks.cutoff_hz.expect("set by the click");
         assert!((cutoff - 12_000.0).abs() < 400.0, "{cutoff}");
     }

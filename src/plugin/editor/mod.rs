@@ -167,7 +167,7 @@ mod tests {
     use crate::dsp::fir::lowpass;
     use crate::dsp::test_noise;
     use crate::plugin::clips::ClipStore;
-    use crate::plugin::settings::TaskParam;
+    use crate::restore::operators::TaskKind;
     use nice_plug::context::gui::GuiContextInner;
     use nice_plug::context::PluginApi;
     use nice_plug::params::internals::ParamPtr;
@@ -216,7 +216,7 @@ mod tests {
     fn every_task_renders_and_super_resolution_proposes_the_cutoff() {
         let (ctx, mut editor) = (egui::Context::default(), editor());
         let gui = editor.gui.clone().unwrap();
-        for task in [TaskParam::Inpaint, TaskParam::Dereverb, TaskParam::Phase, TaskParam::SuperResolution] {
+        for task in [TaskKind::Inpaint, TaskKind::Dereverb, TaskKind::Phase, TaskKind::SuperResolution] {
             set(&gui.param_setter(), &editor.params.task, task);
             assert_eq!(editor.params.task.value(), task);
             frame(&ctx, &mut editor);

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use super::{set, DggEditor};
 use crate::dsp::bandwidth::detect_cutoff;
 use crate::plugin::capture::Take;
-use crate::plugin::settings::TaskParam;
-use crate::restore::guidance::MethodKind;
+use crate::restore::operators::TaskKind;
 
 impl DggEditor {
     pub(super) fn settings(&mut self, ui: &mut Ui, setter: &ParamSetter, original: Option<&Arc<Take>>) {
@@ -31,7 +30,7 @@ impl DggEditor {
             ui.label("Guidance strength");
             ui.horizontal(|ui| {
                 ui.add(ParamSlider::for_param(&params.strength, setter));
-                let kind = MethodKind::from(params.method.value());
+                let kind = params.method.value();
                 let value = kind.default_strength() * params.strength.value() as f64;
                 ui.label(RichText::new(format!("{} strength {value:.4}", kind.name().to_uppercase())).weak()).on_hover_text(
                     "A multiple of the method's value in the paper (DGG: γ = 0.08). Stronger follows the recording more closely; weaker leans on the prior.",
@@ -54,10 +53,10 @@ impl DggEditor {
     }
 
     /// What the task needs marked on the clip.
-    pub(super) fn task_marks(&mut self, ui: &mut Ui, task: TaskParam, original: Option<&Arc<Take>>) {
+    pub(super) fn task_marks(&mut self, ui: &mut Ui, task: TaskKind, original: Option<&Arc<Take>>) {
         let mut marks = self.marks();
         ui.horizontal(|ui| match task {
-            TaskParam::Inpaint => {
+            TaskKind::Inpaint => {
                 let total: f64 = marks.gaps.iter().map(|(s, e)| e - s).sum();
                 ui.label(format!("{} marked, {total:.2} s", plural(marks.gaps.len(), "gap")))
                     .on_hover_text("Drag over the waveform to mark a gap; right-click a gap to remove it");
@@ -65,7 +64,7 @@ impl DggEditor {
                     marks.gaps.clear();
                 }
             }
-            TaskParam::SuperResolution => {
+            TaskKind::SuperResolution => {
                 match marks.cutoff_hz {
                     Some(hz) => ui.label(format!("{:.2} kHz", hz / 1_000.0)),
                     None => ui.label("not set"),
@@ -77,23 +76,23 @@ impl DggEditor {
                     }
                 }
             }
-            TaskParam::Dereverb => {
+            TaskKind::Dereverb => {
                 ui.add(egui::DragValue::new(&mut marks.rt60).range(0.1..=5.0).speed(0.01).suffix(" s RT60"))
                     .on_hover_text("Reverberation time of the room to remove");
             }
-            TaskParam::Phase => {
+            TaskKind::Phase => {
                 ui.label(RichText::new("nothing to mark: the phase is rebuilt from the magnitude").weak());
             }
         });
     }
 }
 
-fn task_marks_label(task: TaskParam) -> &'static str {
+fn task_marks_label(task: TaskKind) -> &'static str {
     match task {
-        TaskParam::Inpaint => "Gaps",
-        TaskParam::SuperResolution => "Cutoff",
-        TaskParam::Dereverb => "Room",
-        TaskParam::Phase => "Marks",
+        TaskKind::Inpaint => "Gaps",
+        TaskKind::SuperResolution => "Cutoff",
+        TaskKind::Dereverb => "Room",
+        TaskKind::Phase => "Marks",
     }
 }
 
