@@ -13,7 +13,8 @@ use dgg_restore::engine::{restore_clip, RestoreRequest};
 use dgg_restore::model::audioldm2::{AudioLdm2, LoadOptions};
 use dgg_restore::plugin::capture::Take;
 use dgg_restore::plugin::clips::{ClipStore, Clips, Deck, Role};
-use dgg_restore::plugin::restorer::{Restorer, Status};
+use dgg_restore::plugin::restorer::{Restorer, StartError, Status};
+use dgg_restore::plugin::settings::Unmarked;
 use dgg_restore::restore::guidance::MethodKind;
 use dgg_restore::restore::operators::{Degradation, Gap};
 use dgg_restore::restore::sampler::SamplerSettings;
@@ -100,13 +101,13 @@ fn no_take_stale_results_and_cancel_are_handled() {
     let (open, gate) = unbounded();
     let empty = Restorer::new(Arc::new(Clips::default()), gated_loader(dir.path().to_path_buf(), gate.clone()));
     let err = empty.start(Ok(request(2)), PromptSettings::default()).unwrap_err();
-    assert!(err.contains("Capture"), "{err}");
-    assert_eq!(empty.status(), Status::Failed(err), "the editor shows why");
+    assert!(matches!(err, StartError::NothingCaptured) && err.to_string().contains("Capture"), "{err}");
+    assert_eq!(empty.status(), Status::Failed(err.to_string()), "the editor shows why");
 
     let clips = with_take(&take());
     let restorer = Restorer::new(clips.clone(), gated_loader(dir.path().to_path_buf(), gate));
-    let err = restorer.start(Err("drag over the gaps to fill first".into()), PromptSettings::default()).unwrap_err();
-    assert!(matches!(restorer.status(), Status::Failed(m) if m == err));
+    let err = restorer.start(Err(Unmarked::Gaps), PromptSettings::default()).unwrap_err();
+    assert!(matches!(restorer.status(), Status::Failed(m) if m == err.to_string() && m.contains("drag over the gaps")));
     assert!(!clips.mail().is_restoring());
 
     // The take is replaced while its restoration runs: the result is not filed.

@@ -54,7 +54,7 @@ impl Default for DggRestore {
         let preferences = params.preferences.clone();
         let restorer = Restorer::new(params.clips.clone(), move || {
             let preferences = preferences.clone();
-            plugin_loader(move || preferences.read().ok().and_then(|p| p.model_dir.clone()))
+            plugin_loader(move || settings::read(&preferences).model_dir.clone())
         });
         let restorer = Arc::new(restorer);
         Self {
@@ -103,7 +103,7 @@ impl Plugin for DggRestore {
         self.keep_take_in_progress();
         let channels = layout.main_output_channels.map_or(2, |c| c.get() as usize);
         let rate = buffer_config.sample_rate;
-        let seconds = self.params.preferences.read().map_or(60.0, |p| p.max_capture_seconds);
+        let seconds = settings::read(&self.params.preferences).max_capture_seconds;
         let clips = &self.params.clips;
         clips.set_deck_rate(rate);
         let buffer = clips.reserve_capture(channels, (seconds * rate) as usize);

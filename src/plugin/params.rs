@@ -4,7 +4,7 @@ use nice_plug::prelude::*;
 use std::sync::{Arc, RwLock};
 
 use super::clips::Clips;
-use super::settings::{Choices, Marks, Preferences};
+use super::settings::{read, Choices, Marks, Preferences, Unmarked};
 use crate::engine::worker::PromptSettings;
 use crate::engine::RestoreRequest;
 use crate::restore::guidance::MethodKind;
@@ -103,13 +103,12 @@ impl DggParams {
     }
 
     /// The restoration the current settings ask for, or what the user still has to mark.
-    pub fn restore_request(&self) -> Result<RestoreRequest, String> {
-        self.marks.read().map_err(|_| "the settings are damaged: reopen the plugin".to_string())?.request(self.choices())
+    pub fn restore_request(&self) -> Result<RestoreRequest, Unmarked> {
+        read(&self.marks).request(self.choices())
     }
 
     /// The prompt the prior is conditioned on.
     pub fn prompt(&self) -> PromptSettings {
-        let prompt = self.marks.read().map(|m| m.prompt.clone()).unwrap_or_default();
-        PromptSettings { prompt, ..PromptSettings::default() }
+        PromptSettings { prompt: read(&self.marks).prompt.clone(), ..PromptSettings::default() }
     }
 }

@@ -20,12 +20,24 @@ use std::time::Duration;
 
 use super::capture::Take;
 use super::clips::Clips;
+use super::settings::Unmarked;
 use crate::audio::AudioClip;
 use crate::engine::worker::{Event, Job, JobId, LoadPrior, PromptSettings, Worker};
 use crate::engine::RestoreRequest;
 use crate::model::audioldm2::{AudioLdm2, LoadOptions};
 use crate::model::device::DeviceChoice;
 use crate::model::ModelSearch;
+
+/// Why a restoration could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("nothing captured yet: switch Capture on and play the region first")]
+    NothingCaptured,
+    #[error(transparent)]
+    Unmarked(#[from] Unmarked),
+    #[error("could not start the worker thread: {0}")]
+    Worker(#[source] std::io::Error),
+}
 
 /// Where a restoration is, for the editor.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,21 +121,21 @@ impl Restorer {
 
     /// Restores the captured clip as `request` says (a job already running is cancelled).
     /// An error is also the new status, so the editor shows it whoever asked.
-    pub fn start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
+    pub fn start(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings) -> Result<(), StartError> {
         let result = self.try_start(request, prompt);
-        if let Err(message) = &result {
-            self.shared.update(|state| state.status = Status::Failed(message.clone()));
+        if let Err(e) = &result {
+            self.shared.update(|state| state.status = Status::Failed(e.to_string()));
         }
         result
     }
 
-    fn try_start(&self, request: Result<RestoreRequest, String>, prompt: PromptSettings) -> Result<(), String> {
-        let original = self.shared.clips.read().original.clone().ok_or("nothing captured yet: switch Capture on and play the region first")?;
+    fn try_start(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings) -> Result<(), StartError> {
+        let original = self.shared.clips.read().original.clone().ok_or(StartError::NothingCaptured)?;
         let request = request?;
         let mut worker = self.worker.lock();
         let worker = match &mut *worker {
             Some(w) => w,
-            None => worker.insert(Worker::spawn((self.make_loader)()).map_err(|e| format!("could not start the worker thread: {e}"))?),
+            None => worker.insert(Worker::spawn((self.make_loader)()).map_err(StartError::Worker)?),
         };
         self.shared.update(|state| {
             if let Some((id, _)) = state.job.take() {

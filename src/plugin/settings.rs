@@ -4,6 +4,7 @@
 use nice_plug::prelude::Enum;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::engine::RestoreRequest;
 use crate::restore::guidance::ditto::DittoSettings;
@@ -48,6 +49,26 @@ impl Enum for MethodKind {
     fn from_index(index: usize) -> Self {
         Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
     }
+}
+
+/// What the user still has to mark on the clip before the task can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Unmarked {
+    #[error("drag over the gaps to fill first")]
+    Gaps,
+    #[error("set the cutoff line where the highs end first")]
+    Cutoff,
+}
+
+/// Reads a settings lock. The plugin's one way with a poisoned lock: use the value, since
+/// every write leaves the settings whole and a panic elsewhere must not lose them.
+pub fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Writes a settings lock, as [`read`] does.
+pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What the user marked on the captured clip and the settings that are not automatable;
@@ -126,13 +147,13 @@ impl Marks {
     }
 
     /// The engine request for `choices`, or what the user still has to mark.
-    pub fn request(&self, choices: Choices) -> Result<RestoreRequest, String> {
+    pub fn request(&self, choices: Choices) -> Result<RestoreRequest, Unmarked> {
         let degradation = match choices.task {
-            TaskKind::Inpaint if self.gaps.is_empty() => return Err("drag over the gaps to fill first".into()),
+            TaskKind::Inpaint if self.gaps.is_empty() => return Err(Unmarked::Gaps),
             TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.iter().map(|&(start, end)| Gap { start, end }).collect() },
             TaskKind::SuperResolution => match self.cutoff_hz {
                 Some(cutoff_hz) => Degradation::SuperResolution { cutoff_hz },
-                None => return Err("set the cutoff line where the highs end first".into()),
+                None => return Err(Unmarked::Cutoff),
             },
             TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
             TaskKind::Phase => Degradation::PhaseRetrieval,
@@ -188,8 +209,8 @@ mod tests {
     #[test]
     fn missing_marks_say_what_to_do() {
         let none = Marks::default();
-        assert!(none.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err().contains("drag over the gaps"));
-        assert!(none.request(choices(TaskKind::SuperResolution, MethodKind::Dgg, 1.0)).unwrap_err().contains("cutoff"));
+        assert_eq!(none.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Gaps);
+        assert_eq!(none.request(choices(TaskKind::SuperResolution, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Cutoff);
         assert!(none.request(choices(TaskKind::Phase, MethodKind::Dgg, 1.0)).is_ok());
     }
 

@@ -4,10 +4,11 @@
 use egui::{RichText, Ui};
 use std::sync::Arc;
 
-use super::{write_marks, DggEditor};
+use super::DggEditor;
 use crate::dsp::bandwidth::detect_cutoff;
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
+use crate::plugin::settings::write;
 use crate::restore::operators::TaskKind;
 
 impl DggEditor {
@@ -23,7 +24,7 @@ impl DggEditor {
         };
         let task = self.params.task.value();
         self.propose_cutoff(original, task);
-        let mut marks = write_marks(&self.params);
+        let mut marks = write(&self.params.marks);
         self.clip_view.show(ui, original, restored, self.spectrum, task, &mut marks);
         drop(marks);
         ui.horizontal(|ui| {

@@ -29,7 +29,7 @@ use super::capture::Take;
 use super::clips::Role;
 use super::params::DggParams;
 use super::restorer::Restorer;
-use super::settings::{Marks, Preferences};
+use super::settings::{read, write, Marks, Preferences};
 use clip_view::ClipView;
 
 const WIDTH: u32 = 960;
@@ -93,15 +93,15 @@ impl DggEditor {
     }
 
     fn marks(&self) -> RwLockWriteGuard<'_, Marks> {
-        write_marks(&self.params)
+        write(&self.params.marks)
     }
 
     fn preferences(&self) -> Preferences {
-        self.params.preferences.read().map(|p| p.clone()).unwrap_or_default()
+        read(&self.params.preferences).clone()
     }
 
     fn set_preferences(&self, change: impl FnOnce(&mut Preferences)) {
-        change(&mut self.params.preferences.write().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        change(&mut write(&self.params.preferences));
     }
 }
 
@@ -146,11 +146,6 @@ impl DggEditor {
             self.setup(ui, restored.as_ref());
         });
     }
-}
-
-/// The marks, to edit (a panic elsewhere while they were locked leaves them as they were).
-fn write_marks(params: &DggParams) -> RwLockWriteGuard<'_, Marks> {
-    params.marks.write().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Sets a host parameter as one gesture.
