@@ -212,14 +212,14 @@ fn restoring_never_allocates_on_the_audio_thread() {
     let out = run_blocks(&mut rig.plugin, &input, &[1, 333, 512], &mut Transport::playing(RATE, TEMPO).at(START - 1_000), |_, _| {});
     assert_eq!(out, input, "the job failed: nothing restored, the input passes");
 
-    let original = Arc::new(Take { sample_rate: RATE as f32, start: START, channels: take.clone() });
-    let restored = Arc::new(Take { channels: test_signal(2, 4_800, RATE, 24), ..(*original).clone() });
+    let original = Arc::new(Take::new(AudioClip::new(RATE as u32, take.clone()), START));
+    let restored = Arc::new(Take::new(AudioClip::new(RATE as u32, test_signal(2, 4_800, RATE, 24)), START));
     let clips = ClipStore { original: Some(original), restored: Some(restored.clone()) };
     let state = with_fields(&rig.plugin.save_state().unwrap(), &[("clips", json(&clips))]);
     rig.plugin.load_state(&state).unwrap();
     let out = run_blocks(&mut rig.plugin, &input, &[1, 333, 512], &mut Transport::playing(RATE, TEMPO).at(START - 1_000), |_, _| {});
     for n in 2_000..4_000 {
-        let want = input[0][n] + 0.25 * (restored.channels[0][n - 1_000] - input[0][n]);
+        let want = input[0][n] + 0.25 * (restored.clip.channels[0][n - 1_000] - input[0][n]);
         assert!((out[0][n] - want).abs() < 1e-5, "frame {n}: {} for {want}", out[0][n]);
     }
 }

@@ -40,7 +40,7 @@ fn gated_loader(dir: PathBuf, gate: Receiver<()>) -> impl Fn() -> LoadPrior + Se
 /// 0.5 s of stereo tones at 48 kHz placed at 2 s on the timeline, 0.2–0.3 s silenced.
 fn take() -> Take {
     let channel = |f: f32| -> Vec<f32> { (0..24_000).map(|n| if (9_600..14_400).contains(&n) { 0.0 } else { 0.3 * (n as f32 * f).sin() }).collect() };
-    Take { sample_rate: 48_000.0, start: 96_000, channels: vec![channel(0.05), channel(0.07)] }
+    Take::new(AudioClip::new(48_000, vec![channel(0.05), channel(0.07)]), 96_000)
 }
 
 fn request(steps: usize) -> RestoreRequest {
@@ -82,11 +82,11 @@ fn the_restoration_is_filed_at_the_takes_place_and_reaches_the_deck() {
     assert!(!clips.mail().is_restoring());
 
     let restored = clips.read().restored.clone().expect("filed");
-    assert_eq!((restored.sample_rate, restored.start, restored.len()), (48_000.0, 96_000, 24_000));
+    assert_eq!((restored.clip.sample_rate, restored.start, restored.len()), (48_000, 96_000, 24_000));
     let prior = AudioLdm2::load_for_prompt(dir.path(), &LoadOptions::default(), "", 1.0).unwrap();
-    let direct = restore_clip(&prior, &AudioClip::new(48_000, original.channels.clone()), &request(3), &mut |_| ControlFlow::Continue(())).unwrap();
-    assert_eq!(restored.channels, direct.channels, "the engine's result, unchanged");
-    assert_ne!(restored.channels, original.channels, "the gap was filled");
+    let direct = restore_clip(&prior, &AudioClip::new(48_000, original.clip.channels.clone()), &request(3), &mut |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(restored.clip.channels, direct.channels, "the engine's result, unchanged");
+    assert_ne!(restored.clip.channels, original.clip.channels, "the gap was filled");
 
     clips.set_deck_rate(48_000.0);
     let mut deck = Deck::new(clips.reserve_capture(2, 100), None, None);

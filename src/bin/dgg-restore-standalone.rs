@@ -39,7 +39,7 @@ fn take(path: &Path) -> Result<Arc<Take>> {
     if clip.num_channels() > 2 {
         bail!("{}: {} channels; the plugin takes mono or stereo", path.display(), clip.num_channels());
     }
-    Ok(Arc::new(Take { sample_rate: clip.sample_rate as f32, start: 0, channels: clip.channels }))
+    Ok(Arc::new(Take::new(clip, 0)))
 }
 
 fn open(args: &Args) -> Result<()> {

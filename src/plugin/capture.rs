@@ -6,7 +6,9 @@
 //! a seek) and when the buffer is full. A take that recorded nothing is not handed over, so
 //! arming without playing never replaces a clip.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::audio::AudioClip;
 
 /// Why a take ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +21,45 @@ pub enum TakeEnd {
     Full,
 }
 
-/// Audio recorded from the track and the host timeline position of its first frame.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A clip on the host timeline: audio recorded from the track (or its restoration) at the
+/// host's rate, and the timeline position of its first frame.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "Saved")]
 pub struct Take {
-    /// Host sample rate of the take.
-    pub sample_rate: f32,
-    /// Timeline position (samples at `sample_rate`) of frame 0.
+    pub clip: AudioClip,
+    /// Timeline position (samples at the clip's rate) of frame 0.
     pub start: i64,
-    /// One buffer per channel, all the same length.
+}
+
+/// A take as projects save it: the fields it had before it held an [`AudioClip`] (the rate
+/// a float), so projects open both ways.
+#[derive(Deserialize)]
+struct Saved {
+    sample_rate: f32,
+    start: i64,
     #[serde(with = "pcm")]
-    pub channels: Vec<Vec<f32>>,
+    channels: Vec<Vec<f32>>,
+}
+
+/// [`Saved`] borrowing the take's audio, for writing.
+#[derive(Serialize)]
+struct SavedRef<'a> {
+    sample_rate: f32,
+    start: i64,
+    #[serde(serialize_with = "pcm::serialize")]
+    channels: &'a [Vec<f32>],
+}
+
+impl From<Saved> for Take {
+    fn from(saved: Saved) -> Self {
+        Self { clip: AudioClip::new(saved.sample_rate.round() as u32, saved.channels), start: saved.start }
+    }
+}
+
+impl Serialize for Take {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SavedRef { sample_rate: self.clip.sample_rate as f32, start: self.start, channels: &self.clip.channels }.serialize(s)
+    }
 }
 
 /// Channels saved as base64 of little-endian `f32`: bit-exact, and a third of the size of
@@ -64,13 +95,17 @@ mod pcm {
 }
 
 impl Take {
+    pub fn new(clip: AudioClip, start: i64) -> Self {
+        Self { clip, start }
+    }
+
     /// An empty take with room for `capacity` frames of `channels` channels.
-    pub fn with_capacity(channels: usize, capacity: usize, sample_rate: f32) -> Self {
-        Self { sample_rate, start: 0, channels: (0..channels).map(|_| Vec::with_capacity(capacity)).collect() }
+    pub fn with_capacity(channels: usize, capacity: usize) -> Self {
+        Self::new(AudioClip::new(0, (0..channels).map(|_| Vec::with_capacity(capacity)).collect()), 0)
     }
 
     pub fn len(&self) -> usize {
-        self.channels.first().map_or(0, Vec::len)
+        self.clip.num_frames()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -165,9 +200,9 @@ impl Recorder {
     pub fn process<S: AsRef<[f32]>>(&mut self, block: &[S], sample_rate: f32, playing: bool, pos: Option<i64>) -> Option<TakeEnd> {
         match (self.state, pos, &mut self.buffer) {
             (State::Armed, Some(pos), Some(buffer)) if playing => {
-                buffer.channels.iter_mut().for_each(Vec::clear);
+                buffer.clip.channels.iter_mut().for_each(Vec::clear);
                 buffer.start = pos;
-                buffer.sample_rate = sample_rate;
+                buffer.clip.sample_rate = sample_rate.round() as u32;
                 self.state = State::Recording { next: pos };
                 self.append(block)
             }
@@ -181,9 +216,9 @@ impl Recorder {
     fn append<S: AsRef<[f32]>>(&mut self, block: &[S]) -> Option<TakeEnd> {
         let buffer = self.buffer.as_mut().expect("recording into a buffer");
         let frames = block.first().map_or(0, |c| c.as_ref().len());
-        let capacity = buffer.channels.first().map_or(0, Vec::capacity);
+        let capacity = buffer.clip.channels.first().map_or(0, Vec::capacity);
         let n = frames.min(capacity - buffer.len());
-        for (c, channel) in buffer.channels.iter_mut().enumerate() {
+        for (c, channel) in buffer.clip.channels.iter_mut().enumerate() {
             // A block with fewer channels than the buffer repeats its last channel.
             let source = block.get(c).or(block.last()).map_or(&[][..], AsRef::as_ref);
             channel.extend_from_slice(&source[..n]);
@@ -217,7 +252,7 @@ mod tests {
 
     fn lent(capacity: usize) -> Recorder {
         let mut r = Recorder::default();
-        assert!(r.lend(Take::with_capacity(2, capacity, RATE)).is_none());
+        assert!(r.lend(Take::with_capacity(2, capacity)).is_none());
         r
     }
 
@@ -246,10 +281,10 @@ mod tests {
         assert!(r.is_recording() && r.finished().is_none());
         assert_eq!(r.process(&[[0.0f32; 100], [0.0; 100]], RATE, false, Some(1_500)), Some(TakeEnd::Stopped));
         let take = r.finished().unwrap();
-        assert_eq!((take.start, take.len(), take.sample_rate), (1_000, 500, RATE));
+        assert_eq!((take.start, take.len(), take.clip.sample_rate), (1_000, 500, RATE as u32));
         assert_eq!(take.span(), 1_000..1_500);
-        assert!(take.channels[0].iter().enumerate().all(|(k, &v)| v == (1_000 + k) as f32));
-        assert!(take.channels[1].iter().enumerate().all(|(k, &v)| v == -((1_000 + k) as f32)));
+        assert!(take.clip.channels[0].iter().enumerate().all(|(k, &v)| v == (1_000 + k) as f32));
+        assert!(take.clip.channels[1].iter().enumerate().all(|(k, &v)| v == -((1_000 + k) as f32)));
         assert!(!r.is_recording() && !r.is_armed(), "one take per arm");
         assert!(!r.has_buffer(), "the buffer left with the take");
     }
@@ -272,7 +307,7 @@ mod tests {
         assert_eq!(feed(&mut r, 0, 100, 3), Some(TakeEnd::Full));
         let take = r.finished().unwrap();
         assert_eq!(take.len(), 250);
-        assert_eq!(take.channels[0][249], 249.0);
+        assert_eq!(take.clip.channels[0][249], 249.0);
     }
 
     #[test]
@@ -281,13 +316,13 @@ mod tests {
         r.arm();
         assert_eq!(feed(&mut r, 0, 100, 2), None);
         assert!(r.is_armed(), "still waiting for a buffer");
-        assert!(r.lend(Take::with_capacity(2, 1_000, RATE)).is_none());
+        assert!(r.lend(Take::with_capacity(2, 1_000)).is_none());
         assert!(r.has_buffer());
         assert_eq!(r.disarm(), None, "armed, never played");
         assert!(r.finished().is_none());
         r.arm();
         feed(&mut r, 0, 100, 1);
-        let spare = r.lend(Take::with_capacity(2, 1_000, RATE));
+        let spare = r.lend(Take::with_capacity(2, 1_000));
         assert!(spare.is_some(), "a buffer lent while recording is given back");
         assert_eq!(r.disarm(), Some(TakeEnd::Stopped));
         assert_eq!(r.finished().unwrap().len(), 100);
@@ -295,11 +330,13 @@ mod tests {
 
     #[test]
     fn a_saved_take_loads_bit_exactly_and_damage_is_an_error() {
-        let take = Take { sample_rate: 44_100.0, start: -3, channels: vec![vec![0.1, -0.0, f32::MIN_POSITIVE, 1e-40], vec![1.0, 2.0, 3.0, 4.0]] };
+        let take = Take::new(AudioClip::new(44_100, vec![vec![0.1, -0.0, f32::MIN_POSITIVE, 1e-40], vec![1.0, 2.0, 3.0, 4.0]]), -3);
         let json = serde_json::to_string(&take).unwrap();
         let back: Take = serde_json::from_str(&json).unwrap();
-        assert!(back.channels.iter().flatten().zip(take.channels.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(back.clip.channels.iter().flatten().zip(take.clip.channels.iter().flatten()).all(|(a, b)| a.to_bits() == b.to_bits()));
         assert_eq!(back, take);
+        // The fields and the float rate projects saved before the take held an AudioClip.
+        assert!(json.starts_with(r#"{"sample_rate":44100.0,"start":-3,"channels":["#), "{json}");
         let ragged = json.replacen("\"AACAPwAAAEAAAEBAAACAQA==\"", "\"AACAPw==\"", 1);
         assert_ne!(ragged, json);
         let err = serde_json::from_str::<Take>(&ragged).unwrap_err().to_string();
@@ -314,7 +351,7 @@ mod tests {
         r.arm();
         feed(&mut r, 0, 100, 1);
         r.disarm();
-        assert!(r.lend(Take::with_capacity(2, 1_000, RATE)).is_none());
+        assert!(r.lend(Take::with_capacity(2, 1_000)).is_none());
         r.arm();
         feed(&mut r, 5_000, 50, 1);
         r.disarm();

@@ -16,20 +16,20 @@ use std::sync::Arc;
 
 use super::capture::{Recorder, Take, TakeEnd};
 use super::playback;
-use crate::audio::resample;
+use crate::audio::{resample, AudioClip};
 
 /// `take` at the host's `rate`: the same clip if it was recorded at that rate, else a
 /// resampled copy whose start is moved to the same time. A take that cannot be resampled
 /// (a rate outside 8–384 kHz) is kept as it is rather than lost.
 pub fn at_rate(take: Arc<Take>, rate: f32) -> Arc<Take> {
-    if take.sample_rate == rate {
+    let (from, to) = (take.clip.sample_rate, rate.round() as u32);
+    if from == to {
         return take;
     }
-    let (from, to) = (take.sample_rate.round() as u32, rate.round() as u32);
-    match resample(&take.channels, from, to) {
+    match resample(&take.clip.channels, from, to) {
         Ok(channels) => {
-            let start = (take.start as f64 * rate as f64 / take.sample_rate as f64).round() as i64;
-            Arc::new(Take { sample_rate: rate, start, channels })
+            let start = (take.start as f64 * f64::from(to) / f64::from(from)).round() as i64;
+            Arc::new(Take::new(AudioClip::new(to, channels), start))
         }
         Err(_) => take,
     }
@@ -112,7 +112,7 @@ impl Clips {
     pub fn reserve_capture(&self, channels: usize, frames: usize) -> Take {
         self.buffer_shape.0.store(channels, Ordering::Release);
         self.buffer_shape.1.store(frames, Ordering::Release);
-        Take::with_capacity(channels, frames, 0.0)
+        Take::with_capacity(channels, frames)
     }
 
     /// Off the audio thread, when the longest take is changed to `seconds`: lends the deck
@@ -238,10 +238,10 @@ impl Mailboxes {
         let mut filed = false;
         while let Some(take) = self.finished.pop() {
             let shape = match channels {
-                0 => (take.channels.len(), take.channels.first().map_or(0, Vec::capacity)),
+                0 => (take.clip.num_channels(), take.clip.channels.first().map_or(0, Vec::capacity)),
                 _ => (channels, frames),
             };
-            let _ = self.buffers.push(Take::with_capacity(shape.0, shape.1, 0.0));
+            let _ = self.buffers.push(Take::with_capacity(shape.0, shape.1));
             let take = Arc::new(take);
             store.original = Some(take.clone());
             store.restored = None;
@@ -427,7 +427,7 @@ mod tests {
 
         assert!(clips.collect());
         let filed = clips.read().original.clone().unwrap();
-        assert_eq!((filed.start, filed.len(), filed.sample_rate), (200, 300, RATE));
+        assert_eq!((filed.start, filed.len(), filed.clip.sample_rate), (200, 300, RATE as u32));
         assert!(deck.clip(Role::Original).is_none(), "not received yet");
         deck.receive(clips.mail());
         assert_eq!(deck.clip(Role::Original), Some(&*filed));
@@ -444,9 +444,9 @@ mod tests {
     #[test]
     fn replaced_clips_are_freed_off_the_audio_thread() {
         let clips = Clips::default();
-        let first = Arc::new(Take { sample_rate: RATE, start: 0, channels: vec![vec![1.0; 10]] });
+        let first = Arc::new(Take::new(AudioClip::new(RATE as u32, vec![vec![1.0; 10]]), 0));
         let mut deck = Deck::new(clips.reserve_capture(1, 100), Some(first.clone()), None);
-        clips.mail().send(Role::Original, Some(Arc::new(Take { sample_rate: RATE, start: 5, channels: vec![vec![2.0; 10]] })));
+        clips.mail().send(Role::Original, Some(Arc::new(Take::new(AudioClip::new(RATE as u32, vec![vec![2.0; 10]]), 5))));
         deck.receive(clips.mail());
         assert_eq!(deck.clip(Role::Original).unwrap().start, 5);
         assert_eq!(Arc::strong_count(&first), 2, "the deck's reference waits in the mailbox");
@@ -459,15 +459,15 @@ mod tests {
         let clips = Clips::default();
         clips.set_deck_rate(48_000.0);
         let mut deck = Deck::new(clips.reserve_capture(1, 100), None, None);
-        let saved = Take { sample_rate: 24_000.0, start: 100, channels: vec![vec![0.5; 2_400]] };
-        let restored = Take { channels: vec![vec![0.25; 2_400]], ..saved.clone() };
+        let saved = Take::new(AudioClip::new(24_000, vec![vec![0.5; 2_400]]), 100);
+        let restored = Take::new(AudioClip::new(24_000, vec![vec![0.25; 2_400]]), saved.start);
         clips.set(ClipStore { original: Some(Arc::new(saved.clone())), restored: Some(Arc::new(restored)) });
         assert_eq!(clips.map(|s| s.original.as_deref().cloned()), Some(saved), "stored as saved");
         deck.receive(clips.mail());
         for (role, value) in [(Role::Original, 0.5), (Role::Restored, 0.25)] {
             let playing = deck.clip(role).unwrap();
-            assert_eq!((playing.sample_rate, playing.start, playing.len()), (48_000.0, 200, 4_800));
-            assert!((playing.channels[0][2_400] - value).abs() < 1e-3);
+            assert_eq!((playing.clip.sample_rate, playing.start, playing.len()), (48_000, 200, 4_800));
+            assert!((playing.clip.channels[0][2_400] - value).abs() < 1e-3);
         }
 
         // A new capture replaces the original and clears the restoration of the old one.
@@ -483,10 +483,10 @@ mod tests {
     #[test]
     fn a_take_at_another_rate_is_resampled_to_the_same_time() {
         let tone: Vec<f32> = (0..44_100).map(|n| (n as f32 * 0.01).sin()).collect();
-        let take = Arc::new(Take { sample_rate: 44_100.0, start: 44_100, channels: vec![tone] });
+        let take = Arc::new(Take::new(AudioClip::new(44_100, vec![tone]), 44_100));
         let same = at_rate(take.clone(), 44_100.0);
         assert!(Arc::ptr_eq(&same, &take));
         let moved = at_rate(take, 48_000.0);
-        assert_eq!((moved.start, moved.len(), moved.sample_rate), (48_000, 48_000, 48_000.0));
+        assert_eq!((moved.start, moved.len(), moved.clip.sample_rate), (48_000, 48_000, 48_000));
     }
 }

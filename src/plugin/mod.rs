@@ -62,7 +62,7 @@ impl Default for DggRestore {
             params,
             restorer,
             editor_state: editor::default_state(),
-            deck: Deck::new(Take::with_capacity(0, 0, 0.0), None, None),
+            deck: Deck::new(Take::with_capacity(0, 0), None, None),
             sample_rate: 44_100.0,
             fade: playback::edge_fade(44_100.0),
             capture_was_on: false,

@@ -27,22 +27,22 @@ fn gain(k: usize, len: usize, fade: usize) -> f32 {
     }
 }
 
-/// Writes `clip` over `block` (which holds the input) for the frames whose timeline
-/// positions, starting at `pos`, fall inside the clip; `mix` holds, per frame, how much of
-/// the clip replaces the input (at 1 the clip exactly). A clip with fewer channels than the
+/// Writes `take` over `block` (which holds the input) for the frames whose timeline
+/// positions, starting at `pos`, fall inside the take; `mix` holds, per frame, how much of
+/// the take replaces the input (at 1 the take exactly). A take with fewer channels than the
 /// block feeds its last channel to the rest. Never allocates.
-pub fn play<S: AsMut<[f32]>>(clip: &Take, fade: usize, pos: i64, block: &mut [S], mix: &[f32]) {
-    let len = clip.len();
+pub fn play<S: AsMut<[f32]>>(take: &Take, fade: usize, pos: i64, block: &mut [S], mix: &[f32]) {
+    let len = take.len();
     if len == 0 {
         return;
     }
     let frames = block.first_mut().map_or(0, |c| c.as_mut().len()) as i64;
-    let (from, to) = ((clip.start - pos).max(0), (clip.start + len as i64 - pos).min(frames));
+    let (from, to) = ((take.start - pos).max(0), (take.start + len as i64 - pos).min(frames));
     for (c, channel) in block.iter_mut().enumerate() {
-        let source = &clip.channels[c.min(clip.channels.len() - 1)];
+        let source = &take.clip.channels[c.min(take.clip.num_channels() - 1)];
         let channel = channel.as_mut();
         for n in from..to {
-            let k = (pos + n - clip.start) as usize;
+            let k = (pos + n - take.start) as usize;
             let g = gain(k, len, fade) * mix.get(n as usize).or(mix.last()).copied().unwrap_or(1.0);
             let out = &mut channel[n as usize];
             // At full gain the clip itself, bit for bit (x + (s − x) need not round to s).
@@ -67,10 +67,11 @@ pub fn flush_subnormals<S: AsMut<[f32]>>(block: &mut [S]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::AudioClip;
 
     fn clip(start: i64, len: usize) -> Take {
         let ramp: Vec<f32> = (0..len).map(|k| 1.0 + k as f32).collect();
-        Take { sample_rate: 48_000.0, start, channels: vec![ramp.clone(), ramp.iter().map(|v| -v).collect()] }
+        Take::new(AudioClip::new(48_000, vec![ramp.clone(), ramp.iter().map(|v| -v).collect()]), start)
     }
 
     /// Plays `clip` over silence from `pos` in blocks of `sizes` (cycled) and returns the output.
@@ -114,11 +115,11 @@ mod tests {
         // A block straddling the end, then a jump back into the middle.
         let mut block = vec![vec![0.0f32; 64]; 2];
         play(&c, 1, 960, &mut block, &[1.0; 64]);
-        assert_eq!(&block[0][..40], &c.channels[0][960..]);
+        assert_eq!(&block[0][..40], &c.clip.channels[0][960..]);
         assert!(block[0][40..].iter().all(|&v| v == 0.0));
         let mut block = vec![vec![0.0f32; 64]; 2];
         play(&c, 1, 123, &mut block, &[1.0; 64]);
-        assert_eq!(&block[0][..], &c.channels[0][123..187]);
+        assert_eq!(&block[0][..], &c.clip.channels[0][123..187]);
     }
 
     #[test]
@@ -137,7 +138,7 @@ mod tests {
 
     #[test]
     fn a_mono_clip_feeds_every_channel() {
-        let c = Take { sample_rate: 44_100.0, start: 0, channels: vec![vec![0.5; 10]] };
+        let c = Take::new(AudioClip::new(44_100, vec![vec![0.5; 10]]), 0);
         let mut block = vec![vec![0.0f32; 10]; 2];
         play(&c, 1, 0, &mut block, &[1.0; 10]);
         assert!(block.iter().all(|ch| ch.iter().all(|&v| v == 0.5)));
@@ -145,7 +146,7 @@ mod tests {
 
     #[test]
     fn the_mix_blends_clip_and_input_frame_by_frame() {
-        let c = Take { sample_rate: 48_000.0, start: 0, channels: vec![vec![1.0; 8]] };
+        let c = Take::new(AudioClip::new(48_000, vec![vec![1.0; 8]]), 0);
         let mut block = vec![vec![-1.0f32; 8]];
         let mix = [0.0, 0.25, 0.5, 0.75, 1.0, 1.0, 0.5, 0.0];
         play(&c, 1, 0, &mut block, &mix);

@@ -141,7 +141,7 @@ impl Restorer {
             if let Some((id, _)) = state.job.take() {
                 worker.cancel(id);
             }
-            let clip = AudioClip::new(original.sample_rate.round() as u32, original.channels.clone());
+            let clip = original.clip.clone();
             let id = worker.submit(Job { clip, request, prompt });
             state.job = Some((id, original));
             state.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
@@ -189,7 +189,7 @@ impl Shared {
                 }
                 Event::Finished { job, clip } if Some(job) == current => {
                     let (_, original) = state.job.take().expect("current");
-                    let restored = Take { sample_rate: original.sample_rate, start: original.start, channels: clip.channels };
+                    let restored = Take::new(AudioClip::new(original.clip.sample_rate, clip.channels), original.start);
                     state.status = if self.clips.file_restored(&original, restored) {
                         Status::Done
                     } else {

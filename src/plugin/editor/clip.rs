@@ -28,13 +28,13 @@ impl DggEditor {
         self.clip_view.show(ui, original, restored, self.spectrum, task, &mut marks);
         drop(marks);
         ui.horizontal(|ui| {
-            let rate = original.sample_rate;
-            let channels = if original.channels.len() == 1 { "mono" } else { "stereo" };
+            let rate = original.clip.sample_rate;
+            let channels = if original.clip.channels.len() == 1 { "mono" } else { "stereo" };
             let start = original.start as f64 / rate as f64;
             ui.label(format!(
                 "Captured {:.2} s at {:.1} kHz, {channels}, from {start:.3} s on the timeline",
                 original.len() as f64 / rate as f64,
-                rate / 1_000.0
+                f64::from(rate) / 1_000.0
             ));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 ui.selectable_value(&mut self.spectrum, Role::Restored, "Restored").on_hover_text("Spectrogram of the restoration (once there is one)");
@@ -53,7 +53,7 @@ impl DggEditor {
         self.proposed_for = Some(original.clone());
         let mut marks = self.marks();
         if marks.cutoff_hz.is_none() {
-            marks.cutoff_hz = detect_cutoff(&original.channels, original.sample_rate.round() as u32);
+            marks.cutoff_hz = detect_cutoff(&original.clip.channels, original.clip.sample_rate);
         }
     }
 }

@@ -36,9 +36,9 @@ struct Drawn {
 
 impl Drawn {
     fn of(ui: &Ui, take: &Arc<Take>, name: &str) -> Self {
-        let image = spectrogram(&take.channels, COLUMNS, SPECTRUM_ROWS);
+        let image = spectrogram(&take.clip.channels, COLUMNS, SPECTRUM_ROWS);
         let spectrogram = ui.ctx().load_texture(name, image, TextureOptions::LINEAR);
-        Self { take: take.clone(), peaks: Peaks::of(&take.channels, COLUMNS), spectrogram }
+        Self { take: take.clone(), peaks: Peaks::of(&take.clip.channels, COLUMNS), spectrogram }
     }
 
     /// This drawing if it is of `take`, else a new one.
@@ -106,7 +106,7 @@ impl ClipView {
         Drawn::refresh(&mut self.original, ui, Some(original), "dgg-original");
         Drawn::refresh(&mut self.restored, ui, restored, "dgg-restored");
         let width = ui.available_width();
-        let seconds = original.len() as f64 / original.sample_rate as f64;
+        let seconds = original.len() as f64 / original.clip.sample_rate as f64;
         let mut changed = false;
 
         let (wave_rect, wave) = ui.allocate_exact_size(vec2(width, WAVE_HEIGHT), Sense::click_and_drag());
@@ -125,7 +125,7 @@ impl ClipView {
             Role::Restored => self.restored.as_ref().or(self.original.as_ref()),
             Role::Original => self.original.as_ref(),
         };
-        let freq = FrequencyAxis { bottom: spec_rect.bottom(), height: spec_rect.height(), nyquist: original.sample_rate as f64 / 2.0 };
+        let freq = FrequencyAxis { bottom: spec_rect.bottom(), height: spec_rect.height(), nyquist: original.clip.sample_rate as f64 / 2.0 };
         if let Some(d) = shown {
             ui.painter().image(d.spectrogram.id(), spec_rect, Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
             paint_frequencies(ui, spec_rect, freq);
@@ -266,6 +266,7 @@ fn paint_ruler(ui: &Ui, rect: Rect, axis: TimeAxis) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::AudioClip;
     use egui::{Event, PointerButton, RawInput};
 
     #[test]
@@ -297,7 +298,7 @@ mod tests {
 
     #[test]
     fn dragging_over_the_waveform_marks_a_gap_and_a_right_click_removes_it() {
-        let take = Arc::new(Take { sample_rate: 1_000.0, start: 0, channels: vec![(0..10_000).map(|n| (n as f32 * 0.1).sin()).collect()] });
+        let take = Arc::new(Take::new(AudioClip::new(1_000, vec![(0..10_000).map(|n| (n as f32 * 0.1).sin()).collect()]), 0));
         let ctx = egui::Context::default();
         let (mut view, mut marks) = (ClipView::default(), Marks::default());
         let run = |view: &mut ClipView, marks: &mut Marks, events| frame(&ctx, view, &take, TaskKind::Inpaint, marks, events);
@@ -322,7 +323,7 @@ mod tests {
 
     #[test]
     fn dragging_on_the_spectrogram_sets_the_cutoff_for_super_resolution() {
-        let take = Arc::new(Take { sample_rate: 48_000.0, start: 0, channels: vec![vec![0.0; 48_000]] });
+        let take = Arc::new(Take::new(AudioClip::new(48_000, vec![vec![0.0; 48_000]]), 0));
         let ctx = egui::Context::default();
         let (mut view, mut marks) = (ClipView::default(), Marks::default());
         frame(&ctx, &mut view, &take, TaskKind::SuperResolution, &mut marks, vec![]);

@@ -159,6 +159,7 @@ fn set<P: Param>(setter: &ParamSetter, param: &P, value: P::Plain) {
 mod tests {
     use super::*;
     use crate::audio::read_wav;
+    use crate::audio::AudioClip;
     use crate::dsp::fir::lowpass;
     use crate::dsp::test_noise;
     use crate::plugin::clips::ClipStore;
@@ -191,8 +192,8 @@ mod tests {
     /// An editor on a take of noise low-passed at 4 kHz (48 kHz, stereo) and a restoration.
     fn editor() -> DggEditor {
         let band_limited = lowpass(4_000.0, 48_000).filter(&test_noise(96_000, 1));
-        let take = Take { sample_rate: 48_000.0, start: 4_800, channels: vec![band_limited.clone(), band_limited] };
-        let restored = Take { channels: vec![test_noise(96_000, 2), test_noise(96_000, 3)], ..take.clone() };
+        let take = Take::new(AudioClip::new(48_000, vec![band_limited.clone(), band_limited]), 4_800);
+        let restored = Take::new(AudioClip::new(48_000, vec![test_noise(96_000, 2), test_noise(96_000, 3)]), take.start);
         let params = Arc::new(DggParams::default());
         params.clips.set(ClipStore { original: Some(Arc::new(take)), restored: Some(Arc::new(restored)) });
         let restorer = Arc::new(Restorer::new(params.clips.clone(), || Box::new(|_: &_| Err("no model in this test".to_string()))));
@@ -270,7 +271,7 @@ mod tests {
         editor.export(&restored);
         assert!(matches!(&editor.notice, Some(Notice::Info(_))));
         let (clip, _) = read_wav(&path).unwrap();
-        assert_eq!((clip.sample_rate, &clip.channels), (48_000, &restored.channels), "bit-exact, at the take's rate");
+        assert_eq!((clip.sample_rate, &clip.channels), (48_000, &restored.clip.channels), "bit-exact, at the take's rate");
         editor.export_path = dir.path().join("missing/dir/x.wav").display().to_string();
         editor.export(&restored);
         assert!(matches!(&editor.notice, Some(Notice::Error(e)) if e.contains("Could not export")));

@@ -72,7 +72,7 @@ impl DggEditor {
                 .on_hover_text("Drag on the spectrogram to move the cutoff line");
                 if let Some(o) = original {
                     if ui.button("Detect").on_hover_text("Find where the captured spectrum ends").clicked() {
-                        marks.cutoff_hz = detect_cutoff(&o.channels, o.sample_rate.round() as u32).or(marks.cutoff_hz);
+                        marks.cutoff_hz = detect_cutoff(&o.clip.channels, o.clip.sample_rate).or(marks.cutoff_hz);
                     }
                 }
             }

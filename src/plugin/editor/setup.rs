@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::{DggEditor, Notice, ERROR_COLOUR};
-use crate::audio::{write_wav, AudioClip, WavFormat};
+use crate::audio::{write_wav, WavFormat};
 use crate::model::ModelSearch;
 use crate::plugin::capture::Take;
 use crate::plugin::settings::Preferences;
@@ -75,7 +75,7 @@ impl DggEditor {
 
     pub(super) fn export(&mut self, restored: &Take) {
         let path = PathBuf::from(self.export_path.trim());
-        let clip = AudioClip::new(restored.sample_rate.round() as u32, restored.channels.clone());
+        let clip = restored.clip.clone();
         self.notice = Some(match write_wav(&path, &clip, WavFormat::FLOAT32) {
             Ok(()) => Notice::Info(format!("Exported the restoration to {}.", path.display())),
             Err(e) => Notice::Error(format!("Could not export: {e}")),
