@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 fn gated_loader(dir: PathBuf, gate: Receiver<()>) -> impl Fn() -> LoadPrior + Send + Sync + 'static {
     move || {
         let (dir, gate) = (dir.clone(), gate.clone());
-        Box::new(move |p: &PromptSettings| {
+        Box::new(move |p: &PromptSettings, _: &mut dyn FnMut(String)| {
             let _ = gate.recv();
             AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
         })
@@ -148,4 +148,31 @@ fn dropping_the_restorer_does_not_wait_for_a_running_job() {
     let returned = done.recv_timeout(Duration::from_secs(30));
     drop(open);
     assert!(returned.is_ok(), "dropping the restorer waited for the job");
+}
+
+/// What loading the model says (here as a CUDA fallback would) reaches the editor through
+/// the restorer, and goes when the model is released.
+#[test]
+fn the_loaders_notice_is_shown_while_the_model_is_loaded() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let line = "CUDA could not start (no driver): running on the CPU";
+    let loader = move || -> LoadPrior {
+        let dir = dir.path().to_path_buf();
+        Box::new(move |p: &PromptSettings, notice: &mut dyn FnMut(String)| {
+            notice(line.to_string());
+            AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
+        })
+    };
+    let restorer = Restorer::new(with_take(&take()), loader);
+    assert_eq!(restorer.notice(), None);
+    restorer.start(Ok(request(2)), PromptSettings::default()).unwrap();
+    assert_eq!(settle(&restorer), Status::Done);
+    assert_eq!(restorer.notice().as_deref(), Some(line));
+    restorer.release_model();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while restorer.notice().is_some() {
+        assert!(Instant::now() < deadline, "the notice outlived the model");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -26,7 +26,7 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// A loader of the tiny model from `dir` that counts its loads.
 fn loader(dir: PathBuf, loads: Arc<AtomicUsize>) -> LoadPrior {
-    Box::new(move |p: &PromptSettings| {
+    Box::new(move |p: &PromptSettings, _: &mut dyn FnMut(String)| {
         loads.fetch_add(1, Ordering::SeqCst);
         AudioLdm2::load_for_prompt(&dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map(|m| Box::new(m) as _).map_err(|e| e.to_string())
     })
@@ -145,7 +145,7 @@ fn cancelling_answers_at_once_and_the_worker_goes_on() {
 fn a_failed_load_fails_the_job_with_its_message_and_the_next_job_tries_again() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let counted = attempts.clone();
-    let worker = Worker::spawn(Box::new(move |_: &PromptSettings| {
+    let worker = Worker::spawn(Box::new(move |_: &PromptSettings, _: &mut dyn FnMut(String)| {
         counted.fetch_add(1, Ordering::SeqCst);
         Err("no AudioLDM2 model directory found".to_string())
     }))
@@ -221,7 +221,7 @@ fn a_cancelled_job_stops_at_the_next_stage_boundary() {
     let prior_log = log.clone();
     let gate = Mutex::new(Some((entered_tx, release_rx)));
     let model_dir = dir.path().to_path_buf();
-    let worker = Worker::spawn(Box::new(move |p: &PromptSettings| {
+    let worker = Worker::spawn(Box::new(move |p: &PromptSettings, _: &mut dyn FnMut(String)| {
         let inner = AudioLdm2::load_for_prompt(&model_dir, &LoadOptions::default(), &p.prompt, p.guidance_scale).map_err(|e| e.to_string())?;
         let gate = Mutex::new(gate.lock().unwrap().take());
         Ok(Box::new(GatedPrior { inner, gate, log: prior_log.clone() }) as _)

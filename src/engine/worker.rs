@@ -39,8 +39,10 @@ impl Default for PromptSettings {
 }
 
 pub type Prior = Box<dyn LatentPrior + Send>;
-/// Loads the prior for a prompt, on the worker thread; the error is shown to the user.
-pub type LoadPrior = Box<dyn FnMut(&PromptSettings) -> Result<Prior, String> + Send>;
+/// Loads the prior for a prompt, on the worker thread; the error is shown to the user, and
+/// so is each line given to the second argument (how it loaded: a GPU that could not be
+/// used), as an [`Event::Notice`].
+pub type LoadPrior = Box<dyn FnMut(&PromptSettings, &mut dyn FnMut(String)) -> Result<Prior, String> + Send>;
 
 /// A restoration to run.
 #[derive(Debug, Clone)]
@@ -57,6 +59,9 @@ pub type JobId = u64;
 pub enum Event {
     /// Loading the prior (the first job, or one with another prompt).
     LoadingModel,
+    /// A line for the user about the prior being loaded, e.g. that it runs on the CPU
+    /// because the GPU could not be used.
+    Notice(String),
     Progress {
         job: JobId,
         progress: Progress,
@@ -199,7 +204,8 @@ fn run(mut load: LoadPrior, queue: &Receiver<Command>, events: &Sender<Event>, s
         if prior.as_ref().is_none_or(|(loaded, _)| *loaded != job.prompt) {
             prior = None; // free the old one before loading the next
             let _ = events.send(Event::LoadingModel);
-            match catch_unwind(AssertUnwindSafe(|| load(&job.prompt))) {
+            let mut notice = |line| drop(events.send(Event::Notice(line)));
+            match catch_unwind(AssertUnwindSafe(|| load(&job.prompt, &mut notice))) {
                 Ok(Ok(p)) => prior = Some((job.prompt.clone(), p)),
                 Ok(Err(message)) => {
                     let _ = events.send(Event::Failed { job: id, message });

@@ -60,14 +60,18 @@ impl Status {
 /// The plugin's loader: the model in `chosen` (the directory the user picked), else the
 /// first the plugin finds ([`ModelSearch::for_plugin`]); on CUDA when there is a GPU.
 pub fn plugin_loader(chosen: impl Fn() -> Option<PathBuf> + Send + 'static) -> LoadPrior {
-    Box::new(move |p: &PromptSettings| {
+    Box::new(move |p: &PromptSettings, notice: &mut dyn FnMut(String)| {
         let search = ModelSearch::for_plugin(chosen());
         let dir = search.found().ok_or_else(|| search.status_line())?.to_path_buf();
         let load = |device: &Device| {
             let options = LoadOptions { device: device.clone(), ..LoadOptions::default() };
             AudioLdm2::load_for_prompt(&dir, &options, &p.prompt, p.guidance_scale)
         };
-        let prior = DeviceChoice::Auto.load(&mut |notice| nice_log!("{notice}"), load).map_err(|e| e.to_string())?;
+        let mut tell = |line: String| {
+            nice_log!("{line}");
+            notice(line);
+        };
+        let prior = DeviceChoice::Auto.load(&mut tell, load).map_err(|e| e.to_string())?;
         Ok(Box::new(prior) as _)
     })
 }
@@ -82,6 +86,8 @@ struct State {
     /// The running job and the original it restores.
     job: Option<(JobId, Arc<Take>)>,
     status: Status,
+    /// What loading the model had to say (it runs on the CPU, and why), while it is loaded.
+    notice: Option<String>,
 }
 
 pub struct Restorer {
@@ -95,7 +101,7 @@ impl Restorer {
     /// A restorer of the original in `clips`; its worker (started with the first job) loads
     /// the prior with a loader from `make_loader`.
     pub fn new(clips: Arc<Clips>, make_loader: impl Fn() -> LoadPrior + Send + Sync + 'static) -> Self {
-        let state = Mutex::new(State { job: None, status: Status::Idle });
+        let state = Mutex::new(State { job: None, status: Status::Idle, notice: None });
         Self { shared: Shared { clips, state }, make_loader: Box::new(make_loader), worker: Mutex::new(None) }
     }
 
@@ -103,6 +109,13 @@ impl Restorer {
     pub fn status(&self) -> Status {
         self.pump();
         self.shared.state.lock().status.clone()
+    }
+
+    /// What loading the model had to say, while it is loaded: that it runs on the CPU
+    /// because the GPU could not be used, and why.
+    pub fn notice(&self) -> Option<String> {
+        self.pump();
+        self.shared.state.lock().notice.clone()
     }
 
     pub fn is_running(&self) -> bool {
@@ -182,7 +195,14 @@ impl Shared {
         self.update(|state| {
             let current = state.job.as_ref().map(|(id, _)| *id);
             match event {
-                Event::LoadingModel if current.is_some() => state.status = Status::LoadingModel,
+                Event::LoadingModel => {
+                    state.notice = None;
+                    if current.is_some() {
+                        state.status = Status::LoadingModel;
+                    }
+                }
+                Event::Notice(line) => state.notice = Some(line),
+                Event::ModelReleased => state.notice = None,
                 Event::Progress { job, progress, eta } if Some(job) == current => {
                     let step = progress.step;
                     state.status = Status::Running { fraction: progress.fraction(), step: step.step, steps: step.total, loss: step.loss, eta };

@@ -1,8 +1,9 @@
-//! The header: the plugin's name and version, and the model's status line.
+//! The header: the plugin's name and version, the model's status line, and what loading
+//! the model had to say (it runs on the CPU because the GPU could not be used).
 
 use egui::{RichText, Ui};
 
-use super::DggEditor;
+use super::{DggEditor, NOTICE_COLOUR};
 use crate::model::ModelSearch;
 
 impl DggEditor {
@@ -16,5 +17,8 @@ impl DggEditor {
                 ui.add(egui::Label::new(RichText::new(model.as_str()).small()).truncate());
             });
         });
+        if let Some(notice) = self.restorer.notice() {
+            ui.label(RichText::new(notice).small().color(NOTICE_COLOUR));
+        }
     }
 }

@@ -39,6 +39,7 @@ const HEIGHT: u32 = 720;
 const LIVE_REFRESH: Duration = Duration::from_millis(200);
 const ERROR_COLOUR: Color32 = Color32::from_rgb(255, 110, 100);
 const CAPTURE_COLOUR: Color32 = Color32::from_rgb(255, 120, 120);
+const NOTICE_COLOUR: Color32 = Color32::from_rgb(255, 200, 90);
 
 pub fn default_state() -> Arc<EguiEditorState> {
     EguiEditorState::from_size(nice_plug::editor::dpi::LogicalSize::new(WIDTH as f64, HEIGHT as f64), 1.0)
@@ -196,7 +197,7 @@ mod tests {
         let restored = Take::new(AudioClip::new(48_000, vec![test_noise(96_000, 2), test_noise(96_000, 3)]), take.start);
         let params = Arc::new(DggParams::default());
         params.clips.set(ClipStore { original: Some(Arc::new(take)), restored: Some(Arc::new(restored)) });
-        let restorer = Arc::new(Restorer::new(params.clips.clone(), || Box::new(|_: &_| Err("no model in this test".to_string()))));
+        let restorer = Arc::new(Restorer::new(params.clips.clone(), || Box::new(|_: &_, _: &mut dyn FnMut(String)| Err("no model in this test".to_string()))));
         let mut editor = DggEditor::new(params, restorer);
         editor.gui = Some(GuiContext::new(Arc::new(Host)));
         editor
