@@ -12,44 +12,33 @@ use crate::restore::guidance::{Method, MethodKind};
 use crate::restore::operators::{Degradation, Gap, ImpulseResponse, TaskKind};
 use crate::restore::sampler::SamplerSettings;
 
-/// The plugin's *Task* parameter: the tasks under the names the editor shows. (The order
-/// is the saved parameter's value: append, never reorder.)
-impl Enum for TaskKind {
-    fn variants() -> &'static [&'static str] {
-        &["Fill gaps", "Restore highs", "Remove reverb", "Rebuild phase"]
-    }
+/// nice-plug's `Enum` for a kind with an `ALL` list, under the names the editor shows.
+/// The index in `ALL` is the saved parameter's value: append kinds, never reorder them.
+macro_rules! host_choices {
+    ($kind:ty, $labels:expr) => {
+        impl Enum for $kind {
+            fn variants() -> &'static [&'static str] {
+                &$labels
+            }
 
-    fn ids() -> Option<&'static [&'static str]> {
-        None
-    }
+            fn ids() -> Option<&'static [&'static str]> {
+                None
+            }
 
-    fn to_index(self) -> usize {
-        Self::ALL.iter().position(|&t| t == self).expect("every task is in ALL")
-    }
+            fn to_index(self) -> usize {
+                Self::ALL.iter().position(|&k| k == self).expect("every kind is in ALL")
+            }
 
-    fn from_index(index: usize) -> Self {
-        Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
-    }
+            fn from_index(index: usize) -> Self {
+                Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
+            }
+        }
+    };
 }
 
-/// The plugin's *Method* parameter, in the same way.
-impl Enum for MethodKind {
-    fn variants() -> &'static [&'static str] {
-        &["DGG", "DPS", "MPGD", "DSG", "DITTO (slow)", "DDIM (unguided)"]
-    }
-
-    fn ids() -> Option<&'static [&'static str]> {
-        None
-    }
-
-    fn to_index(self) -> usize {
-        Self::ALL.iter().position(|&m| m == self).expect("every method is in ALL")
-    }
-
-    fn from_index(index: usize) -> Self {
-        Self::ALL.get(index).copied().unwrap_or(Self::ALL[0])
-    }
-}
+// The plugin's *Task* and *Method* parameters.
+host_choices!(TaskKind, ["Fill gaps", "Restore highs", "Remove reverb", "Rebuild phase"]);
+host_choices!(MethodKind, ["DGG", "DPS", "MPGD", "DSG", "DITTO (slow)", "DDIM (unguided)"]);
 
 /// What the user still has to mark on the clip before the task can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
