@@ -4,87 +4,8 @@
 //! Not differentiable and not on the guidance path: plain f32 with real FFTs.
 
 use realfft::num_complex::Complex32;
-use realfft::RealFftPlanner;
-use std::sync::Arc;
 
-use super::stft::{hann_periodic, StftConfig};
-
-/// Complex STFT/iSTFT pair with centred reflect framing and a periodic Hann window,
-/// matching [`super::stft::Stft`]'s framing.
-struct ComplexStft {
-    config: StftConfig,
-    window: Vec<f32>,
-    forward: Arc<dyn realfft::RealToComplex<f32>>,
-    inverse: Arc<dyn realfft::ComplexToReal<f32>>,
-}
-
-impl ComplexStft {
-    fn new(config: StftConfig) -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        Self {
-            config,
-            window: hann_periodic(config.n_fft).into_iter().map(|w| w as f32).collect(),
-            forward: planner.plan_fft_forward(config.n_fft),
-            inverse: planner.plan_fft_inverse(config.n_fft),
-        }
-    }
-
-    /// Frames × bins, flattened frame-major.
-    fn analyse(&self, x: &[f32]) -> Vec<Complex32> {
-        let StftConfig { n_fft, hop } = self.config;
-        let (len, half, bins) = (x.len() as isize, (n_fft / 2) as isize, self.config.bins());
-        let frames = self.config.frames(x.len());
-        let mut frame = vec![0f32; n_fft];
-        let mut out = vec![Complex32::new(0.0, 0.0); frames * bins];
-        for f in 0..frames {
-            for (t, v) in frame.iter_mut().enumerate() {
-                let mut i = (f * hop + t) as isize - half;
-                if i < 0 {
-                    i = -i;
-                }
-                if i >= len {
-                    i = 2 * (len - 1) - i;
-                }
-                *v = x[i as usize] * self.window[t];
-            }
-            self.forward.process(&mut frame, &mut out[f * bins..(f + 1) * bins]).expect("buffer sizes come from the plan");
-        }
-        out
-    }
-
-    /// Windowed overlap-add inverse, normalised by the summed squared window (torch.istft).
-    fn synthesise(&self, spec: &[Complex32], len: usize) -> Vec<f32> {
-        let StftConfig { n_fft, hop } = self.config;
-        let bins = self.config.bins();
-        let frames = spec.len() / bins;
-        let padded = n_fft + hop * (frames - 1);
-        let (mut acc, mut norm) = (vec![0f32; padded], vec![0f32; padded]);
-        let mut buf = vec![Complex32::new(0.0, 0.0); bins];
-        let mut frame = vec![0f32; n_fft];
-        for f in 0..frames {
-            buf.copy_from_slice(&spec[f * bins..(f + 1) * bins]);
-            // A real signal's spectrum has real DC and Nyquist bins; c2r insists on it.
-            buf[0].im = 0.0;
-            buf[bins - 1].im = 0.0;
-            self.inverse.process(&mut buf, &mut frame).expect("buffer sizes come from the plan");
-            for t in 0..n_fft {
-                acc[f * hop + t] += frame[t] / n_fft as f32 * self.window[t];
-                norm[f * hop + t] += self.window[t] * self.window[t];
-            }
-        }
-        let half = n_fft / 2;
-        (0..len)
-            .map(|i| {
-                let j = i + half;
-                if j < padded && norm[j] > 1e-11 {
-                    acc[j] / norm[j]
-                } else {
-                    0.0
-                }
-            })
-            .collect()
-    }
-}
+use super::stft::{ComplexStft, StftConfig};
 
 /// Reconstruct `len` samples whose STFT magnitude is close to `magnitude`
 /// (frames × bins, frame-major, as produced with `config`). Deterministic: phases start at 0.

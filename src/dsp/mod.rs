@@ -4,6 +4,7 @@
 //! Everything the guidance back-propagates through (`stft`, `mel`) is a candle graph, so
 //! the same code serves plain evaluation and autograd. Settings follow DESIGN.md §2–3.
 
+pub mod band_extension;
 pub mod bandwidth;
 pub mod fir;
 pub mod griffin_lim;

@@ -51,6 +51,9 @@ pub struct RestoreRequest {
     /// Most windows (mid and side count apart) sampled as one batch; inpainting batches
     /// only a window's mid and side. `None`: the device's default ([`default_batch`]).
     pub batch: Option<usize>,
+    /// Inpainting at a rate above the prior's: the band above the prior's made for the
+    /// filled gaps from the audio around them ([`crate::dsp::band_extension`]).
+    pub full_band: bool,
 }
 
 /// Windows sampled at once unless a request says otherwise: a window's mid and side on
@@ -68,7 +71,7 @@ impl RestoreRequest {
     /// 5.12 s windows (the paper's clip length, rounded to whole UNet levels) overlapping
     /// by 1 s.
     pub fn new(degradation: Degradation, sampler: SamplerSettings) -> Self {
-        Self { degradation, sampler, output: OutputMode::Splice, window_seconds: 5.12, overlap_seconds: 1.0, batch: None }
+        Self { degradation, sampler, output: OutputMode::Splice, window_seconds: 5.12, overlap_seconds: 1.0, batch: None, full_band: true }
     }
 }
 
@@ -103,7 +106,11 @@ pub enum EngineError {
     /// A float file can hold samples up to 3e38, whose spectra overflow.
     #[error("channel {channel} has a sample of {value:e} at {sample}, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file")]
     OutOfRange { channel: usize, sample: usize, value: f32 },
-    #[error("super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): there is nothing it can restore")]
+    #[error(
+        "super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): the model hears and restores only \
+         the band below {limit_hz} Hz, so it cannot rebuild what is missing above {cutoff_hz} Hz; it can restore a cutoff below \
+         {limit_hz} Hz, and fill gaps at full band (--task inpaint, whose band above the model's is made from the audio around each gap)"
+    )]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
     #[error(transparent)]
     Audio(#[from] AudioError),
@@ -182,7 +189,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         return Err(EngineError::TooShort { seconds });
     }
     let model_rate = prior.sample_rate();
-    let splice = splice_for(&request.degradation, rate, len, model_rate)?;
+    let splice = splice_for(request, rate, len, model_rate)?;
     let active = scan(input.as_mut())?;
 
     let model_len = resampled_len(len, rate, model_rate);
@@ -399,8 +406,10 @@ impl SpliceBack<'_> {
 
 /// How the restoration goes back into a clip of `len` samples at `rate`; also checks the
 /// degradation against the clip and the model.
-fn splice_for(degradation: &Degradation, rate: u32, len: usize, model_rate: u32) -> Result<Splice, EngineError> {
+fn splice_for(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) -> Result<Splice, EngineError> {
+    let degradation = &request.degradation;
     Ok(match degradation {
+        Degradation::Inpaint { gaps } if request.full_band => Splice::full_band_gaps(gap_ranges(gaps, rate, len)?, rate, model_rate as f64 / 2.0),
         Degradation::Inpaint { gaps } => Splice::gaps(gap_ranges(gaps, rate, len)?, rate),
         Degradation::SuperResolution { cutoff_hz } => {
             let limit_hz = model_rate as f64 / 2.0;

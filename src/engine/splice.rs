@@ -3,14 +3,16 @@
 
 use std::ops::Range;
 
+use crate::dsp::band_extension::BandExtension;
 use crate::dsp::fir::{lowpass, FirStream};
 
 /// What of the original is kept.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Splice {
     /// Inpainting: the original everywhere but in these sample ranges, which fade in and
-    /// out over `fade` samples at their edges (see [`Splice::gaps`]).
-    Gaps { gaps: Vec<Range<usize>>, fade: usize },
+    /// out over `fade` samples at their edges (see [`Splice::gaps`]); with `extension`,
+    /// the band above the prior's inside them is made from the audio around.
+    Gaps { gaps: Vec<Range<usize>>, fade: usize, extension: Option<BandExtension> },
     /// Super-resolution: the original, plus the restored band above `cutoff_hz`.
     AboveCutoff { cutoff_hz: f64, sample_rate: u32 },
     /// Dereverberation, phase retrieval: nothing; the restored audio replaces it all.
@@ -26,7 +28,16 @@ impl Splice {
     pub fn gaps(gaps: Vec<Range<usize>>, sample_rate: u32) -> Self {
         let shortest = gaps.iter().map(|g| g.len()).min().unwrap_or(0);
         let fade = ((GAP_FADE_SECONDS * sample_rate as f64) as usize).min(shortest / 4);
-        Splice::Gaps { gaps, fade }
+        Splice::Gaps { gaps, fade, extension: None }
+    }
+
+    /// The same, with the band above `limit_hz` (the prior's) made for the gaps, where
+    /// `sample_rate` has such a band.
+    pub fn full_band_gaps(gaps: Vec<Range<usize>>, sample_rate: u32, limit_hz: f64) -> Self {
+        match Self::gaps(gaps, sample_rate) {
+            Splice::Gaps { gaps, fade, .. } => Splice::Gaps { gaps, fade, extension: BandExtension::new(sample_rate, limit_hz) },
+            _ => unreachable!("gaps() makes gaps"),
+        }
     }
 
     /// One channel: `original` and `restored` have the same length and rate.
@@ -46,6 +57,12 @@ pub struct Splicer {
     /// and restored samples waiting for it.
     lowpass: Vec<FirStream>,
     waiting: Vec<(Vec<f32>, Vec<f32>)>,
+    /// Full-band gaps: the spliced frames from `held_start` on, held until the band of the
+    /// gaps they are context of is made; and the next such gap.
+    held: Vec<Vec<f32>>,
+    held_start: usize,
+    next_gap: usize,
+    len: usize,
 }
 
 impl Splicer {
@@ -55,7 +72,8 @@ impl Splicer {
             Splice::AboveCutoff { cutoff_hz, sample_rate } => (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect(),
             _ => Vec::new(),
         };
-        Self { splice, position: 0, lowpass, waiting: vec![(Vec::new(), Vec::new()); channels] }
+        let waiting = vec![(Vec::new(), Vec::new()); channels];
+        Self { splice, position: 0, lowpass, waiting, held: vec![Vec::new(); channels], held_start: 0, next_gap: 0, len }
     }
 
     /// The next frames of the original and of the restoration (equal lengths); returns the
@@ -64,7 +82,7 @@ impl Splicer {
         let at = self.position;
         let out: Vec<Vec<f32>> = match &self.splice {
             Splice::Replace => restored.to_vec(),
-            Splice::Gaps { gaps, fade } => original
+            Splice::Gaps { gaps, fade, .. } => original
                 .iter()
                 .zip(restored)
                 .map(|(x, r)| {
@@ -91,7 +109,39 @@ impl Splicer {
                 .collect(),
         };
         self.position += out.first().map_or(0, Vec::len);
-        out
+        match &self.splice {
+            Splice::Gaps { extension: Some(extension), .. } => {
+                let extension = *extension;
+                self.extend_gaps(extension, out)
+            }
+            _ => out,
+        }
+    }
+
+    /// Holds `spliced`, adds the high band to every gap whose context after it has
+    /// arrived, and returns the frames no gap needs any more.
+    fn extend_gaps(&mut self, extension: BandExtension, spliced: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+        let Splice::Gaps { gaps, fade, .. } = &self.splice else { unreachable!("only gaps are extended") };
+        self.held.iter_mut().zip(spliced).for_each(|(h, s)| h.extend(s));
+        let context = extension.context();
+        while let Some(gap) = gaps.get(self.next_gap) {
+            let region = gap.start.saturating_sub(context)..(gap.end + context).min(self.len);
+            if self.position < region.end {
+                break;
+            }
+            let local = gap.start - self.held_start..gap.end - self.held_start;
+            for channel in &mut self.held {
+                let window = &mut channel[region.start - self.held_start..region.end - self.held_start];
+                let offset = region.start - self.held_start;
+                extension.extend(window, local.start - offset..local.end - offset, |i| gap_weight(i, gap.len(), *fade));
+            }
+            self.next_gap += 1;
+        }
+        // Frames before the next gap's context are final.
+        let keep_from = gaps.get(self.next_gap).map_or(self.position, |g| g.start.saturating_sub(context).min(self.position));
+        let done = keep_from.max(self.held_start) - self.held_start;
+        self.held_start += done;
+        self.held.iter_mut().map(|h| h.drain(..done).collect()).collect()
     }
 }
 
@@ -99,12 +149,20 @@ impl Splicer {
 /// its last, so that the edges do not click; `out` and `restored` hold the frames from
 /// `at` on. Samples outside the gap are not touched.
 fn splice_gap(out: &mut [f32], restored: &[f32], at: usize, gap: Range<usize>, fade: usize) {
-    let n = gap.len();
     for k in gap.start.max(at)..gap.end.min(at + out.len()) {
-        let i = k - gap.start;
-        let edge = i.min(n - 1 - i);
-        let w = if edge < fade { (edge as f32 + 0.5) / fade as f32 } else { 1.0 };
+        let w = gap_weight(k - gap.start, gap.len(), fade);
         out[k - at] = (1.0 - w) * out[k - at] + w * restored[k - at];
+    }
+}
+
+/// How much of sample `i` of a gap of `n` samples the restoration replaces: 1 but within
+/// `fade` of its edges.
+fn gap_weight(i: usize, n: usize, fade: usize) -> f32 {
+    let edge = i.min(n - 1 - i);
+    if edge < fade {
+        (edge as f32 + 0.5) / fade as f32
+    } else {
+        1.0
     }
 }
 
@@ -119,7 +177,7 @@ mod tests {
         let original: Vec<f32> = (0..4000).map(|n| (n as f32 * 0.37).sin() * 0.3).collect();
         let restored: Vec<f32> = (0..4000).map(|n| (n as f32 * 0.11).cos() * 0.5).collect();
         let splice = Splice::gaps(vec![1000..1800, 3000..3100], 16_000);
-        assert_eq!(splice, Splice::Gaps { gaps: vec![1000..1800, 3000..3100], fade: 25 });
+        assert_eq!(splice, Splice::Gaps { gaps: vec![1000..1800, 3000..3100], fade: 25, extension: None });
         let out = splice.apply(&original, &restored);
         for n in 0..4000 {
             let in_gap = (1000..1800).contains(&n) || (3000..3100).contains(&n);
@@ -130,6 +188,25 @@ mod tests {
         // the middle of a gap is the restoration; its edges fade
         assert_eq!(out[1400], restored[1400]);
         assert!((out[1000] - original[1000]).abs() < (out[1000] - restored[1000]).abs());
+    }
+
+    /// With the band extension, only the gaps change too, and they gain a high band.
+    #[test]
+    fn full_band_gaps_change_nothing_outside_the_gaps() {
+        let rate = 48_000;
+        let original = crate::dsp::test_noise(96_000, 8);
+        let restored = crate::dsp::fir::lowpass(7_000.0, rate).filter(&crate::dsp::test_noise(96_000, 9));
+        let gaps = vec![30_000..50_000, 60_000..61_000];
+        let plain = Splice::gaps(gaps.clone(), rate).apply(&original, &restored);
+        let full = Splice::full_band_gaps(gaps.clone(), rate, 8_000.0).apply(&original, &restored);
+        for n in (0..96_000).filter(|n| !gaps.iter().any(|g| g.contains(n))) {
+            assert_eq!(full[n].to_bits(), original[n].to_bits(), "sample {n}");
+        }
+        let high = |x: &[f32]| {
+            let y = crate::dsp::fir::lowpass(9_000.0, rate).filter(x);
+            x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
+        };
+        assert!(high(&full[32_000..48_000]) > 100.0 * high(&plain[32_000..48_000]), "the gap gained highs");
     }
 
     #[test]
@@ -164,7 +241,12 @@ mod tests {
     fn splicing_in_blocks_matches_splicing_whole() {
         let original: Vec<f32> = (0..50_000).map(|n| (n as f32 * 0.37).sin() * 0.3).collect();
         let restored: Vec<f32> = (0..50_000).map(|n| (n as f32 * 0.11).cos() * 0.5).collect();
-        let splices = [Splice::gaps(vec![1000..1800, 20_000..33_000], 16_000), Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 16_000 }, Splice::Replace];
+        let splices = [
+            Splice::gaps(vec![1000..1800, 20_000..33_000], 16_000),
+            Splice::full_band_gaps(vec![1000..1800, 20_000..33_000, 40_000..41_000], 48_000, 8_000.0),
+            Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 16_000 },
+            Splice::Replace,
+        ];
         for splice in splices {
             let whole = splice.apply(&original, &restored);
             let mut splicer = Splicer::new(splice.clone(), 1, original.len());

@@ -15,6 +15,12 @@ use crate::progress::Reporter;
 use crate::signals::Signals;
 use crate::task::{detect_cutoff_in, TaskArgs};
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum OutputArg {
     /// The input at its own rate and channels, with only what was lost replaced.
@@ -57,6 +63,10 @@ pub struct RestoreArgs {
     prior: PriorArgs,
     #[arg(long, value_enum, default_value = "splice")]
     output_mode: OutputArg,
+    /// Inpainting: make the band above the model's (8 kHz for AudioLDM2) inside each filled
+    /// gap from the audio around it, where the file has such a band.
+    #[arg(long, value_enum, default_value = "on")]
+    full_band: Switch,
     /// Length of the windows the model restores at a time, in seconds.
     #[arg(long, default_value_t = 5.12)]
     window: f64,
@@ -98,6 +108,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     request.window_seconds = args.window;
     request.overlap_seconds = args.overlap;
     request.batch = args.batch;
+    request.full_band = args.full_band == Switch::On;
 
     // The restoration streams from the input into the output's temporary file, which a
     // signal or an error removes: a long file takes little memory, and nothing half-done

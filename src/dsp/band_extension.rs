@@ -1,0 +1,184 @@
+//! Full-band gap fills: the band above the prior's Nyquist inside a filled gap, made from
+//! the audio around it.
+//!
+//! The prior hears 16 kHz audio, so a gap it fills in a 48 kHz track holds nothing above
+//! 8 kHz: a dull patch anyone hears on a cymbal. Above a crossover just below the prior's
+//! band limit, each STFT frame in the gap gets:
+//! - the magnitude envelope of the same band around the gap, its energy interpolated across
+//!   it (the RMS over the frames before the gap, and over those after, per bin);
+//! - the phases and the frame-to-frame loudness of the restored band below, replicated
+//!   upwards, so the transients the prior put in the gap carry into the highs.
+//!
+//! The result is added under the splice's own weight, so nothing outside the gap changes.
+
+use realfft::num_complex::Complex32;
+use std::ops::Range;
+
+use super::stft::{ComplexStft, StftConfig};
+
+/// How much of the audio on each side of a gap sets the envelope, in seconds.
+pub const CONTEXT_SECONDS: f64 = 0.5;
+
+/// The crossover, as fractions of the prior's band limit: the synthesised band fades in
+/// from the first to the second; the replicated source band spans the third to the first.
+const CROSSOVER: (f64, f64) = (0.85, 0.98);
+const SOURCE_FROM: f64 = 0.25;
+
+/// The frame-to-frame loudness carried up from the band below is kept within this factor
+/// of its mean, so one click in the fill does not become a burst of hiss.
+const MAX_GAIN: f32 = 4.0;
+
+/// The high band of gaps filled below `limit_hz` in audio at `sample_rate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandExtension {
+    pub sample_rate: u32,
+    pub limit_hz: f64,
+}
+
+impl BandExtension {
+    /// `None` when the audio has (almost) nothing above the limit to restore.
+    pub fn new(sample_rate: u32, limit_hz: f64) -> Option<Self> {
+        (sample_rate as f64 / 2.0 > limit_hz / CROSSOVER.1).then_some(Self { sample_rate, limit_hz })
+    }
+
+    /// Samples of context each side of a gap, plus half a frame.
+    pub fn context(&self) -> usize {
+        (CONTEXT_SECONDS * self.sample_rate as f64).round() as usize + self.config().n_fft
+    }
+
+    /// About 21 ms frames whatever the rate, a quarter frame apart.
+    fn config(&self) -> StftConfig {
+        let n_fft = ((self.sample_rate as f64 * 1024.0 / 48_000.0).round() as usize).next_power_of_two().max(256);
+        StftConfig { n_fft, hop: n_fft / 4 }
+    }
+
+    /// Adds the high band to `audio`'s `gap` (sample indexes into `audio`, which holds the
+    /// audio around the gap too). `weight(i)` is how much of sample `gap.start + i` the
+    /// fill replaced (the splice's fades; 1 in the gap's body).
+    pub fn extend(&self, audio: &mut [f32], gap: Range<usize>, weight: impl Fn(usize) -> f32) {
+        let config = self.config();
+        let (n_fft, hop, bins) = (config.n_fft, config.hop, config.bins());
+        if gap.is_empty() || audio.len() <= n_fft {
+            return;
+        }
+        let stft = ComplexStft::new(config);
+        let spectrum = stft.analyse(audio);
+        let frames = spectrum.len() / bins;
+        let frame = |f: usize| &spectrum[f * bins..(f + 1) * bins];
+        let bin_of = |f: f64| (f * n_fft as f64 / self.sample_rate as f64).ceil() as usize;
+        let (fade_in, full) = (bin_of(CROSSOVER.0 * self.limit_hz), bin_of(CROSSOVER.1 * self.limit_hz));
+        // Moved up by a multiple of n_fft / hop bins, a bin's phase turns by whole turns more
+        // per hop, so the moved frames still overlap-add coherently.
+        let turns = n_fft / hop;
+        let width = (fade_in.saturating_sub(bin_of(SOURCE_FROM * self.limit_hz))) / turns * turns;
+        let source = fade_in - width..fade_in;
+        if width == 0 || fade_in >= bins {
+            return;
+        }
+        // Frames whose window stays clear of the gap give the envelope on each side.
+        let half = n_fft / 2;
+        let clear_before = |f: usize| f * hop + half <= gap.start;
+        let clear_after = |f: usize| f * hop >= gap.end + half && f * hop + half <= audio.len();
+        let envelope = |clear: &dyn Fn(usize) -> bool| -> Option<Vec<f32>> {
+            let chosen: Vec<usize> = (0..frames).filter(|&f| clear(f) && f * hop >= half).collect();
+            (!chosen.is_empty())
+                .then(|| (0..bins).map(|b| (chosen.iter().map(|&f| frame(f)[b].norm_sqr()).sum::<f32>() / chosen.len() as f32).sqrt()).collect())
+        };
+        let (before, after) = match (envelope(&clear_before), envelope(&clear_after)) {
+            (Some(b), Some(a)) => (b, a),
+            (Some(b), None) => (b.clone(), b),
+            (None, Some(a)) => (a.clone(), a),
+            (None, None) => return,
+        };
+        // Frames that touch the gap, and the loudness of their source band.
+        let touching: Vec<usize> = (0..frames).filter(|&f| f * hop + half > gap.start && f * hop < gap.end + half).collect();
+        let loudness: Vec<f32> = touching.iter().map(|&f| frame(f)[source.clone()].iter().map(|c| c.norm_sqr()).sum::<f32>()).collect();
+        // The mean over the frames that hold only the fill: those at the edges also hold the
+        // original, whose loudness is not the fill's.
+        let inside: Vec<f32> =
+            touching.iter().zip(&loudness).filter(|&(&f, _)| f * hop >= gap.start + half && f * hop + half <= gap.end).map(|(_, &e)| e).collect();
+        let typical = if inside.is_empty() { &loudness } else { &inside };
+        let mean = typical.iter().sum::<f32>() / typical.len().max(1) as f32;
+        if mean <= 0.0 {
+            return;
+        }
+        let ramp = |b: usize| {
+            if b >= full {
+                1.0
+            } else {
+                let x = (b - fade_in) as f64 / (full - fade_in).max(1) as f64;
+                (0.5 - 0.5 * (std::f64::consts::PI * x).cos()) as f32
+            }
+        };
+        let mut high = vec![Complex32::new(0.0, 0.0); spectrum.len()];
+        for (&f, &energy) in touching.iter().zip(&loudness) {
+            let gain = (energy / mean).sqrt().clamp(1.0 / MAX_GAIN, MAX_GAIN);
+            let along = ((f * hop) as f64 - gap.start as f64) / gap.len() as f64;
+            let along = along.clamp(0.0, 1.0) as f32;
+            for b in fade_in..bins {
+                let from = frame(f)[source.start + (b - fade_in) % width];
+                if from.norm_sqr() == 0.0 {
+                    continue;
+                }
+                let level = ((1.0 - along) * before[b].powi(2) + along * after[b].powi(2)).sqrt();
+                high[f * bins + b] = from / from.norm() * (ramp(b) * level * gain);
+            }
+        }
+        // Frames moved in frequency do not overlap-add quite as they were: bring the band's
+        // energy in the gap back to what the frames asked for.
+        let band = stft.synthesise(&high, audio.len());
+        let energy = |spectrum: &[Complex32]| -> f32 {
+            touching.iter().map(|&f| spectrum[f * bins + fade_in..(f + 1) * bins].iter().map(|c| c.norm_sqr()).sum::<f32>()).sum()
+        };
+        let made = energy(&stft.analyse(&band));
+        let scale = if made > 0.0 { (energy(&high) / made).sqrt() } else { 0.0 };
+        for i in gap.clone() {
+            audio[i] += weight(i - gap.start) * scale * band[i];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dsp::test_noise;
+
+    /// Energy of `x` above `hz`, per sample.
+    fn band_energy(x: &[f32], rate: u32, hz: f64) -> f64 {
+        let config = StftConfig { n_fft: 1024, hop: 256 };
+        let spectrum = ComplexStft::new(config).analyse(x);
+        let first = (hz * 1024.0 / rate as f64).ceil() as usize;
+        let frames = spectrum.len() / config.bins();
+        (0..frames).map(|f| spectrum[f * config.bins() + first..(f + 1) * config.bins()].iter().map(|c| c.norm_sqr() as f64).sum::<f64>()).sum::<f64>()
+            / frames as f64
+    }
+
+    /// A gap in white noise at 48 kHz, filled with audio that stops at 8 kHz: the filled
+    /// gap gets the band above back at the level around it, and nothing outside changes.
+    #[test]
+    fn a_gap_filled_below_8_khz_gets_its_highs_from_around_it() {
+        let rate = 48_000;
+        let noise = test_noise(3 * rate as usize, 4);
+        let dull = crate::dsp::fir::lowpass(7_500.0, rate).filter(&test_noise(3 * rate as usize, 5));
+        let gap = rate as usize..2 * rate as usize;
+        let mut audio = noise.clone();
+        audio[gap.clone()].copy_from_slice(&dull[gap.clone()]);
+        let before = audio.clone();
+        let extension = BandExtension::new(rate, 8_000.0).unwrap();
+        extension.extend(&mut audio, gap.clone(), |_| 1.0);
+        assert_eq!(audio[..gap.start], before[..gap.start], "before the gap: untouched");
+        assert_eq!(audio[gap.end..], before[gap.end..], "after the gap: untouched");
+        let around = band_energy(&noise[gap.start - rate as usize / 2..gap.start], rate, 8_000.0);
+        let filled = band_energy(&audio[gap.start + 2_048..gap.end - 2_048], rate, 8_000.0);
+        let dull_band = band_energy(&before[gap.start + 2_048..gap.end - 2_048], rate, 8_000.0);
+        let db = |x: f64| 10.0 * x.log10();
+        assert!(db(dull_band / around) < -40.0, "the test's fill is dull: {} dB", db(dull_band / around));
+        assert!(db(filled / around).abs() < 1.5, "filled highs {} dB from the surroundings", db(filled / around));
+    }
+
+    #[test]
+    fn nothing_is_added_where_the_audio_has_no_band_above_the_prior() {
+        assert!(BandExtension::new(16_000, 8_000.0).is_none());
+        assert!(BandExtension::new(22_050, 8_000.0).is_some());
+    }
+}
