@@ -6,6 +6,7 @@
 
 pub mod band_extension;
 pub mod bandwidth;
+pub mod clipping;
 pub mod fir;
 pub mod griffin_lim;
 pub mod lsd;

@@ -20,6 +20,7 @@ use std::ops::{ControlFlow, Range};
 use crate::audio::{
     beyond_full_scale, resampled_len, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, OpenSource, ResampleError, Resampler, MAX_SAMPLE,
 };
+use crate::dsp::clipping::is_clipped;
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
 use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
@@ -106,6 +107,8 @@ pub enum EngineError {
     /// A float file can hold samples up to 3e38, whose spectra overflow.
     #[error("channel {channel} has a sample of {value:e} at {sample}, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file")]
     OutOfRange { channel: usize, sample: usize, value: f32 },
+    #[error("no sample reaches the clip level {level}: nothing was clipped there (give the level the loudest samples sit at, or let it be detected)")]
+    NothingClipped { level: f64 },
     #[error(
         "super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): the model hears and restores only \
          the band below {limit_hz} Hz, so it cannot rebuild what is missing above {cutoff_hz} Hz; it can restore a cutoff below \
@@ -190,14 +193,21 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
     }
     let model_rate = prior.sample_rate();
     let splice = splice_for(request, rate, len, model_rate)?;
-    let active = scan(input.as_mut())?;
+    let clip_level = match request.degradation {
+        Degradation::Declip { level } => Some(level as f32),
+        _ => None,
+    };
+    let (active, clipped) = scan(input.as_mut(), clip_level)?;
 
     let model_len = resampled_len(len, rate, model_rate);
     let window = ((request.window_seconds * model_rate as f64).round() as usize).max(1);
     let overlap = ((request.overlap_seconds * model_rate as f64).round() as usize).min(window / 2);
     let plan = windows::plan(model_len, window, overlap);
+    // Inpainting's gaps, or the clipped runs, at the model's rate.
     let gaps = match &request.degradation {
         Degradation::Inpaint { gaps } => Some(gap_ranges(gaps, model_rate, model_len)?),
+        Degradation::Declip { level } if clipped.is_empty() => return Err(EngineError::NothingClipped { level: *level }),
+        Degradation::Declip { .. } => Some(clipped_at_rate(&clipped, rate, model_rate, model_len)),
         _ => None,
     };
     let needs_sampling = |w: &Range<usize>| gaps.as_ref().is_none_or(|g| g.iter().any(|g| g.start < w.end && w.start < g.end));
@@ -238,7 +248,7 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             let block = input.next_block(BLOCK)?.ok_or(AudioError::Ended { frames: len })?;
             let block = to_model.push(&split(block))?;
             let from = base + parts[0].len();
-            known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| g.iter().any(|g| g.contains(&n))) { 0.0 } else { 1.0 }));
+            known.extend((from..from + block[0].len()).map(|n| if gaps.as_ref().is_some_and(|g| in_ranges(g, n)) { 0.0 } else { 1.0 }));
             parts.iter_mut().zip(block).for_each(|(p, b)| p.extend(b));
         }
         // Each window's parts: as they are, or restored (the window's seed is `seed + k`).
@@ -250,9 +260,15 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
             pieces.push(parts.iter().map(|part| part[local.clone()].to_vec()).collect());
             for (p, part) in parts.iter().enumerate().filter(|&(p, _)| active[p] && needs_sampling(w)) {
                 let observed = Tensor::from_slice(&part[local.clone()], (1, w.len()), prior.device())?;
-                let measurement = match &gaps {
-                    Some(_) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
-                    None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device())?,
+                let measurement = match (&gaps, clip_level) {
+                    (Some(_), Some(level)) => {
+                        // The clipped samples that still sit near the level: the part there
+                        // went at least as far out.
+                        let floor = part[local.clone()].iter().zip(&known[local.clone()]).map(|(&v, &k)| if k == 0.0 && v.abs() >= FLOOR_NEAR * level { v } else { 0.0 });
+                        Measurement::with_mask_and_floor(known[local.clone()].to_vec(), floor.collect(), &observed, model_rate)?
+                    }
+                    (Some(_), None) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
+                    (None, _) => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device())?,
                 };
                 items.push((pieces.len() - 1, p, measurement, request.sampler.seed.wrapping_add(k as u64)));
             }
@@ -315,9 +331,11 @@ fn merge(parts: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
 }
 
 /// Checks every sample of the input and returns which of its [`split`] parts have sound
-/// (a silent side is not restored).
-fn scan(input: &mut dyn FrameSource) -> Result<Vec<bool>, EngineError> {
+/// (a silent side is not restored), and with a `clip_level`, the runs of frames in which a
+/// channel is clipped.
+fn scan(input: &mut dyn FrameSource, clip_level: Option<f32>) -> Result<(Vec<bool>, Vec<Range<usize>>), EngineError> {
     let mut active = vec![false; input.channels()];
+    let mut clipped: Vec<Range<usize>> = Vec::new();
     let mut at = 0;
     while let Some(block) = input.next_block(BLOCK)? {
         for (channel, samples) in block.iter().enumerate() {
@@ -328,12 +346,48 @@ fn scan(input: &mut dyn FrameSource) -> Result<Vec<bool>, EngineError> {
         if let Some((channel, i, value)) = beyond_full_scale(&block) {
             return Err(EngineError::OutOfRange { channel, sample: at + i, value });
         }
+        if let Some(level) = clip_level {
+            for n in (0..block[0].len()).filter(|&n| block.iter().any(|c| is_clipped(c[n], level))) {
+                match clipped.last_mut() {
+                    Some(run) if run.end == at + n => run.end += 1,
+                    _ => clipped.push(at + n..at + n + 1),
+                }
+            }
+        }
         at += block[0].len();
         for (a, part) in active.iter_mut().zip(split(block)) {
             *a |= part.iter().any(|&v| v != 0.0);
         }
     }
-    Ok(active)
+    Ok((active, clipped))
+}
+
+/// Model samples this close to a clipped run are unknown too: the resampler smears the
+/// clipping's distortion over its neighbours.
+const CLIP_MARGIN: usize = 2;
+/// Unknown model samples at least this fraction of the clip level get a floor.
+const FLOOR_NEAR: f32 = 0.9;
+
+/// Runs of frames at `rate` as ranges at `model_rate` (widened by [`CLIP_MARGIN`], merged).
+fn clipped_at_rate(runs: &[Range<usize>], rate: u32, model_rate: u32, model_len: usize) -> Vec<Range<usize>> {
+    let scale = model_rate as f64 / rate as f64;
+    let mut out: Vec<Range<usize>> = Vec::new();
+    for run in runs {
+        let start = ((run.start as f64 * scale).floor() as usize).saturating_sub(CLIP_MARGIN);
+        let end = (((run.end as f64 * scale).ceil() as usize) + CLIP_MARGIN).min(model_len);
+        match out.last_mut() {
+            Some(last) if start <= last.end => last.end = last.end.max(end),
+            _ if start < end => out.push(start..end),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Whether sorted, disjoint `ranges` hold `n`.
+fn in_ranges(ranges: &[Range<usize>], n: usize) -> bool {
+    let i = ranges.partition_point(|r| r.end <= n);
+    ranges.get(i).is_some_and(|r| r.start <= n)
 }
 
 /// What becomes of the restored model-rate signal: written as it is (`back: None`), or
@@ -421,5 +475,9 @@ fn splice_for(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) 
             Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate }
         }
         Degradation::Dereverb { .. } | Degradation::PhaseRetrieval => Splice::Replace,
+        Degradation::Declip { level } => {
+            Operator::new(degradation, rate, len, &candle_core::Device::Cpu)?;
+            Splice::Clipped { level: *level as f32 }
+        }
     })
 }

@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use crate::dsp::band_extension::BandExtension;
+use crate::dsp::clipping::is_clipped;
 use crate::dsp::fir::{lowpass, FirStream};
 
 /// What of the original is kept.
@@ -17,6 +18,9 @@ pub enum Splice {
     AboveCutoff { cutoff_hz: f64, sample_rate: u32 },
     /// Dereverberation, phase retrieval: nothing; the restored audio replaces it all.
     Replace,
+    /// Declipping: the original but in its clipped samples, which take the restoration
+    /// pushed out to at least `level` on their own side ([`declipped`]).
+    Clipped { level: f32 },
 }
 
 /// Longest crossfade at a gap's edges, in seconds; at most a quarter of the gap is used.
@@ -82,6 +86,11 @@ impl Splicer {
         let at = self.position;
         let out: Vec<Vec<f32>> = match &self.splice {
             Splice::Replace => restored.to_vec(),
+            Splice::Clipped { level } => original
+                .iter()
+                .zip(restored)
+                .map(|(x, r)| x.iter().zip(r).map(|(&x, &r)| if is_clipped(x, *level) { declipped(x, r, *level) } else { x }).collect())
+                .collect(),
             Splice::Gaps { gaps, fade, .. } => original
                 .iter()
                 .zip(restored)
@@ -153,6 +162,13 @@ fn splice_gap(out: &mut [f32], restored: &[f32], at: usize, gap: Range<usize>, f
         let w = gap_weight(k - gap.start, gap.len(), fade);
         out[k - at] = (1.0 - w) * out[k - at] + w * restored[k - at];
     }
+}
+
+/// A clipped sample `x` restored as `r`: the restoration, but at least `level` on `x`'s side
+/// of zero, where the recording went before it was clipped.
+fn declipped(x: f32, r: f32, level: f32) -> f32 {
+    let side = x.signum();
+    side * (side * r).max(level)
 }
 
 /// How much of sample `i` of a gap of `n` samples the restoration replaces: 1 but within

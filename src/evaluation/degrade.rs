@@ -19,11 +19,13 @@ pub struct DegradeOptions {
     pub seed: u64,
     /// Phase retrieval: Griffin-Lim iterations that turn the magnitude back into audio.
     pub griffin_lim_iterations: usize,
+    /// Declipping: gain in dB before the clipping (what drives a track into it).
+    pub gain_db: f64,
 }
 
 impl Default for DegradeOptions {
     fn default() -> Self {
-        Self { noise_std: 0.0, seed: 0, griffin_lim_iterations: 64 }
+        Self { noise_std: 0.0, seed: 0, griffin_lim_iterations: 64, gain_db: 0.0 }
     }
 }
 
@@ -84,13 +86,15 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
         Degradation::Inpaint { gaps } => gap_ranges(gaps, rate, len)?,
         _ => Vec::new(),
     };
-    let mut filters: Vec<FirStream> = match degradation {
-        Degradation::Inpaint { .. } => Vec::new(),
-        _ => match Operator::new(degradation, rate, len, &Device::Cpu)? {
-            Operator::Filter(fir) => (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
-            _ => unreachable!("super-resolution and dereverberation filter"),
-        },
-    };
+    // Inpainting's gaps are applied above, without a clip-long mask.
+    let (mut filters, mut clip): (Vec<FirStream>, _) = (Vec::new(), None);
+    if !matches!(degradation, Degradation::Inpaint { .. }) {
+        match Operator::new(degradation, rate, len, &Device::Cpu)? {
+            Operator::Filter(fir) => filters = (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
+            Operator::Clip { level } => clip = Some((10f64.powf(options.gain_db / 20.0), level)),
+            Operator::Mask { .. } | Operator::Magnitude(_) => unreachable!("phase retrieval returned above"),
+        }
+    }
     let mut noise: Vec<NoiseSource> = (0..n_ch as u64).map(|c| NoiseSource::new(options.seed, c)).collect();
     let (mut read, mut written) = (0, 0);
     while written < len {
@@ -104,6 +108,9 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
             }
         }
         read += n;
+        if let Some((gain, level)) = clip {
+            block.iter_mut().flatten().for_each(|v| *v = (f64::from(*v) * gain).clamp(-level, level) as f32);
+        }
         if !filters.is_empty() {
             block = block.iter().zip(&mut filters).map(|(x, f)| f.push(x)).collect();
         }

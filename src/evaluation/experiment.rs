@@ -20,6 +20,7 @@ pub fn heading(task: TaskKind) -> &'static str {
         TaskKind::SuperResolution => "Super-res",
         TaskKind::Dereverb => "Dereverb",
         TaskKind::Phase => "Phase retr.",
+        TaskKind::Declip => "Declipping",
     }
 }
 
@@ -33,6 +34,9 @@ pub fn degradation(task: TaskKind, seconds: f64, rt60: f64, room_seed: u64) -> D
         TaskKind::SuperResolution => Degradation::SuperResolution { cutoff_hz: cutoff_for_factor(MODEL_SAMPLE_RATE, 2) },
         TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60, seed: room_seed } },
         TaskKind::Phase => Degradation::PhaseRetrieval,
+        // Not one of the paper's: clipped at −12 dBFS, as `degrade --gain 12` does to a
+        // segment at full scale.
+        TaskKind::Declip => Degradation::Declip { level: 0.25 },
     }
 }
 

@@ -37,7 +37,7 @@ macro_rules! host_choices {
 }
 
 // The plugin's *Task* and *Method* parameters.
-host_choices!(TaskKind, ["Fill gaps", "Restore highs", "Remove reverb", "Rebuild phase"]);
+host_choices!(TaskKind, ["Fill gaps", "Restore highs", "Remove reverb", "Rebuild phase", "Repair clipping"]);
 host_choices!(MethodKind, ["DGG", "DPS", "MPGD", "DSG", "DITTO (slow)", "DDIM (unguided)"]);
 
 /// What the user still has to mark on the clip before the task can run.
@@ -47,6 +47,8 @@ pub enum Unmarked {
     Gaps,
     #[error("set the cutoff line where the highs end first")]
     Cutoff,
+    #[error("no clip level found: the loudest samples do not pile up at one level; set the level the take was clipped at")]
+    ClipLevel,
 }
 
 /// Reads a settings lock. The plugin's one way with a poisoned lock: use the value, since
@@ -71,6 +73,8 @@ pub struct Marks {
     pub cutoff_hz: Option<f64>,
     /// Dereverberation: reverberation time of the room to remove.
     pub rt60: f64,
+    /// Declipping: the level the take was clipped at (proposed from its samples).
+    pub clip_level: Option<f64>,
     pub seed: u64,
     /// Text prompt for the prior (empty: none, as the paper).
     pub prompt: String,
@@ -78,7 +82,7 @@ pub struct Marks {
 
 impl Default for Marks {
     fn default() -> Self {
-        Self { gaps: Vec::new(), cutoff_hz: None, rt60: 0.8, seed: 0, prompt: String::new() }
+        Self { gaps: Vec::new(), cutoff_hz: None, rt60: 0.8, clip_level: None, seed: 0, prompt: String::new() }
     }
 }
 
@@ -146,6 +150,7 @@ impl Marks {
             },
             TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
             TaskKind::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Declip => Degradation::Declip { level: self.clip_level.ok_or(Unmarked::ClipLevel)? },
         };
         let kind = choices.method;
         let method = match kind.with_strength(Some(kind.default_strength() * choices.strength)) {
@@ -165,7 +170,7 @@ mod tests {
     #[test]
     fn the_parameters_choices_keep_their_names_and_order() {
         let names = |variants: &[&str]| variants.join(", ");
-        assert_eq!(names(TaskKind::variants()), "Fill gaps, Restore highs, Remove reverb, Rebuild phase");
+        assert_eq!(names(TaskKind::variants()), "Fill gaps, Restore highs, Remove reverb, Rebuild phase, Repair clipping");
         assert_eq!(names(MethodKind::variants()), "DGG, DPS, MPGD, DSG, DITTO (slow), DDIM (unguided)");
         for (i, task) in TaskKind::ALL.into_iter().enumerate() {
             assert_eq!((task.to_index(), TaskKind::from_index(i)), (i, task));
@@ -200,6 +205,9 @@ mod tests {
         let none = Marks::default();
         assert_eq!(none.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Gaps);
         assert_eq!(none.request(choices(TaskKind::SuperResolution, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Cutoff);
+        assert_eq!(none.request(choices(TaskKind::Declip, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::ClipLevel);
+        let clipped = Marks { clip_level: Some(0.5), ..Marks::default() };
+        assert_eq!(clipped.request(choices(TaskKind::Declip, MethodKind::Dgg, 1.0)).unwrap().degradation, Degradation::Declip { level: 0.5 });
         assert!(none.request(choices(TaskKind::Phase, MethodKind::Dgg, 1.0)).is_ok());
     }
 

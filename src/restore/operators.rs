@@ -51,10 +51,13 @@ pub enum TaskKind {
     SuperResolution,
     Dereverb,
     Phase,
+    Declip,
 }
 
 impl TaskKind {
-    pub const ALL: [Self; 4] = [Self::Inpaint, Self::SuperResolution, Self::Dereverb, Self::Phase];
+    pub const ALL: [Self; 5] = [Self::Inpaint, Self::SuperResolution, Self::Dereverb, Self::Phase, Self::Declip];
+    /// The paper's four.
+    pub const PAPER: [Self; 4] = [Self::Inpaint, Self::SuperResolution, Self::Dereverb, Self::Phase];
 
     /// The name on the command line and in file paths.
     pub fn name(self) -> &'static str {
@@ -63,6 +66,7 @@ impl TaskKind {
             Self::SuperResolution => "superres",
             Self::Dereverb => "dereverb",
             Self::Phase => "phase",
+            Self::Declip => "declip",
         }
     }
 }
@@ -95,6 +99,8 @@ pub enum Degradation {
     Dereverb { response: ImpulseResponse },
     /// Only the STFT magnitude is known.
     PhaseRetrieval,
+    /// Every sample beyond ±`level` was clipped to it.
+    Declip { level: f64 },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -117,6 +123,8 @@ pub enum OperatorError {
     NonFiniteImpulseResponse,
     #[error("the clip ({samples} samples) is too short for the STFT (needs more than {needed})")]
     ClipTooShort { samples: usize, needed: usize },
+    #[error("clip level {0} is not a level a sample can be clipped at: use a positive value (full scale is 1)")]
+    ClipLevelOutOfRange(f64),
     #[error("resampling the impulse response failed: {0}")]
     Resample(#[from] ResampleError),
 }
@@ -154,6 +162,7 @@ pub enum Operator {
     Mask { mask: Tensor },
     Filter(FirFilter),
     Magnitude(Stft),
+    Clip { level: f64 },
 }
 
 impl Operator {
@@ -196,6 +205,12 @@ impl Operator {
                 }
                 Ok(Operator::Magnitude(Stft::new(config, device).expect("valid STFT settings")))
             }
+            Degradation::Declip { level } => {
+                if !(*level > 0.0 && *level <= crate::audio::MAX_SAMPLE as f64) {
+                    return Err(OperatorError::ClipLevelOutOfRange(*level));
+                }
+                Ok(Operator::Clip { level: *level })
+            }
         }
     }
 
@@ -206,6 +221,7 @@ impl Operator {
             Operator::Mask { mask } => wave.broadcast_mul(mask),
             Operator::Filter(fir) => fir.forward(wave),
             Operator::Magnitude(stft) => stft.magnitude(wave),
+            Operator::Clip { level } => wave.clamp(-level, *level),
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::task::TaskArgs;
 /// result in the same format. Use it to make test material for `restore` and `lsd`.
 #[derive(Args)]
 #[command(
-    after_help = "Examples:\n  dgg-restore degrade --task inpaint --gap 2.0-3.0 in.wav out.wav\n  dgg-restore degrade --task superres --factor 2 in.wav out.wav\n  dgg-restore degrade --task dereverb --rt60 0.8 in.wav out.wav\n  dgg-restore degrade --task phase in.wav out.wav"
+    after_help = "Examples:\n  dgg-restore degrade --task inpaint --gap 2.0-3.0 in.wav out.wav\n  dgg-restore degrade --task superres --factor 2 in.wav out.wav\n  dgg-restore degrade --task dereverb --rt60 0.8 in.wav out.wav\n  dgg-restore degrade --task phase in.wav out.wav\n  dgg-restore degrade --task declip --gain 12 in.wav out.wav"
 )]
 pub struct DegradeArgs {
     #[command(flatten)]
@@ -22,6 +22,9 @@ pub struct DegradeArgs {
     /// Phase retrieval: Griffin-Lim iterations.
     #[arg(long, default_value_t = 64)]
     iterations: usize,
+    /// Declipping: amplify by this many dB before clipping at --clip-level (1 if not given).
+    #[arg(long, default_value_t = 0.0)]
+    gain: f64,
     /// Standard deviation of Gaussian noise added to the measurement.
     #[arg(long, default_value_t = 0.0)]
     noise_std: f64,
@@ -38,11 +41,14 @@ pub fn run(args: DegradeArgs) -> Result<()> {
     if !(args.noise_std.is_finite() && args.noise_std >= 0.0) {
         bail!("--noise-std {}: use a finite, non-negative value", args.noise_std);
     }
+    if !(args.gain.is_finite() && (0.0..=60.0).contains(&args.gain)) {
+        bail!("--gain {}: use 0 to 60 dB", args.gain);
+    }
     let mut input = WavReader::open(&args.input)?;
     check_output(&args.output)?;
     Signals::one_output();
     let degradation = args.task.degradation(input.sample_rate(), args.seed, None)?;
-    let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations };
+    let options = DegradeOptions { noise_std: args.noise_std, seed: args.seed, griffin_lim_iterations: args.iterations, gain_db: args.gain };
     let layout = WavLayout { sample_rate: input.sample_rate(), channels: input.channels(), frames: input.frames(), format: input.format() };
     // The file streams through: a long one takes little memory.
     let written = write_wav_with(&args.output, layout, |sink| degrade_stream(&mut input, &degradation, &options, &mut |block| sink.write(block)));

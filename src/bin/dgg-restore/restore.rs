@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::prior::{PriorArgs, SamplingArgs};
 use crate::progress::Reporter;
 use crate::signals::Signals;
-use crate::task::{detect_cutoff_in, TaskArgs};
+use crate::task::TaskArgs;
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Switch {
@@ -95,8 +95,7 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     check_output(&args.output)?;
     Signals::one_output();
     let (rate, channels, len) = (input.sample_rate(), input.channels(), input.frames());
-    let detect = || detect_cutoff_in(&args.input);
-    let degradation = args.task.degradation(rate, args.room_seed, Some(&detect))?;
+    let degradation = args.task.degradation(rate, args.room_seed, Some(&args.input))?;
 
     let prior = args.prior.load()?;
     let settings = args.sampling.settings(args.method, args.strength, &prior)?;

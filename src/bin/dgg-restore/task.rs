@@ -5,6 +5,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::Args;
 use dgg_restore::audio::{read_wav, FrameSource, WavReader};
 use dgg_restore::dsp::bandwidth::CutoffDetector;
+use dgg_restore::dsp::clipping::ClipDetector;
 use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse, TaskKind};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ fn task_parser() -> impl TypedValueParser<Value = TaskKind> {
         TaskKind::SuperResolution => "Missing highs above a cutoff (--cutoff or --factor)",
         TaskKind::Dereverb => "Room reverberation (--rir or --rt60)",
         TaskKind::Phase => "Only the STFT magnitude is known",
+        TaskKind::Declip => "Peaks clipped at a level (--clip-level, or detected)",
     };
     PossibleValuesParser::new(TaskKind::ALL.map(|t| PossibleValue::new(t.name()).help(help(t)))).map(|name| name.parse().expect("a possible value"))
 }
@@ -39,17 +41,21 @@ pub struct TaskArgs {
     /// Dereverberation: reverberation time of a synthetic room, in seconds.
     #[arg(long, default_value_t = 0.8)]
     pub rt60: f64,
+    /// Declipping: the level the peaks were clipped at (full scale is 1). `restore` detects
+    /// it where the loudest samples pile up when not given; `degrade` clips at 1.
+    #[arg(long)]
+    pub clip_level: Option<f64>,
 }
 
 impl TaskArgs {
     /// The degradation for a file at `sample_rate`; `room_seed` draws the synthetic room.
-    /// A super-resolution cutoff not given comes from `detect`, if given (the degraded
-    /// file's spectrum).
-    pub fn degradation(&self, sample_rate: u32, room_seed: u64, detect: Option<&dyn Fn() -> Result<Option<f64>>>) -> Result<Degradation> {
+    /// A super-resolution cutoff or a clip level not given is detected in `detect_in`, if
+    /// given (the degraded file).
+    pub fn degradation(&self, sample_rate: u32, room_seed: u64, detect_in: Option<&Path>) -> Result<Degradation> {
         Ok(match self.task {
             TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
             TaskKind::SuperResolution => {
-                let cutoff_hz = match (self.cutoff, self.factor, detect) {
+                let cutoff_hz = match (self.cutoff, self.factor, detect_in) {
                     (Some(hz), _, _) => hz,
                     (None, Some(f), _) if f >= 2 => {
                         let hz = cutoff_for_factor(sample_rate, f);
@@ -62,7 +68,7 @@ impl TaskArgs {
                         hz
                     }
                     (None, Some(f), _) => bail!("--factor {f}: use an integer of 2 or more"),
-                    (None, None, Some(detect)) => match detect()? {
+                    (None, None, Some(path)) => match detect_cutoff_in(path)? {
                         Some(hz) => {
                             eprintln!("detected the cutoff at {hz:.0} Hz (set --cutoff to override)");
                             hz
@@ -90,18 +96,48 @@ impl TaskArgs {
                 Degradation::Dereverb { response }
             }
             TaskKind::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Declip => {
+                let level = match (self.clip_level, detect_in) {
+                    (Some(level), _) => level,
+                    (None, Some(path)) => match detect_clip_level_in(path)? {
+                        Some(level) => {
+                            eprintln!("detected the clip level at {level:.4} ({:.2} dBFS; set --clip-level to override)", 20.0 * level.log10());
+                            level
+                        }
+                        None => bail!("{}: the loudest samples do not pile up at one level, so no clipping was found; give --clip-level", path.display()),
+                    },
+                    (None, None) => 1.0,
+                };
+                if !(level > 0.0 && level.is_finite()) {
+                    bail!("--clip-level {level}: use a positive level (full scale is 1)");
+                }
+                Degradation::Declip { level }
+            }
         })
     }
 }
 
 /// Where the spectrum of the WAV file at `path` ends ([`CutoffDetector`]), read block by block.
-pub fn detect_cutoff_in(path: &Path) -> Result<Option<f64>> {
+fn detect_cutoff_in(path: &Path) -> Result<Option<f64>> {
     let mut input = WavReader::open(path)?;
     let mut detector = CutoffDetector::new(input.channels(), input.sample_rate());
-    // 2^17 samples, however many channels.
+    each_block(&mut input, |block| detector.push(block))?;
+    Ok(detector.cutoff())
+}
+
+/// The level the WAV file at `path` was clipped at ([`ClipDetector`]), read block by block.
+fn detect_clip_level_in(path: &Path) -> Result<Option<f64>> {
+    let mut input = WavReader::open(path)?;
+    let mut detector = ClipDetector::default();
+    each_block(&mut input, |block| detector.push(block))?;
+    Ok(detector.level())
+}
+
+/// `f` on every block of `input`, 2^17 samples at a time however many channels.
+fn each_block(input: &mut WavReader, mut f: impl FnMut(&[Vec<f32>])) -> Result<()> {
     let max = ((1 << 17) / input.channels()).max(1);
     while let Some(block) = input.next_block(max)? {
-        detector.push(&block);
+        f(&block);
     }
-    Ok(detector.cutoff())
+    Ok(())
 }

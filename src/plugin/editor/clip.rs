@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::DggEditor;
 use crate::dsp::bandwidth::detect_cutoff;
+use crate::dsp::clipping::detect_clip_level;
 use crate::plugin::capture::Take;
 use crate::plugin::clips::Role;
 use crate::plugin::settings::write;
@@ -23,7 +24,7 @@ impl DggEditor {
             return;
         };
         let task = self.params.task.value();
-        self.propose_cutoff(original, task);
+        self.propose_marks(original, task);
         let mut marks = write(&self.params.marks);
         self.clip_view.show(ui, original, restored, self.spectrum, task, &mut marks);
         drop(marks);
@@ -44,16 +45,22 @@ impl DggEditor {
         });
     }
 
-    /// For super-resolution, proposes the cutoff where the captured spectrum ends, once
-    /// per clip and only where the user has not set one.
-    pub(super) fn propose_cutoff(&mut self, original: &Arc<Take>, task: TaskKind) {
-        if task != TaskKind::SuperResolution || self.proposed_for.as_ref().is_some_and(|p| Arc::ptr_eq(p, original)) {
+    /// For super-resolution, proposes the cutoff where the captured spectrum ends; for
+    /// declipping, the level the samples pile up at: once per clip and task, and only
+    /// where the user has not set one.
+    pub(super) fn propose_marks(&mut self, original: &Arc<Take>, task: TaskKind) {
+        if !matches!(task, TaskKind::SuperResolution | TaskKind::Declip)
+            || self.proposed_for.as_ref().is_some_and(|(p, t)| Arc::ptr_eq(p, original) && *t == task)
+        {
             return;
         }
-        self.proposed_for = Some(original.clone());
+        self.proposed_for = Some((original.clone(), task));
         let mut marks = self.marks();
-        if marks.cutoff_hz.is_none() {
-            marks.cutoff_hz = detect_cutoff(&original.clip.channels, original.clip.sample_rate);
+        let clip = &original.clip;
+        match task {
+            TaskKind::SuperResolution if marks.cutoff_hz.is_none() => marks.cutoff_hz = detect_cutoff(&clip.channels, clip.sample_rate),
+            TaskKind::Declip if marks.clip_level.is_none() => marks.clip_level = detect_clip_level(&clip.channels),
+            _ => {}
         }
     }
 }

@@ -28,6 +28,7 @@ use std::time::Duration;
 use super::capture::Take;
 use super::clips::Role;
 use super::params::DggParams;
+use crate::restore::operators::TaskKind;
 use super::restorer::Restorer;
 use super::settings::{read, write, Marks, Preferences};
 use clip_view::ClipView;
@@ -71,8 +72,8 @@ pub struct DggEditor {
     notice: Option<Notice>,
     /// Capture was pressed while a clip exists: ask before replacing it.
     confirm_recapture: bool,
-    /// The clip a cutoff was last proposed for.
-    proposed_for: Option<Arc<Take>>,
+    /// The clip and task marks were last proposed for.
+    proposed_for: Option<(Arc<Take>, TaskKind)>,
 }
 
 impl DggEditor {
@@ -223,6 +224,11 @@ mod tests {
         assert!((cutoff - 4_000.0).abs() < 200.0, "{cutoff}");
         // The settings now make a request the engine accepts.
         assert!(editor.params.restore_request().is_ok());
+        // The take is not clipped: declipping proposes no level and says what is missing.
+        set(&gui.param_setter(), &editor.params.task, TaskKind::Declip);
+        frame(&ctx, &mut editor);
+        assert_eq!(editor.marks().clip_level, None);
+        assert_eq!(editor.params.restore_request().unwrap_err(), crate::plugin::settings::Unmarked::ClipLevel);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::{set, DggEditor};
 use crate::dsp::bandwidth::detect_cutoff;
+use crate::dsp::clipping::detect_clip_level;
 use crate::plugin::capture::Take;
 use crate::restore::operators::TaskKind;
 
@@ -83,6 +84,18 @@ impl DggEditor {
             TaskKind::Phase => {
                 ui.label(RichText::new("nothing to mark: the phase is rebuilt from the magnitude").weak());
             }
+            TaskKind::Declip => {
+                match marks.clip_level {
+                    Some(level) => ui.add(egui::DragValue::new(marks.clip_level.get_or_insert(level)).range(0.001..=1.0).speed(0.001)),
+                    None => ui.label("not found"),
+                }
+                .on_hover_text("The level the loudest samples were clipped at; samples at it are restored, the others kept");
+                if let Some(o) = original {
+                    if ui.button("Detect").on_hover_text("Find the level the captured samples pile up at").clicked() {
+                        marks.clip_level = detect_clip_level(&o.clip.channels).or(marks.clip_level);
+                    }
+                }
+            }
         });
     }
 }
@@ -93,6 +106,7 @@ fn task_marks_label(task: TaskKind) -> &'static str {
         TaskKind::SuperResolution => "Cutoff",
         TaskKind::Dereverb => "Room",
         TaskKind::Phase => "Marks",
+        TaskKind::Declip => "Clip level",
     }
 }
 
