@@ -182,3 +182,29 @@ fn super_resolution_detects_the_cutoff_when_none_is_given() {
     assert!((hz - 3_000.0).abs() < 150.0, "detected {hz} Hz");
     assert!(output.is_file());
 }
+
+/// `--preview` renders the same job in at most 25 steps, and says so.
+#[test]
+fn a_preview_is_the_same_restoration_in_fewer_steps() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.wav");
+    gapped(&input);
+    let restore = |extra: &[&str], out: &str| {
+        let o = dgg()
+            .args(["restore", "--task", "inpaint", "--gap", "0.5-0.8", "--model"])
+            .arg(model.path())
+            .args(extra)
+            .arg(&input)
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stderr).to_string(), read_wav(&dir.path().join(out)).1)
+    };
+    let (said, preview) = restore(&["--steps", "60", "--preview"], "preview.wav");
+    assert!(said.contains("preview: 25 of 60 steps"), "{said}");
+    let (_, short) = restore(&["--steps", "25"], "short.wav");
+    assert_eq!(preview, short);
+}

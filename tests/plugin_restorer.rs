@@ -176,3 +176,31 @@ fn the_loaders_notice_is_shown_while_the_model_is_loaded() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A preview is the same job in a few tens of steps: filed as the restoration (the
+/// engine's result for the previewed request, exactly) and marked as a preview until the
+/// full render replaces it.
+#[test]
+fn a_preview_is_filed_until_the_full_render_replaces_it() {
+    let g = Golden::load();
+    let dir = g.copy_dir();
+    let original = take();
+    let clips = with_take(&original);
+    let (open, gate) = unbounded();
+    drop(open);
+    let restorer = Restorer::new(clips.clone(), gated_loader(dir.path().to_path_buf(), gate));
+    restorer.preview(Ok(request(40)), PromptSettings::default()).unwrap();
+    assert!(restorer.is_preview());
+    assert_eq!(settle(&restorer), Status::Done);
+    let prior = AudioLdm2::load_for_prompt(dir.path(), &LoadOptions::default(), "", 1.0).unwrap();
+    let clip = AudioClip::new(48_000, original.clip.channels.clone());
+    let engine = |r: &RestoreRequest| restore_clip(&prior, &clip, r, &mut |_| ControlFlow::Continue(())).unwrap().channels;
+    let previewed = request(40).preview();
+    assert_eq!(previewed.sampler.steps, 25);
+    assert_eq!(clips.read().restored.as_ref().unwrap().clip.channels, engine(&previewed));
+
+    restorer.start(Ok(request(3)), PromptSettings::default()).unwrap();
+    assert!(!restorer.is_preview());
+    assert_eq!(settle(&restorer), Status::Done);
+    assert_eq!(clips.read().restored.as_ref().unwrap().clip.channels, engine(&request(3)));
+}

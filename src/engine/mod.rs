@@ -69,6 +69,11 @@ pub fn default_batch(device: &candle_core::Device) -> usize {
 }
 
 impl RestoreRequest {
+    /// This request as a preview ([`SamplerSettings::preview`]).
+    pub fn preview(self) -> Self {
+        Self { sampler: self.sampler.preview(), ..self }
+    }
+
     /// 5.12 s windows (the paper's clip length, rounded to whole UNet levels) overlapping
     /// by 1 s.
     pub fn new(degradation: Degradation, sampler: SamplerSettings) -> Self {
@@ -264,7 +269,10 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
                     (Some(_), Some(level)) => {
                         // The clipped samples that still sit near the level: the part there
                         // went at least as far out.
-                        let floor = part[local.clone()].iter().zip(&known[local.clone()]).map(|(&v, &k)| if k == 0.0 && v.abs() >= FLOOR_NEAR * level { v } else { 0.0 });
+                        let floor = part[local.clone()]
+                            .iter()
+                            .zip(&known[local.clone()])
+                            .map(|(&v, &k)| if k == 0.0 && v.abs() >= FLOOR_NEAR * level { v } else { 0.0 });
                         Measurement::with_mask_and_floor(known[local.clone()].to_vec(), floor.collect(), &observed, model_rate)?
                     }
                     (Some(_), None) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,

@@ -88,6 +88,8 @@ struct State {
     status: Status,
     /// What loading the model had to say (it runs on the CPU, and why), while it is loaded.
     notice: Option<String>,
+    /// Whether the last job started is a preview.
+    preview: bool,
 }
 
 pub struct Restorer {
@@ -101,7 +103,7 @@ impl Restorer {
     /// A restorer of the original in `clips`; its worker (started with the first job) loads
     /// the prior with a loader from `make_loader`.
     pub fn new(clips: Arc<Clips>, make_loader: impl Fn() -> LoadPrior + Send + Sync + 'static) -> Self {
-        let state = Mutex::new(State { job: None, status: Status::Idle, notice: None });
+        let state = Mutex::new(State { job: None, status: Status::Idle, notice: None, preview: false });
         Self { shared: Shared { clips, state }, make_loader: Box::new(make_loader), worker: Mutex::new(None) }
     }
 
@@ -135,14 +137,29 @@ impl Restorer {
     /// Restores the captured clip as `request` says (a job already running is cancelled).
     /// An error is also the new status, so the editor shows it whoever asked.
     pub fn start(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings) -> Result<(), StartError> {
-        let result = self.try_start(request, prompt);
+        self.launch(request, prompt, false)
+    }
+
+    /// [`Restorer::start`] as a preview ([`RestoreRequest::preview`]): its result is filed
+    /// as the restoration until the full render replaces it.
+    pub fn preview(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings) -> Result<(), StartError> {
+        self.launch(request.map(RestoreRequest::preview), prompt, true)
+    }
+
+    /// Whether the last job started (running or done) is a preview.
+    pub fn is_preview(&self) -> bool {
+        self.shared.state.lock().preview
+    }
+
+    fn launch(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings, preview: bool) -> Result<(), StartError> {
+        let result = self.try_start(request, prompt, preview);
         if let Err(e) = &result {
             self.shared.update(|state| state.status = Status::Failed(e.to_string()));
         }
         result
     }
 
-    fn try_start(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings) -> Result<(), StartError> {
+    fn try_start(&self, request: Result<RestoreRequest, Unmarked>, prompt: PromptSettings, preview: bool) -> Result<(), StartError> {
         let original = self.shared.clips.read().original.clone().ok_or(StartError::NothingCaptured)?;
         let request = request?;
         let mut worker = self.worker.lock();
@@ -158,6 +175,7 @@ impl Restorer {
             let id = worker.submit(Job { clip, request, prompt });
             state.job = Some((id, original));
             state.status = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
+            state.preview = preview;
         });
         Ok(())
     }

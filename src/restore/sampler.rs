@@ -27,9 +27,27 @@ pub struct SamplerSettings {
     pub retries: usize,
 }
 
+/// A preview's DDIM steps (and DITTO's chain steps and iterations), at most.
+pub const PREVIEW_STEPS: usize = 25;
+const PREVIEW_DITTO_ITERATIONS: usize = 10;
+
 impl SamplerSettings {
     pub fn new(method: Method, steps: usize, seed: u64) -> Self {
         Self { method, steps, seed, retries: 2 }
+    }
+
+    /// The same settings and seed in a few tens of steps: where the full render is
+    /// heading, in a fraction of its time.
+    pub fn preview(&self) -> Self {
+        let method = match &self.method {
+            Method::Ditto(d) => Method::Ditto(DittoSettings {
+                chain_steps: d.chain_steps.min(PREVIEW_STEPS),
+                iterations: d.iterations.min(PREVIEW_DITTO_ITERATIONS),
+                ..d.clone()
+            }),
+            other => other.clone(),
+        };
+        Self { method, steps: self.steps.min(PREVIEW_STEPS), ..self.clone() }
     }
 }
 
@@ -327,4 +345,21 @@ fn per_item(b: usize, f: impl Fn(&dyn Fn(&Tensor) -> CandleResult<Tensor>) -> Ca
     }
     let items = (0..b).map(|i| f(&|t: &Tensor| t.narrow(0, i, 1))).collect::<CandleResult<Vec<_>>>()?;
     Tensor::cat(&items, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::restore::guidance::MethodKind;
+
+    #[test]
+    fn a_preview_keeps_everything_but_the_steps() {
+        let full = SamplerSettings::new(MethodKind::Dgg.with_strength(Some(0.1)), 500, 7);
+        assert_eq!(full.preview(), SamplerSettings { steps: PREVIEW_STEPS, ..full.clone() });
+        let short = SamplerSettings::new(Method::Ddim, 10, 7);
+        assert_eq!(short.preview(), short, "already short");
+        let ditto = SamplerSettings::new(MethodKind::Ditto.with_strength(None), 100, 7);
+        let Method::Ditto(d) = ditto.preview().method else { panic!() };
+        assert_eq!((d.chain_steps, d.iterations, d.learning_rate), (20, PREVIEW_DITTO_ITERATIONS, 0.5));
+    }
 }

@@ -63,6 +63,11 @@ pub struct RestoreArgs {
     prior: PriorArgs,
     #[arg(long, value_enum, default_value = "splice")]
     output_mode: OutputArg,
+    /// A quick render to hear where the restoration is heading: the same settings and seed
+    /// in at most 25 steps (DITTO: 10 iterations of a 25-step chain). Run again without it
+    /// for the full render.
+    #[arg(long)]
+    preview: bool,
     /// Inpainting: make the band above the model's (8 kHz for AudioLDM2) inside each filled
     /// gap from the audio around it, where the file has such a band.
     #[arg(long, value_enum, default_value = "on")]
@@ -108,6 +113,11 @@ pub fn run(args: RestoreArgs) -> Result<()> {
     request.overlap_seconds = args.overlap;
     request.batch = args.batch;
     request.full_band = args.full_band == Switch::On;
+    if args.preview {
+        let full = request.sampler.steps;
+        request = request.preview();
+        eprintln!("preview: {} of {full} steps, same seed (run without --preview for the full render)", request.sampler.steps);
+    }
 
     // The restoration streams from the input into the output's temporary file, which a
     // signal or an error removes: a long file takes little memory, and nothing half-done

@@ -38,19 +38,23 @@ impl DggEditor {
                     Status::Running { fraction, .. } => fraction as f32,
                     _ => 0.0,
                 };
-                let caption = status::progress_caption(&status).unwrap_or_default();
+                let caption = status::progress_caption(&status, self.restorer.is_preview()).unwrap_or_default();
                 ui.add(egui::ProgressBar::new(fraction).text(caption).animate(true));
             } else {
                 let restore = ui.add_enabled(has_clip, egui::Button::new(RichText::new("Restore").strong()).min_size(egui::vec2(110.0, 28.0)));
                 if restore.clicked() {
                     let _ = self.restorer.start(self.params.restore_request(), self.params.prompt());
                 }
+                let preview = ui.add_enabled(has_clip, egui::Button::new("Preview").min_size(egui::vec2(90.0, 28.0)));
+                if preview.on_hover_text("A quick render in a few tens of steps, same seed and settings: hear where it is heading").clicked() {
+                    let _ = self.restorer.preview(self.params.restore_request(), self.params.prompt());
+                }
                 if let (true, Err(missing)) = (has_clip, self.params.restore_request()) {
                     ui.label(RichText::new(format!("To restore: {missing}")).weak());
                 }
             }
         });
-        if let Some((text, error)) = status::outcome(&status) {
+        if let Some((text, error)) = status::outcome(&status, self.restorer.is_preview()) {
             ui.label(if error { RichText::new(text).color(ERROR_COLOUR) } else { RichText::new(text) });
         }
         if self.confirm_recapture {

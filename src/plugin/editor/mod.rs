@@ -28,9 +28,9 @@ use std::time::Duration;
 use super::capture::Take;
 use super::clips::Role;
 use super::params::DggParams;
-use crate::restore::operators::TaskKind;
 use super::restorer::Restorer;
 use super::settings::{read, write, Marks, Preferences};
+use crate::restore::operators::TaskKind;
 use clip_view::ClipView;
 
 const WIDTH: u32 = 960;

@@ -14,12 +14,15 @@ pub fn spoken(d: Duration) -> String {
     }
 }
 
-/// The progress bar's caption while a job runs.
-pub fn progress_caption(status: &Status) -> Option<String> {
+/// The progress bar's caption while a job (a `preview` or not) runs.
+pub fn progress_caption(status: &Status, preview: bool) -> Option<String> {
     match status {
         Status::LoadingModel => Some("Loading the model…".into()),
         Status::Running { step, steps, loss, eta, .. } => {
             let mut text = if *steps == 0 { "Starting…".to_string() } else { format!("Step {step}/{steps}") };
+            if preview {
+                text = format!("Preview · {text}");
+            }
             if let Some(loss) = loss {
                 text += &format!(" · loss {loss:.3}");
             }
@@ -32,9 +35,14 @@ pub fn progress_caption(status: &Status) -> Option<String> {
     }
 }
 
-/// The line under the buttons once a job ended: the text and whether it is an error.
-pub fn outcome(status: &Status) -> Option<(String, bool)> {
+/// The line under the buttons once a job (a `preview` or not) ended: the text and whether
+/// it is an error.
+pub fn outcome(status: &Status, preview: bool) -> Option<(String, bool)> {
     match status {
+        Status::Done if preview => Some((
+            "Preview ready (a few tens of steps). Listen → Restored plays it; Restore renders it in full, with the same seed and settings.".into(),
+            false,
+        )),
         Status::Done => Some(("Restored. Listen → Restored plays it in place of the track; bounce or export it when it sounds right.".into(), false)),
         Status::Cancelled => Some(("Cancelled. The clip and the previous restoration are unchanged.".into(), false)),
         Status::Failed(message) => Some((message.clone(), true)),
@@ -56,11 +64,13 @@ mod tests {
     #[test]
     fn a_running_job_shows_step_loss_and_time_left() {
         let running = Status::Running { fraction: 0.37, step: 37, steps: 100, loss: Some(12.3456), eta: Some(Duration::from_secs(83)) };
-        assert_eq!(progress_caption(&running).unwrap(), "Step 37/100 · loss 12.346 · about 1 min 23 s left");
+        assert_eq!(progress_caption(&running, false).unwrap(), "Step 37/100 · loss 12.346 · about 1 min 23 s left");
+        assert_eq!(progress_caption(&running, true).unwrap(), "Preview · Step 37/100 · loss 12.346 · about 1 min 23 s left");
         let starting = Status::Running { fraction: 0.0, step: 0, steps: 0, loss: None, eta: None };
-        assert_eq!(progress_caption(&starting).unwrap(), "Starting…");
-        assert!(progress_caption(&Status::Done).is_none());
-        assert_eq!(outcome(&Status::Failed("no model".into())), Some(("no model".into(), true)));
-        assert!(outcome(&running).is_none());
+        assert_eq!(progress_caption(&starting, false).unwrap(), "Starting…");
+        assert!(progress_caption(&Status::Done, false).is_none());
+        assert_eq!(outcome(&Status::Failed("no model".into()), false), Some(("no model".into(), true)));
+        assert!(outcome(&Status::Done, true).unwrap().0.starts_with("Preview ready"));
+        assert!(outcome(&running, false).is_none());
     }
 }
