@@ -2,10 +2,9 @@
 //! host), for trying the editor without a DAW and for its screenshot
 //! (`tools/screenshot/editor.sh`). Built with `--features standalone`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use dgg_restore::audio::read_wav;
-use dgg_restore::plugin::capture::Take;
+use dgg_restore::plugin::capture::{import_wav, Take};
 use dgg_restore::plugin::clips::ClipStore;
 use dgg_restore::plugin::session;
 use dgg_restore::plugin::settings::Marks;
@@ -34,12 +33,9 @@ struct Args {
     host: Vec<String>,
 }
 
+/// A file as a take at the start of the timeline, as the editor's *Import WAV* reads it.
 fn take(path: &Path) -> Result<Arc<Take>> {
-    let (clip, _) = read_wav(path).with_context(|| format!("reading {}", path.display()))?;
-    if clip.num_channels() > 2 {
-        bail!("{}: {} channels; the plugin takes mono or stereo", path.display(), clip.num_channels());
-    }
-    Ok(Arc::new(Take::new(clip, 0)))
+    Ok(Arc::new(Take::new(import_wav(path)?, 0)))
 }
 
 fn open(args: &Args) -> Result<()> {

@@ -8,7 +8,8 @@
 
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::audio::AudioClip;
+use crate::audio::{read_wav, AudioClip, AudioError};
+use std::path::{Path, PathBuf};
 
 /// Why a take ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +30,25 @@ pub struct Take {
     pub clip: AudioClip,
     /// Timeline position (samples at the clip's rate) of frame 0.
     pub start: i64,
+}
+
+/// Why a file could not become the take.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error("{}: {channels} channels; the plugin takes mono or stereo: split the file first", .path.display())]
+    Channels { path: PathBuf, channels: usize },
+}
+
+/// A WAV file as a take's audio (the editor's *Import WAV*, the standalone's `--clip`):
+/// mono or stereo, at its own rate, held whole.
+pub fn import_wav(path: &Path) -> Result<AudioClip, ImportError> {
+    let (clip, _) = read_wav(path)?;
+    match clip.num_channels() {
+        1 | 2 => Ok(clip),
+        channels => Err(ImportError::Channels { path: path.to_owned(), channels }),
+    }
 }
 
 /// A take as projects save it: the fields it had before it held an [`AudioClip`] (the rate

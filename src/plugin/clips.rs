@@ -11,7 +11,7 @@ use crossbeam::queue::ArrayQueue;
 use nice_plug::params::persist::PersistentField;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use super::capture::{Recorder, Take, TakeEnd};
@@ -150,6 +150,25 @@ impl Clips {
         true
     }
 
+    /// Off the audio thread: `take` becomes the original (a file the user imported), with
+    /// no restoration yet; the deck plays it from the next block.
+    pub fn set_original(&self, take: Take) {
+        let take = Arc::new(take);
+        let mut store = self.store.write();
+        store.original = Some(take.clone());
+        store.restored = None;
+        let rate = f32::from_bits(self.deck_rate.load(Ordering::Acquire));
+        self.mail.send(Role::Original, Some(if rate > 0.0 { at_rate(take, rate) } else { take }));
+        self.mail.send(Role::Restored, None);
+    }
+
+    /// Where the host's playhead last was, on the timeline at the deck's rate (samples, and
+    /// the rate), once a block was placed.
+    pub fn playhead(&self) -> Option<(i64, f32)> {
+        let (pos, rate) = (self.mail.playhead.load(Ordering::Acquire), f32::from_bits(self.deck_rate.load(Ordering::Acquire)));
+        (pos != NO_PLAYHEAD && rate > 0.0).then_some((pos, rate))
+    }
+
     /// Off the audio thread: frees what the deck let go of.
     pub fn free_retired(&self) {
         while self.mail.retired.pop().is_some() {}
@@ -207,7 +226,11 @@ pub struct Mailboxes {
     reloaded: AtomicBool,
     /// The recorder's [`RecorderState`] after the last block.
     recorder: AtomicU8,
+    /// The timeline position of the last block the host placed ([`NO_PLAYHEAD`] before).
+    playhead: AtomicI64,
 }
+
+const NO_PLAYHEAD: i64 = i64::MIN;
 
 /// Something the audio thread let go of, held only to be dropped off the audio thread.
 #[allow(dead_code, reason = "held only to be dropped off the audio thread")]
@@ -226,6 +249,7 @@ impl Default for Mailboxes {
             restoring: AtomicBool::new(false),
             reloaded: AtomicBool::new(false),
             recorder: AtomicU8::new(0),
+            playhead: AtomicI64::new(NO_PLAYHEAD),
         }
     }
 }
@@ -375,6 +399,9 @@ impl Deck {
 
     /// Records a block (see [`Recorder::process`]); a take that ended is posted to `mail`.
     pub fn record<S: AsRef<[f32]>>(&mut self, mail: &Mailboxes, block: &[S], sample_rate: f32, playing: bool, pos: Option<i64>) -> Option<TakeEnd> {
+        if let Some(pos) = pos {
+            mail.playhead.store(pos, Ordering::Release);
+        }
         let end = self.recorder.process(block, sample_rate, playing, pos);
         self.post(mail);
         end

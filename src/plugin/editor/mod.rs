@@ -69,6 +69,9 @@ pub struct DggEditor {
     model_status: Option<String>,
     model_dir_text: String,
     export_path: String,
+    import_path: String,
+    /// Import at the playhead rather than at the start of the timeline.
+    import_at_playhead: bool,
     notice: Option<Notice>,
     /// Capture was pressed while a clip exists: ask before replacing it.
     confirm_recapture: bool,
@@ -88,6 +91,8 @@ impl DggEditor {
             model_status: None,
             model_dir_text: String::new(),
             export_path: export.display().to_string(),
+            import_path: String::new(),
+            import_at_playhead: true,
             notice: None,
             confirm_recapture: false,
             proposed_for: None,
@@ -258,6 +263,44 @@ mod tests {
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, true, Some(0));
         deck.record(clips.mail(), &[[0.5f32; 64]], 48_000.0, false, Some(64));
         assert!(!editor.follow_capture(&setter) && !editor.params.capture.value());
+    }
+
+    #[test]
+    fn a_wav_file_is_imported_as_the_take_at_the_playhead_and_saved_with_the_project() {
+        let mut editor = editor();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("song.wav");
+        let file = AudioClip::new(44_100, vec![test_noise(22_050, 4), test_noise(22_050, 5)]);
+        crate::audio::write_wav(&path, &file, crate::audio::WavFormat::FLOAT32).unwrap();
+        // The host placed a block at 2 s (48 kHz) on the timeline.
+        let clips = editor.params.clips.clone();
+        clips.set_deck_rate(48_000.0);
+        let mut deck = crate::plugin::clips::Deck::new(clips.reserve_capture(2, 100), None, None);
+        deck.record(clips.mail(), &[vec![0.0f32; 64], vec![0.0; 64]], 48_000.0, false, Some(96_000));
+
+        editor.import_path = path.display().to_string();
+        editor.import();
+        assert!(matches!(&editor.notice, Some(Notice::Info(t)) if t.contains("at 2.000 s")), "{:?}", editor.notice.as_ref().map(|_| ()));
+        let store = clips.read().clone();
+        assert_eq!(store.original.as_deref(), Some(&Take::new(file.clone(), 88_200)), "the file, at 2 s at its own rate");
+        assert!(store.restored.is_none(), "the old restoration went with the old take");
+        // Saved with the project and loaded into a fresh instance, it is the same take.
+        let saved = serde_json::to_string(&store).unwrap();
+        let reopened = crate::plugin::clips::Clips::default();
+        reopened.set(serde_json::from_str(&saved).unwrap());
+        assert_eq!(reopened.read().original, store.original);
+
+        editor.import_at_playhead = false;
+        editor.import();
+        assert_eq!(clips.read().original.as_ref().unwrap().start, 0, "at the start of the timeline");
+        let surround = AudioClip::new(44_100, vec![vec![0.1; 4_410]; 3]);
+        crate::audio::write_wav(&path, &surround, crate::audio::WavFormat::FLOAT32).unwrap();
+        editor.import();
+        assert!(matches!(&editor.notice, Some(Notice::Error(e)) if e.contains("3 channels") && e.contains("mono or stereo")));
+        editor.import_path = dir.path().join("missing.wav").display().to_string();
+        editor.import();
+        assert!(matches!(&editor.notice, Some(Notice::Error(e)) if e.contains("missing.wav")));
+        assert_eq!(clips.read().original.as_ref().unwrap().clip, file, "a failed import keeps the take");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The setup panel: the model folder, the longest take, the export of the restoration,
-//! and the notice about the last of these the user did.
+//! The setup panel: the model folder, the longest take, a file imported as the take, the
+//! export of the restoration, and the notice about the last of these the user did.
 
 use egui::{RichText, Ui};
 use std::path::PathBuf;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{DggEditor, Notice, ERROR_COLOUR};
 use crate::audio::{write_wav, WavFormat};
 use crate::model::ModelSearch;
-use crate::plugin::capture::Take;
+use crate::plugin::capture::{import_wav, Take};
 use crate::plugin::settings::Preferences;
 
 impl DggEditor {
@@ -42,6 +42,16 @@ impl DggEditor {
             }
             ui.end_row();
 
+            ui.label("Import");
+            ui.horizontal(|ui| {
+                ui.add(egui::TextEdit::singleline(&mut self.import_path).hint_text("a WAV file to repair").desired_width(380.0));
+                if ui.button("Import WAV").on_hover_text("Make the file the take, without playing it through the track").clicked() {
+                    self.import();
+                }
+                ui.checkbox(&mut self.import_at_playhead, "at the playhead").on_hover_text("Otherwise at the start of the timeline");
+            });
+            ui.end_row();
+
             ui.label("Export");
             ui.horizontal(|ui| {
                 ui.add(egui::TextEdit::singleline(&mut self.export_path).desired_width(380.0));
@@ -71,6 +81,26 @@ impl DggEditor {
         self.restorer.release_model();
         self.model_status = None;
         self.notice = Some(Notice::Info(format!("The next restoration uses the model in {}.", dir.display())));
+    }
+
+    /// Makes the file in the import field the take, at the playhead (where the host last
+    /// placed a block) or at the start of the timeline; its restoration, if any, goes.
+    pub(super) fn import(&mut self) {
+        let path = PathBuf::from(self.import_path.trim());
+        self.notice = Some(match import_wav(&path) {
+            Ok(clip) => {
+                let at = match (self.import_at_playhead, self.params.clips.playhead()) {
+                    (true, Some((pos, rate))) => (pos as f64 * f64::from(clip.sample_rate) / f64::from(rate)).round() as i64,
+                    _ => 0,
+                };
+                let seconds = at as f64 / f64::from(clip.sample_rate);
+                let replaced = self.params.clips.read().original.is_some();
+                self.params.clips.set_original(Take::new(clip, at));
+                let what = if replaced { "replacing the captured clip and its restoration" } else { "nothing was captured before" };
+                Notice::Info(format!("Imported {} as the take, at {seconds:.3} s on the timeline ({what}).", path.display()))
+            }
+            Err(e) => Notice::Error(format!("Could not import: {e}")),
+        });
     }
 
     pub(super) fn export(&mut self, restored: &Take) {
