@@ -161,6 +161,26 @@ impl LossMel {
         self.clamp(magnitude.broadcast_matmul(&self.filters)?)
     }
 
+    /// 0 for every cell (frame, mel band) of the features of `len` samples that sees one of
+    /// `regions` (sample range, band in Hz), 1 elsewhere; frames-major. A frame sees the
+    /// samples under its window (centred framing), a mel band the STFT bins its filter
+    /// weighs, and a bin a band within the Hann window's main lobe (two bins either side).
+    pub fn cells_outside(&self, len: usize, regions: &[(std::ops::Range<usize>, (f64, f64))]) -> Vec<f32> {
+        let LossMelConfig { sample_rate, stft, n_mels, .. } = self.config;
+        let (frames, bins, half) = (stft.frames(len), stft.bins(), stft.n_fft / 2);
+        let fb = filterbank(MelScale::Htk, sample_rate, stft.n_fft, n_mels, 0.0, (sample_rate / 2) as f64);
+        let mut cells = vec![1f32; frames * n_mels];
+        for (samples, (low, high)) in regions {
+            let bin = |hz: f64| hz * stft.n_fft as f64 / sample_rate as f64;
+            let seen = (bin(*low).floor() as usize).saturating_sub(2)..((bin(*high).ceil() as usize) + 3).min(bins);
+            let mels: Vec<usize> = (0..n_mels).filter(|&m| seen.clone().any(|k| fb[m * bins + k] > 0.0)).collect();
+            for f in (0..frames).filter(|&f| f * stft.hop + half > samples.start && f * stft.hop < samples.end + half) {
+                mels.iter().for_each(|&m| cells[f * n_mels + m] = 0.0);
+            }
+        }
+        cells
+    }
+
     /// The STFT this loss space is built on (phase retrieval measures with it).
     pub fn stft(&self) -> &Stft {
         &self.stft

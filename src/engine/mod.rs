@@ -23,7 +23,7 @@ use crate::audio::{
 use crate::dsp::clipping::is_clipped;
 use crate::restore::guidance::Stage;
 use crate::restore::measurement::{Measurement, MeasurementError};
-use crate::restore::operators::{gap_ranges, Degradation, Operator, OperatorError};
+use crate::restore::operators::{gap_ranges, region_ranges, Degradation, Operator, OperatorError};
 use crate::restore::prior::LatentPrior;
 use crate::restore::sampler::{sample_batch, BatchItem, SampleError, SamplerSettings, StepReport};
 use splice::{Splice, Splicer};
@@ -112,6 +112,8 @@ pub enum EngineError {
     /// A float file can hold samples up to 3e38, whose spectra overflow.
     #[error("channel {channel} has a sample of {value:e} at {sample}, far beyond full scale (±{MAX_SAMPLE} at most are taken): normalise the file")]
     OutOfRange { channel: usize, sample: usize, value: f32 },
+    #[error("a region reaches {high_hz} Hz, above the model's band limit ({limit_hz} Hz): the model restores only below it; end the region's band there")]
+    RegionAboveModel { high_hz: f64, limit_hz: f64 },
     #[error("no sample reaches the clip level {level}: nothing was clipped there (give the level the loudest samples sit at, or let it be detected)")]
     NothingClipped { level: f64 },
     #[error(
@@ -215,7 +217,15 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         Degradation::Declip { .. } => Some(clipped_at_rate(&clipped, rate, model_rate, model_len)),
         _ => None,
     };
-    let needs_sampling = |w: &Range<usize>| gaps.as_ref().is_none_or(|g| g.iter().any(|g| g.start < w.end && w.start < g.end));
+    // Spectral repair's regions at the model's rate.
+    let regions = match &request.degradation {
+        Degradation::SpectralRepair { regions } => Some(region_ranges(regions, model_rate, model_len)?),
+        _ => None,
+    };
+    let overlaps = |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
+    let needs_sampling = |w: &Range<usize>| {
+        gaps.as_ref().is_none_or(|g| g.iter().any(|g| overlaps(g, w))) && regions.as_ref().is_none_or(|r| r.iter().any(|r| overlaps(&r.samples, w)))
+    };
     let parts_sampled = active.iter().filter(|&&a| a).count();
     let windows_total = plan.iter().filter(|w| needs_sampling(w)).count() * parts_sampled;
     let batch = request.batch.unwrap_or_else(|| default_batch(prior.device())).max(1);
@@ -276,7 +286,17 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
                         Measurement::with_mask_and_floor(known[local.clone()].to_vec(), floor.collect(), &observed, model_rate)?
                     }
                     (Some(_), None) => Measurement::with_mask(known[local.clone()].to_vec(), &observed, model_rate)?,
-                    (None, _) => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device())?,
+                    (None, _) => match &regions {
+                        Some(regions) => {
+                            let local: Vec<_> = regions
+                                .iter()
+                                .filter(|r| overlaps(&r.samples, w))
+                                .map(|r| (r.samples.start.max(w.start) - w.start..r.samples.end.min(w.end) - w.start, r.band))
+                                .collect();
+                            Measurement::outside_regions(&observed, &local, model_rate)?
+                        }
+                        None => Measurement::for_degradation(&request.degradation, &observed, model_rate, prior.device())?,
+                    },
                 };
                 items.push((pieces.len() - 1, p, measurement, request.sampler.seed.wrapping_add(k as u64)));
             }
@@ -486,6 +506,13 @@ fn splice_for(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) 
         Degradation::Declip { level } => {
             Operator::new(degradation, rate, len, &candle_core::Device::Cpu)?;
             Splice::Clipped { level: *level as f32 }
+        }
+        Degradation::SpectralRepair { regions } => {
+            let limit_hz = model_rate as f64 / 2.0;
+            if let Some(r) = regions.iter().find(|r| r.high_hz > limit_hz) {
+                return Err(EngineError::RegionAboveModel { high_hz: r.high_hz, limit_hz });
+            }
+            Splice::Regions { regions: region_ranges(regions, rate, len)?, sample_rate: rate }
         }
     })
 }

@@ -6,6 +6,8 @@ use std::ops::Range;
 use crate::dsp::band_extension::BandExtension;
 use crate::dsp::clipping::is_clipped;
 use crate::dsp::fir::{lowpass, FirStream};
+use crate::dsp::stft::{ComplexStft, StftConfig};
+use crate::restore::operators::RegionAt;
 
 /// What of the original is kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +20,10 @@ pub enum Splice {
     AboveCutoff { cutoff_hz: f64, sample_rate: u32 },
     /// Dereverberation, phase retrieval: nothing; the restored audio replaces it all.
     Replace,
+    /// Spectral repair: the original but in the regions' cells of an STFT at
+    /// `sample_rate`, which take the restoration's, faded in time and frequency
+    /// ([`repair_region`]).
+    Regions { regions: Vec<RegionAt>, sample_rate: u32 },
     /// Declipping: the original but in its clipped samples, which take the restoration
     /// pushed out to at least `level` on their own side ([`declipped`]).
     Clipped { level: f32 },
@@ -67,6 +73,8 @@ pub struct Splicer {
     held_start: usize,
     next_gap: usize,
     len: usize,
+    /// Frames pushed so far.
+    received: usize,
 }
 
 impl Splicer {
@@ -77,15 +85,22 @@ impl Splicer {
             _ => Vec::new(),
         };
         let waiting = vec![(Vec::new(), Vec::new()); channels];
-        Self { splice, position: 0, lowpass, waiting, held: vec![Vec::new(); channels], held_start: 0, next_gap: 0, len }
+        Self { splice, position: 0, lowpass, waiting, held: vec![Vec::new(); channels], held_start: 0, next_gap: 0, len, received: 0 }
     }
 
     /// The next frames of the original and of the restoration (equal lengths); returns the
     /// spliced frames ready so far (all of them once the last frame is in).
     pub fn push(&mut self, original: &[Vec<f32>], restored: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let at = self.position;
+        self.received += original.first().map_or(0, Vec::len);
+        if let Splice::Regions { .. } = self.splice {
+            let out = self.repair_regions(original, restored);
+            self.position += out.first().map_or(0, Vec::len);
+            return out;
+        }
         let out: Vec<Vec<f32>> = match &self.splice {
             Splice::Replace => restored.to_vec(),
+            Splice::Regions { .. } => unreachable!("repaired above"),
             Splice::Clipped { level } => original
                 .iter()
                 .zip(restored)
@@ -127,6 +142,39 @@ impl Splicer {
         }
     }
 
+    /// Holds the original and the restoration, repairs every region whose context after it
+    /// has arrived, and returns the frames no region needs any more.
+    fn repair_regions(&mut self, original: &[Vec<f32>], restored: &[Vec<f32>]) -> Vec<Vec<f32>> {
+        let Splice::Regions { regions, sample_rate } = &self.splice else { unreachable!("only regions are repaired") };
+        for ((xs, rs), (x, r)) in self.waiting.iter_mut().zip(original.iter().zip(restored)) {
+            xs.extend_from_slice(x);
+            rs.extend_from_slice(r);
+        }
+        let config = region_stft(*sample_rate);
+        while let Some(region) = regions.get(self.next_gap) {
+            let span = region_span(region, config, *sample_rate, self.len);
+            if self.received < span.end {
+                break;
+            }
+            let local = span.start - self.held_start..span.end - self.held_start;
+            for (xs, rs) in &mut self.waiting {
+                let repaired = repair_region(&xs[local.clone()], &rs[local.clone()], region, span.start, *sample_rate);
+                xs[local.clone()].copy_from_slice(&repaired);
+            }
+            self.next_gap += 1;
+        }
+        let keep_from = regions.get(self.next_gap).map_or(self.received, |r| region_span(r, config, *sample_rate, self.len).start.min(self.received));
+        let done = keep_from.max(self.held_start) - self.held_start;
+        self.held_start += done;
+        self.waiting
+            .iter_mut()
+            .map(|(xs, rs)| {
+                rs.drain(..done);
+                xs.drain(..done).collect()
+            })
+            .collect()
+    }
+
     /// Holds `spliced`, adds the high band to every gap whose context after it has
     /// arrived, and returns the frames no gap needs any more.
     fn extend_gaps(&mut self, extension: BandExtension, spliced: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
@@ -162,6 +210,67 @@ fn splice_gap(out: &mut [f32], restored: &[f32], at: usize, gap: Range<usize>, f
         let w = gap_weight(k - gap.start, gap.len(), fade);
         out[k - at] = (1.0 - w) * out[k - at] + w * restored[k - at];
     }
+}
+
+/// Fades of a repaired region: in time, and in frequency.
+const REGION_FADE_SECONDS: f64 = 0.01;
+const REGION_FADE_HZ: f64 = 100.0;
+
+/// About 43 ms frames whatever the rate, a quarter frame apart.
+fn region_stft(sample_rate: u32) -> StftConfig {
+    let n_fft = ((sample_rate as f64 * 2048.0 / 48_000.0).round() as usize).next_power_of_two().max(256);
+    StftConfig { n_fft, hop: n_fft / 4 }
+}
+
+/// The samples a region's repair reads: a frame and a fade beyond it either side.
+fn region_span(region: &RegionAt, config: StftConfig, sample_rate: u32, len: usize) -> Range<usize> {
+    let pad = config.n_fft + (REGION_FADE_SECONDS * sample_rate as f64).ceil() as usize;
+    region.samples.start.saturating_sub(pad)..(region.samples.end + pad).min(len)
+}
+
+/// `original` (the samples of the region's span, from `at`) with the region's STFT cells
+/// taken from `restored`: weight 1 inside the region, raised-cosine fades over
+/// [`REGION_FADE_SECONDS`] and [`REGION_FADE_HZ`] outside it, 0 beyond. Samples no faded
+/// frame reaches are the original's, bit for bit.
+fn repair_region(original: &[f32], restored: &[f32], region: &RegionAt, at: usize, sample_rate: u32) -> Vec<f32> {
+    let config = region_stft(sample_rate);
+    let (bins, hop, half) = (config.bins(), config.hop, config.n_fft / 2);
+    let stft = ComplexStft::new(config);
+    let (x, r) = (stft.analyse(original), stft.analyse(restored));
+    let fade = |distance: f64, width: f64| {
+        if distance <= 0.0 {
+            1.0
+        } else if distance >= width {
+            0.0
+        } else {
+            0.5 + 0.5 * (std::f64::consts::PI * distance / width).cos()
+        }
+    };
+    let fade_samples = REGION_FADE_SECONDS * sample_rate as f64;
+    let (low, high) = region.band;
+    let in_band: Vec<f32> = (0..bins)
+        .map(|k| {
+            let hz = k as f64 * sample_rate as f64 / config.n_fft as f64;
+            fade((low - hz).max(hz - high), REGION_FADE_HZ) as f32
+        })
+        .collect();
+    let mut blend = x.clone();
+    for f in 0..x.len() / bins {
+        let centre = (at + f * hop) as f64;
+        let w = fade((region.samples.start as f64 - centre).max(centre - region.samples.end as f64), fade_samples) as f32;
+        if w == 0.0 {
+            continue;
+        }
+        let cells = f * bins..(f + 1) * bins;
+        for ((b, (&x, &r)), &g) in blend[cells.clone()].iter_mut().zip(x[cells.clone()].iter().zip(&r[cells])).zip(&in_band) {
+            *b = x + (r - x) * (w * g);
+        }
+    }
+    let y = stft.synthesise(&blend, original.len());
+    // What a frame with weight reaches: its window, around the faded span.
+    let reach = (region.samples.start as f64 - fade_samples).floor() as isize - half as isize
+        ..(region.samples.end as f64 + fade_samples).ceil() as isize + half as isize;
+    (0..original.len()).map(|i| if reach.contains(&((at + i) as isize)) { y[i] } else { original[i] }).collect()
 }
 
 /// A clipped sample `x` restored as `r`: the restoration, but at least `level` on `x`'s side

@@ -9,7 +9,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::engine::RestoreRequest;
 use crate::restore::guidance::ditto::DittoSettings;
 use crate::restore::guidance::{Method, MethodKind};
-use crate::restore::operators::{Degradation, Gap, ImpulseResponse, TaskKind};
+use crate::restore::operators::{Degradation, Gap, ImpulseResponse, Region, TaskKind};
 use crate::restore::sampler::SamplerSettings;
 
 /// nice-plug's `Enum` for a kind with an `ALL` list, under the names the editor shows.
@@ -43,8 +43,10 @@ host_choices!(MethodKind, ["DGG", "DPS", "MPGD", "DSG", "DITTO (slow)", "DDIM (u
 /// What the user still has to mark on the clip before the task can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Unmarked {
-    #[error("drag over the gaps to fill first")]
+    #[error("drag over the gaps to fill first (or a rectangle on the spectrogram, to repair only a region)")]
     Gaps,
+    #[error("gaps and regions are both marked: clear one kind, a restoration fills gaps or repairs regions")]
+    GapsAndRegions,
     #[error("set the cutoff line where the highs end first")]
     Cutoff,
     #[error("no clip level found: the loudest samples do not pile up at one level; set the level the take was clipped at")]
@@ -69,6 +71,8 @@ pub fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 pub struct Marks {
     /// Inpainting: gaps as (start, end) in seconds from the clip's start.
     pub gaps: Vec<(f64, f64)>,
+    /// Spectral repair: regions as [start, end] in seconds and [low, high] in Hz.
+    pub regions: Vec<[f64; 4]>,
     /// Super-resolution: the band below this is intact (proposed from the spectrum).
     pub cutoff_hz: Option<f64>,
     /// Dereverberation: reverberation time of the room to remove.
@@ -82,7 +86,7 @@ pub struct Marks {
 
 impl Default for Marks {
     fn default() -> Self {
-        Self { gaps: Vec::new(), cutoff_hz: None, rt60: 0.8, clip_level: None, seed: 0, prompt: String::new() }
+        Self { gaps: Vec::new(), regions: Vec::new(), cutoff_hz: None, rt60: 0.8, clip_level: None, seed: 0, prompt: String::new() }
     }
 }
 
@@ -142,6 +146,10 @@ impl Marks {
     /// The engine request for `choices`, or what the user still has to mark.
     pub fn request(&self, choices: Choices) -> Result<RestoreRequest, Unmarked> {
         let degradation = match choices.task {
+            TaskKind::Inpaint if !self.regions.is_empty() && !self.gaps.is_empty() => return Err(Unmarked::GapsAndRegions),
+            TaskKind::Inpaint if !self.regions.is_empty() => Degradation::SpectralRepair {
+                regions: self.regions.iter().map(|&[start, end, low_hz, high_hz]| Region { start, end, low_hz, high_hz }).collect(),
+            },
             TaskKind::Inpaint if self.gaps.is_empty() => return Err(Unmarked::Gaps),
             TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.iter().map(|&(start, end)| Gap { start, end }).collect() },
             TaskKind::SuperResolution => match self.cutoff_hz {
@@ -206,6 +214,11 @@ mod tests {
         assert_eq!(none.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Gaps);
         assert_eq!(none.request(choices(TaskKind::SuperResolution, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::Cutoff);
         assert_eq!(none.request(choices(TaskKind::Declip, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::ClipLevel);
+        let regions = Marks { regions: vec![[1.0, 1.5, 500.0, 2_000.0]], ..Marks::default() };
+        let expected = Degradation::SpectralRepair { regions: vec![Region { start: 1.0, end: 1.5, low_hz: 500.0, high_hz: 2_000.0 }] };
+        assert_eq!(regions.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap().degradation, expected);
+        let both = Marks { gaps: vec![(0.1, 0.2)], ..regions };
+        assert_eq!(both.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap_err(), Unmarked::GapsAndRegions);
         let clipped = Marks { clip_level: Some(0.5), ..Marks::default() };
         assert_eq!(clipped.request(choices(TaskKind::Declip, MethodKind::Dgg, 1.0)).unwrap().degradation, Degradation::Declip { level: 0.5 });
         assert!(none.request(choices(TaskKind::Phase, MethodKind::Dgg, 1.0)).is_ok());

@@ -23,6 +23,9 @@ pub struct Measurement {
     /// Declipping: per sample, the magnitude a clipped sample is known to reach at least,
     /// and its sign (both 0 where nothing is known beyond the mask).
     floor: Option<(Tensor, Tensor)>,
+    /// Spectral repair: 1 for the loss-space cells (frames × mel bands) that are measured,
+    /// 0 for those that see a damaged region.
+    cells: Option<Tensor>,
 }
 
 impl Measurement {
@@ -33,7 +36,7 @@ impl Measurement {
             Operator::Magnitude(stft) => mel.magnitude_features(&stft.magnitude(observed)?)?,
             _ => mel.forward(observed)?,
         };
-        Ok(Self { operator, mel, target: target.detach(), floor: None })
+        Ok(Self { operator, mel, target: target.detach(), floor: None, cells: None })
     }
 
     /// The paper's setup for `degradation` on clips of `observed`'s length at `sample_rate`:
@@ -54,6 +57,17 @@ impl Measurement {
         let device = observed.device();
         let mask = Tensor::from_vec(mask, observed.shape(), device)?;
         Self::new(Operator::Mask { mask }, Self::loss_mel(None, sample_rate, device)?, observed)
+    }
+
+    /// Spectral repair: `observed` measured in the paper's unclamped loss space but in the
+    /// cells that see one of `regions` (sample range, band in Hz) ([`LossMel::cells_outside`]).
+    pub fn outside_regions(observed: &Tensor, regions: &[(std::ops::Range<usize>, (f64, f64))], sample_rate: u32) -> Result<Self> {
+        let (device, len) = (observed.device(), observed.dim(1)?);
+        let mel = Self::loss_mel(None, sample_rate, device)?;
+        let cells = mel.cells_outside(len, regions);
+        let cells = Tensor::from_vec(cells, (1, mel.config().stft.frames(len), mel.config().n_mels), device)?;
+        let ones = Tensor::ones((1, len), candle_core::DType::F32, device)?;
+        Ok(Self { cells: Some(cells), ..Self::new(Operator::Mask { mask: ones }, mel, observed)? })
     }
 
     /// Declipping: [`Measurement::with_mask`] (the clipped samples unknown), plus a
@@ -86,7 +100,11 @@ impl Measurement {
     /// The scalar loss `‖M(A(wave)) − M(y)‖_F` (a rank-0 tensor, differentiable), plus
     /// the declipping penalty where there is one.
     pub fn loss(&self, wave: &Tensor) -> Result<Tensor> {
-        let distance = self.features(wave)?.broadcast_sub(&self.target)?.sqr()?.sum_all()?.sqrt()?;
+        let mut difference = self.features(wave)?.broadcast_sub(&self.target)?;
+        if let Some(cells) = &self.cells {
+            difference = difference.broadcast_mul(cells)?;
+        }
+        let distance = difference.sqr()?.sum_all()?.sqrt()?;
         match &self.floor {
             None => Ok(distance),
             Some((magnitude, sign)) => {

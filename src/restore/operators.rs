@@ -34,6 +34,40 @@ impl std::str::FromStr for Gap {
     }
 }
 
+/// A time-frequency region to repair: `[start, end)` in seconds from the start of the clip,
+/// `[low_hz, high_hz]` in frequency.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Region {
+    pub start: f64,
+    pub end: f64,
+    pub low_hz: f64,
+    pub high_hz: f64,
+}
+
+impl std::str::FromStr for Region {
+    type Err = String;
+
+    /// Parses `START-END@LOW-HIGH` (seconds @ Hz), e.g. `2.10-2.45@1500-6000`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let shape = || format!("region '{s}' must look like START-END@LOW-HIGH (seconds @ Hz), e.g. 2.10-2.45@1500-6000");
+        let (time, band) = s.split_once('@').ok_or_else(shape)?;
+        let pair = |part: &str| -> Result<(f64, f64), String> {
+            let (a, b) = part.split_once('-').ok_or_else(shape)?;
+            let parse = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("region '{s}': '{v}' is not a number"));
+            Ok((parse(a)?, parse(b)?))
+        };
+        let ((start, end), (low_hz, high_hz)) = (pair(time)?, pair(band)?);
+        Ok(Region { start, end, low_hz, high_hz })
+    }
+}
+
+/// A [`Region`] in samples at one rate: `samples` in time, `band` in Hz.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionAt {
+    pub samples: Range<usize>,
+    pub band: (f64, f64),
+}
+
 /// An impulse response for dereverberation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ImpulseResponse {
@@ -101,6 +135,8 @@ pub enum Degradation {
     PhaseRetrieval,
     /// Every sample beyond ±`level` was clipped to it.
     Declip { level: f64 },
+    /// Time-frequency regions damaged (a cough, a squeak), the rest intact.
+    SpectralRepair { regions: Vec<Region> },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -123,6 +159,8 @@ pub enum OperatorError {
     NonFiniteImpulseResponse,
     #[error("the clip ({samples} samples) is too short for the STFT (needs more than {needed})")]
     ClipTooShort { samples: usize, needed: usize },
+    #[error("region band {low_hz}-{high_hz} Hz must satisfy 0 <= low < high <= {nyquist} Hz (the Nyquist frequency)")]
+    BandOutOfRange { low_hz: f64, high_hz: f64, nyquist: f64 },
     #[error("clip level {0} is not a level a sample can be clipped at: use a positive value (full scale is 1)")]
     ClipLevelOutOfRange(f64),
     #[error("resampling the impulse response failed: {0}")]
@@ -205,6 +243,10 @@ impl Operator {
                 }
                 Ok(Operator::Magnitude(Stft::new(config, device).expect("valid STFT settings")))
             }
+            Degradation::SpectralRepair { regions } => {
+                region_ranges(regions, sample_rate, len)?;
+                Ok(Operator::Mask { mask: Tensor::ones((1, len), candle_core::DType::F32, device).expect("a clip's length") })
+            }
             Degradation::Declip { level } => {
                 if !(*level > 0.0 && *level <= crate::audio::MAX_SAMPLE as f64) {
                     return Err(OperatorError::ClipLevelOutOfRange(*level));
@@ -260,6 +302,34 @@ pub fn gap_ranges(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<Rang
         return Err(OperatorError::NothingKept);
     }
     Ok(merged)
+}
+
+/// `regions` in samples at `sample_rate` in clips of `len`, sorted by start. Refuses empty,
+/// reversed and outside regions, and bands outside 0..Nyquist.
+pub fn region_ranges(regions: &[Region], sample_rate: u32, len: usize) -> Result<Vec<RegionAt>, OperatorError> {
+    if regions.is_empty() {
+        return Err(OperatorError::NoGaps);
+    }
+    let nyquist = sample_rate as f64 / 2.0;
+    let mut out = Vec::with_capacity(regions.len());
+    let clip = len as f64 / sample_rate as f64;
+    for &Region { start, end, low_hz, high_hz } in regions {
+        if start.is_nan() || end.is_nan() || end <= start {
+            return Err(OperatorError::EmptyGap { start, end });
+        }
+        if start < 0.0 || end > clip + 1e-9 {
+            return Err(OperatorError::GapOutsideClip { start, end, clip });
+        }
+        if !(low_hz >= 0.0 && low_hz < high_hz && high_hz <= nyquist) {
+            return Err(OperatorError::BandOutOfRange { low_hz, high_hz, nyquist });
+        }
+        let at = |t: f64| ((t * sample_rate as f64).round() as usize).min(len);
+        if at(start) < at(end) {
+            out.push(RegionAt { samples: at(start)..at(end), band: (low_hz, high_hz) });
+        }
+    }
+    out.sort_by_key(|r| r.samples.start);
+    Ok(out)
 }
 
 /// 1 where a sample is known, 0 inside [`gap_ranges`].

@@ -6,7 +6,7 @@ use clap::Args;
 use dgg_restore::audio::{read_wav, FrameSource, WavReader};
 use dgg_restore::dsp::bandwidth::CutoffDetector;
 use dgg_restore::dsp::clipping::ClipDetector;
-use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse, TaskKind};
+use dgg_restore::restore::operators::{cutoff_for_factor, Degradation, Gap, ImpulseResponse, Region, TaskKind};
 use std::path::{Path, PathBuf};
 
 /// `--task`: one of [`TaskKind::ALL`] by name, each with its line in `--help`.
@@ -28,6 +28,11 @@ pub struct TaskArgs {
     /// Inpainting: a gap START-END in seconds; repeat for several gaps.
     #[arg(long = "gap", value_name = "START-END")]
     pub gaps: Vec<Gap>,
+    /// Inpainting of a time-frequency region only (spectral repair): START-END@LOW-HIGH in
+    /// seconds @ Hz, e.g. 2.10-2.45@1500-6000; repeat for several. Only the region's STFT
+    /// cells are replaced.
+    #[arg(long = "region", value_name = "START-END@LOW-HIGH", conflicts_with = "gaps")]
+    pub regions: Vec<Region>,
     /// Super-resolution: the band below this frequency (Hz) is intact. `restore` detects
     /// it from the spectrum when neither this nor --factor is given.
     #[arg(long, conflicts_with = "factor")]
@@ -53,6 +58,10 @@ impl TaskArgs {
     /// given (the degraded file).
     pub fn degradation(&self, sample_rate: u32, room_seed: u64, detect_in: Option<&Path>) -> Result<Degradation> {
         Ok(match self.task {
+            TaskKind::Inpaint if !self.regions.is_empty() => match detect_in {
+                Some(_) => Degradation::SpectralRepair { regions: self.regions.clone() },
+                None => bail!("--region: degrade makes gaps (--gap); regions are repaired by restore"),
+            },
             TaskKind::Inpaint => Degradation::Inpaint { gaps: self.gaps.clone() },
             TaskKind::SuperResolution => {
                 let cutoff_hz = match (self.cutoff, self.factor, detect_in) {

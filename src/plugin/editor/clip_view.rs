@@ -20,6 +20,8 @@ const COLUMNS: usize = 1_024;
 const SPECTRUM_ROWS: usize = 256;
 /// A drag shorter than this is a click, not a gap.
 const MIN_GAP_SECONDS: f64 = 0.01;
+/// The narrowest band a dragged region keeps.
+const MIN_REGION_HZ: f64 = 50.0;
 
 const ORIGINAL_COLOUR: Color32 = Color32::from_rgb(150, 156, 168);
 const RESTORED_COLOUR: Color32 = Color32::from_rgb(64, 200, 180);
@@ -96,6 +98,8 @@ pub struct ClipView {
     restored: Option<Drawn>,
     /// Where the gap being dragged started, in seconds.
     drag_from: Option<f64>,
+    /// Where the region being dragged on the spectrogram started: seconds and Hz.
+    region_from: Option<(f64, f64)>,
 }
 
 impl ClipView {
@@ -129,6 +133,11 @@ impl ClipView {
         if let Some(d) = shown {
             ui.painter().image(d.spectrogram.id(), spec_rect, Rect::from_min_max(pos2(0.0, 0.0), pos2(1.0, 1.0)), Color32::WHITE);
             paint_frequencies(ui, spec_rect, freq);
+        }
+        if task == TaskKind::Inpaint {
+            changed |= self.edit_regions(&spec, axis, freq, marks);
+            paint_regions(ui, spec_rect, axis, freq, &marks.regions, self.region_preview(&spec, axis, freq));
+            spec.clone().on_hover_text("Drag a rectangle over a sound to repair only it (spectral repair); right-click one to remove it");
         }
         if task == TaskKind::SuperResolution {
             if let Some(pos) = spec.interact_pointer_pos().filter(|_| spec.dragged() || spec.clicked()) {
@@ -185,6 +194,38 @@ impl ClipView {
         false
     }
 
+    /// Dragging a rectangle on the spectrogram marks a region; a right-click removes the
+    /// region under the pointer.
+    fn edit_regions(&mut self, spec: &Response, axis: TimeAxis, freq: FrequencyAxis, marks: &mut Marks) -> bool {
+        let at = |p: egui::Pos2| (axis.t(p.x), freq.hz(p.y));
+        if spec.drag_started() {
+            let origin = spec.ctx.input(|i| i.pointer.press_origin());
+            self.region_from = origin.or_else(|| spec.interact_pointer_pos()).map(at);
+        }
+        if spec.drag_stopped() {
+            if let (Some(from), Some(to)) = (self.region_from.take(), spec.interact_pointer_pos().map(at)) {
+                if (to.0 - from.0).abs() >= MIN_GAP_SECONDS && (to.1 - from.1).abs() >= MIN_REGION_HZ {
+                    marks.regions.push([from.0.min(to.0), from.0.max(to.0), from.1.min(to.1), from.1.max(to.1)]);
+                    return true;
+                }
+            }
+        }
+        if spec.secondary_clicked() {
+            if let Some((t, hz)) = spec.interact_pointer_pos().map(at) {
+                let before = marks.regions.len();
+                marks.regions.retain(|r| !((r[0]..=r[1]).contains(&t) && (r[2]..=r[3]).contains(&hz)));
+                return marks.regions.len() != before;
+            }
+        }
+        false
+    }
+
+    fn region_preview(&self, spec: &Response, axis: TimeAxis, freq: FrequencyAxis) -> Option<[f64; 4]> {
+        let to = spec.interact_pointer_pos()?;
+        let (t, hz) = (axis.t(to.x), freq.hz(to.y));
+        self.region_from.filter(|_| spec.dragged()).map(|(t0, f0)| [t0.min(t), t0.max(t), f0.min(hz), f0.max(hz)])
+    }
+
     fn drag_preview(&self, wave: &Response, axis: TimeAxis) -> Option<(f64, f64)> {
         let to = axis.t(wave.interact_pointer_pos()?.x);
         self.drag_from.filter(|_| wave.dragged()).map(|from| (from.min(to), from.max(to)))
@@ -214,6 +255,16 @@ fn paint_gaps(ui: &Ui, rect: Rect, axis: TimeAxis, gaps: &[(f64, f64)], dragging
         for x in [left, right] {
             painter.vline(x, rect.y_range(), Stroke::new(1.0, GAP_EDGE));
         }
+    }
+}
+
+/// The regions to repair, as rectangles over the spectrogram.
+fn paint_regions(ui: &Ui, rect: Rect, axis: TimeAxis, freq: FrequencyAxis, regions: &[[f64; 4]], dragging: Option<[f64; 4]>) {
+    let painter = ui.painter_at(rect);
+    for &[start, end, low, high] in regions.iter().chain(&dragging) {
+        let area = Rect::from_x_y_ranges(axis.x(start)..=axis.x(end), freq.y(high)..=freq.y(low));
+        painter.rect_filled(area, 0.0, GAP_COLOUR);
+        painter.rect_stroke(area, 0.0, Stroke::new(1.0, GAP_EDGE), egui::StrokeKind::Inside);
     }
 }
 
@@ -319,6 +370,38 @@ mod tests {
         run(&mut view, &mut marks, vec![press(pos2(250.0, y), PointerButton::Secondary, false)]);
         run(&mut view, &mut marks, vec![]);
         assert!(marks.gaps.is_empty(), "{:?}", marks.gaps);
+    }
+
+    /// For inpainting, a rectangle dragged on the spectrogram marks a region to repair; a
+    /// right-click inside it removes it.
+    #[test]
+    fn dragging_a_rectangle_on_the_spectrogram_marks_a_region() {
+        let take = Arc::new(Take::new(AudioClip::new(48_000, vec![vec![0.0; 480_000]]), 0));
+        let ctx = egui::Context::default();
+        let (mut view, mut marks) = (ClipView::default(), Marks::default());
+        let run = |view: &mut ClipView, marks: &mut Marks, events| frame(&ctx, view, &take, TaskKind::Inpaint, marks, events);
+        run(&mut view, &mut marks, vec![]);
+        // 10 s over 1000 points; 24 kHz over the spectrogram's height.
+        let top = WAVE_HEIGHT + RULER_HEIGHT + 2.0 * ctx.global_style().spacing.item_spacing.y;
+        let y = |hz: f32| top + SPECTRUM_HEIGHT * (1.0 - hz / 24_000.0);
+        let (from, to) = (pos2(200.0, y(6_000.0)), pos2(300.0, y(1_500.0)));
+        run(&mut view, &mut marks, vec![Event::PointerMoved(from), press(from, PointerButton::Primary, true)]);
+        for x in [230.0, 260.0, 300.0] {
+            run(&mut view, &mut marks, vec![Event::PointerMoved(pos2(x, to.y))]);
+        }
+        run(&mut view, &mut marks, vec![press(to, PointerButton::Primary, false)]);
+        run(&mut view, &mut marks, vec![]);
+        assert_eq!(marks.regions.len(), 1, "{:?}", marks.regions);
+        let [start, end, low, high] = marks.regions[0];
+        assert!((start - 2.0).abs() < 0.05 && (end - 3.0).abs() < 0.05, "{start}..{end}");
+        assert!((low - 1_500.0).abs() < 200.0 && (high - 6_000.0).abs() < 200.0, "{low}..{high} Hz");
+        assert!(marks.gaps.is_empty(), "the spectrogram marks regions, not gaps");
+
+        let inside = pos2(250.0, y(3_000.0));
+        run(&mut view, &mut marks, vec![Event::PointerMoved(inside), press(inside, PointerButton::Secondary, true)]);
+        run(&mut view, &mut marks, vec![press(inside, PointerButton::Secondary, false)]);
+        run(&mut view, &mut marks, vec![]);
+        assert!(marks.regions.is_empty(), "{:?}", marks.regions);
     }
 
     #[test]
