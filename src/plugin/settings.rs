@@ -244,5 +244,8 @@ mod tests {
     fn older_saved_marks_load_with_defaults() {
         let marks: Marks = serde_json::from_str(r#"{"gaps":[[0.5,0.75]]}"#).unwrap();
         assert_eq!(marks, Marks { gaps: vec![(0.5, 0.75)], ..Marks::default() });
+        // Regions and a clip level are saved and loaded like the rest.
+        let marked = Marks { regions: vec![[1.0, 1.5, 500.0, 2_000.0]], clip_level: Some(0.7), ..Marks::default() };
+        assert_eq!(serde_json::from_str::<Marks>(&serde_json::to_string(&marked).unwrap()).unwrap(), marked);
     }
 }

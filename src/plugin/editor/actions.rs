@@ -47,7 +47,7 @@ impl DggEditor {
                 }
                 let preview = ui.add_enabled(has_clip, egui::Button::new("Preview").min_size(egui::vec2(90.0, 28.0)));
                 if preview.on_hover_text("A quick render in a few tens of steps, same seed and settings: hear where it is heading").clicked() {
-                    let _ = self.restorer.preview(self.params.restore_request(), self.params.prompt());
+                    self.preview();
                 }
                 if let (true, Err(missing)) = (has_clip, self.params.restore_request()) {
                     ui.label(RichText::new(format!("To restore: {missing}")).weak());
@@ -60,6 +60,11 @@ impl DggEditor {
         if self.confirm_recapture {
             self.recapture_dialog(ui, setter);
         }
+    }
+
+    /// *Preview*: the restoration the settings ask for, in a few tens of steps.
+    pub(super) fn preview(&mut self) {
+        let _ = self.restorer.preview(self.params.restore_request(), self.params.prompt());
     }
 
     /// The Capture switch as it should be now: switched back off once its take is done.

@@ -303,6 +303,24 @@ mod tests {
         assert_eq!(clips.read().original.as_ref().unwrap().clip, file, "a failed import keeps the take");
     }
 
+    /// *Preview* starts the job as a preview; the editor draws its progress and outcome
+    /// (here the test's loader has no model, so the outcome is that error).
+    #[test]
+    fn preview_starts_a_preview_of_the_settings() {
+        let (ctx, mut editor) = (egui::Context::default(), editor());
+        editor.marks().gaps = vec![(0.5, 0.6)];
+        editor.preview();
+        assert!(editor.restorer.is_preview());
+        frame(&ctx, &mut editor);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(editor.restorer.status(), crate::plugin::restorer::Status::Failed(_)) {
+            assert!(std::time::Instant::now() < deadline, "{:?}", editor.restorer.status());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(editor.restorer.status(), crate::plugin::restorer::Status::Failed("no model in this test".into()));
+        frame(&ctx, &mut editor);
+    }
+
     #[test]
     fn the_model_folder_must_hold_a_model_and_the_export_is_the_restoration() {
         let mut editor = editor();
