@@ -1,4 +1,4 @@
-//! Full-band gap fills on real music (#17): the Wesnoth example brought to 48 kHz, a gap
+//! Full-band gap fills and super-resolution beyond the model on real music (#17): the Wesnoth example brought to 48 kHz, a gap
 //! over its cymbal crash filled by the fixture's tiny model (which hears 16 kHz, so its
 //! fill stops at 8 kHz). With `--full-band on` (the default) the filled gap's energy above
 //! 8 kHz is within 6 dB of the same band in the half second each side of the gap; with
@@ -84,4 +84,37 @@ fn a_filled_gap_gets_the_highs_of_the_music_around_it() {
         println!("--full-band {full_band}: the gap's band above 8 kHz is {level:.1} dB from the half second around it");
         assert!(expect.contains(&level), "--full-band {full_band}: {level:.1} dB, expected {expect:?}");
     }
+}
+
+/// An 11 kHz low-pass of the music is beyond what the model restores (8 kHz): by default the
+/// band above is continued from the spectrum below, near the level the music had there, and
+/// the band below is the original's; with `--full-band off` the cutoff is refused, saying why.
+#[test]
+fn a_cutoff_above_the_model_is_extended_from_the_spectrum_below() {
+    let g = Golden::load();
+    let model = g.copy_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, dull, extended) = (dir.path().join("clean.wav"), dir.path().join("dull.wav"), dir.path().join("extended.wav"));
+    let (example, _) = dgg_restore::audio::read_wav(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/example.wav")).unwrap();
+    let music = resample(&example.channels, example.sample_rate, RATE).unwrap();
+    write_wav(&clean, RATE, &music);
+    run(dgg().args(["degrade", "--task", "superres", "--cutoff", "11000"]).arg(&clean).arg(&dull));
+    run(dgg().args(["restore", "--task", "superres", "--cutoff", "11000", "--steps", "2", "--model"]).arg(model.path()).arg(&dull).arg(&extended));
+    let ((_, input), (_, output)) = (read_wav(&dull), read_wav(&extended));
+    let all = RATE as usize / 2..music[0].len() - RATE as usize / 2;
+    let db = |x: f64| 10.0 * x.log10();
+    let band = |x: &[Vec<f32>]| band_energy(x, all.clone(), 12_000.0) - band_energy(x, all.clone(), 16_000.0);
+    let (before, after) = (db(band(&input) / band(&music)), db(band(&output) / band(&music)));
+    println!("12-16 kHz against the clean music: {before:.1} dB degraded, {after:.1} dB extended");
+    assert!(before < -30.0 && after.abs() < 10.0, "{before:.1} dB, then {after:.1} dB");
+
+    let o = dgg()
+        .args(["restore", "--task", "superres", "--cutoff", "11000", "--full-band", "off", "--model"])
+        .arg(model.path())
+        .arg(&dull)
+        .arg(&extended)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("cannot rebuild what is missing above 11000 Hz"), "{stderr}");
 }

@@ -75,6 +75,10 @@ impl ComplexStft {
         }
     }
 
+    pub fn config(&self) -> StftConfig {
+        self.config
+    }
+
     /// Frames × bins, flattened frame-major.
     pub fn analyse(&self, x: &[f32]) -> Vec<Complex32> {
         let StftConfig { n_fft, hop } = self.config;

@@ -118,8 +118,8 @@ pub enum EngineError {
     NothingClipped { level: f64 },
     #[error(
         "super-resolution cutoff {cutoff_hz} Hz is at or above the model's band limit ({limit_hz} Hz): the model hears and restores only \
-         the band below {limit_hz} Hz, so it cannot rebuild what is missing above {cutoff_hz} Hz; it can restore a cutoff below \
-         {limit_hz} Hz, and fill gaps at full band (--task inpaint, whose band above the model's is made from the audio around each gap)"
+         the band below {limit_hz} Hz, so it cannot rebuild what is missing above {cutoff_hz} Hz; --full-band on (the default) \
+         continues the spectrum above the cutoff from the band below instead, without the model"
     )]
     CutoffAboveModel { cutoff_hz: f64, limit_hz: f64 },
     #[error(transparent)]
@@ -223,8 +223,12 @@ pub fn restore_stream<P: LatentPrior + ?Sized>(
         _ => None,
     };
     let overlaps = |a: &Range<usize>, b: &Range<usize>| a.start < b.end && b.start < a.end;
+    // A super-resolution cutoff the prior cannot reach: only the band extension works.
+    let beyond_prior = matches!(request.degradation, Degradation::SuperResolution { cutoff_hz } if cutoff_hz >= model_rate as f64 / 2.0);
     let needs_sampling = |w: &Range<usize>| {
-        gaps.as_ref().is_none_or(|g| g.iter().any(|g| overlaps(g, w))) && regions.as_ref().is_none_or(|r| r.iter().any(|r| overlaps(&r.samples, w)))
+        !beyond_prior
+            && gaps.as_ref().is_none_or(|g| g.iter().any(|g| overlaps(g, w)))
+            && regions.as_ref().is_none_or(|r| r.iter().any(|r| overlaps(&r.samples, w)))
     };
     let parts_sampled = active.iter().filter(|&&a| a).count();
     let windows_total = plan.iter().filter(|w| needs_sampling(w)).count() * parts_sampled;
@@ -495,12 +499,15 @@ fn splice_for(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) 
         Degradation::Inpaint { gaps } => Splice::gaps(gap_ranges(gaps, rate, len)?, rate),
         Degradation::SuperResolution { cutoff_hz } => {
             let limit_hz = model_rate as f64 / 2.0;
-            if *cutoff_hz >= limit_hz {
+            if *cutoff_hz >= limit_hz && !request.full_band {
                 return Err(EngineError::CutoffAboveModel { cutoff_hz: *cutoff_hz, limit_hz });
             }
             // Checks the cutoff against the clip's own Nyquist too.
             Operator::new(degradation, rate, len, &candle_core::Device::Cpu)?;
-            Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate }
+            // Above what the prior restores (or above the cutoff, where it restores nothing),
+            // the band is continued from the spectrum below.
+            let extend_from = request.full_band.then_some(cutoff_hz.max(limit_hz));
+            Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate, extend_from }
         }
         Degradation::Dereverb { .. } | Degradation::PhaseRetrieval => Splice::Replace,
         Degradation::Declip { level } => {

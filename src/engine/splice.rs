@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::dsp::band_extension::BandExtension;
+use crate::dsp::band_extension::{BandExtension, ExtensionStream};
 use crate::dsp::clipping::is_clipped;
 use crate::dsp::fir::{lowpass, FirStream};
 use crate::dsp::stft::{ComplexStft, StftConfig};
@@ -16,8 +16,10 @@ pub enum Splice {
     /// out over `fade` samples at their edges (see [`Splice::gaps`]); with `extension`,
     /// the band above the prior's inside them is made from the audio around.
     Gaps { gaps: Vec<Range<usize>>, fade: usize, extension: Option<BandExtension> },
-    /// Super-resolution: the original, plus the restored band above `cutoff_hz`.
-    AboveCutoff { cutoff_hz: f64, sample_rate: u32 },
+    /// Super-resolution: the original, plus the restored band above `cutoff_hz`; with
+    /// `extend_from`, plus the band above that frequency continued from the spectrum below
+    /// ([`BandExtension::above`]).
+    AboveCutoff { cutoff_hz: f64, sample_rate: u32, extend_from: Option<f64> },
     /// Dereverberation, phase retrieval: nothing; the restored audio replaces it all.
     Replace,
     /// Spectral repair: the original but in the regions' cells of an STFT at
@@ -75,17 +77,26 @@ pub struct Splicer {
     len: usize,
     /// Frames pushed so far.
     received: usize,
+    /// Super-resolution: each channel's band above the cutoff continued.
+    extensions: Vec<ExtensionStream>,
 }
 
 impl Splicer {
     /// For `channels` channels of `len` frames in all.
     pub fn new(splice: Splice, channels: usize, len: usize) -> Self {
         let lowpass = match &splice {
-            Splice::AboveCutoff { cutoff_hz, sample_rate } => (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect(),
+            Splice::AboveCutoff { cutoff_hz, sample_rate, .. } => (0..channels).map(|_| FirStream::new(lowpass(*cutoff_hz, *sample_rate), len)).collect(),
+            _ => Vec::new(),
+        };
+        let extensions = match &splice {
+            Splice::AboveCutoff { sample_rate, extend_from: Some(from), .. } => match BandExtension::new(*sample_rate, *from) {
+                Some(extension) => (0..channels).map(|_| ExtensionStream::new(extension, *from, len)).collect(),
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
         let waiting = vec![(Vec::new(), Vec::new()); channels];
-        Self { splice, position: 0, lowpass, waiting, held: vec![Vec::new(); channels], held_start: 0, next_gap: 0, len, received: 0 }
+        Self { splice, position: 0, lowpass, waiting, held: vec![Vec::new(); channels], held_start: 0, next_gap: 0, len, received: 0, extensions }
     }
 
     /// The next frames of the original and of the restoration (equal lengths); returns the
@@ -134,6 +145,7 @@ impl Splicer {
         };
         self.position += out.first().map_or(0, Vec::len);
         match &self.splice {
+            Splice::AboveCutoff { .. } if !self.extensions.is_empty() => out.iter().zip(&mut self.extensions).map(|(o, e)| e.push(o)).collect(),
             Splice::Gaps { extension: Some(extension), .. } => {
                 let extension = *extension;
                 self.extend_gaps(extension, out)
@@ -342,7 +354,7 @@ mod tests {
         let original: Vec<f32> = (0..16_000).map(|n| 0.5 * tone(440.0, n) + 0.3 * tone(2500.0, n)).collect();
         // a restoration whose low band is wrong (other tones) and whose high band is new
         let restored: Vec<f32> = (0..16_000).map(|n| 0.4 * tone(1000.0, n) + 0.2 * tone(6000.0, n)).collect();
-        let out = Splice::AboveCutoff { cutoff_hz: cutoff, sample_rate: sr }.apply(&original, &restored);
+        let out = Splice::AboveCutoff { cutoff_hz: cutoff, sample_rate: sr, extend_from: None }.apply(&original, &restored);
         let config = StftConfig { n_fft: 1024, hop: 256 };
         let bins = config.bins();
         let (a, b) = (magnitude(&out, config), magnitude(&original, config));
@@ -369,7 +381,8 @@ mod tests {
         let splices = [
             Splice::gaps(vec![1000..1800, 20_000..33_000], 16_000),
             Splice::full_band_gaps(vec![1000..1800, 20_000..33_000, 40_000..41_000], 48_000, 8_000.0),
-            Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 16_000 },
+            Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 16_000, extend_from: None },
+            Splice::AboveCutoff { cutoff_hz: 3000.0, sample_rate: 48_000, extend_from: Some(8_000.0) },
             Splice::Replace,
         ];
         for splice in splices {

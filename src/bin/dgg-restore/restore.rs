@@ -68,8 +68,9 @@ pub struct RestoreArgs {
     /// for the full render.
     #[arg(long)]
     preview: bool,
-    /// Inpainting: make the band above the model's (8 kHz for AudioLDM2) inside each filled
-    /// gap from the audio around it, where the file has such a band.
+    /// The band above the model's (8 kHz for AudioLDM2), where the file has one: inside each
+    /// filled gap, made from the audio around it; for super-resolution, continued from the
+    /// spectrum below (above the cutoff, when the model cannot reach it).
     #[arg(long, value_enum, default_value = "on")]
     full_band: Switch,
     /// Length of the windows the model restores at a time, in seconds.
