@@ -222,6 +222,11 @@ fn unusable_clips_are_clear_errors() {
     let mut huge = music(16_000, 1.0, 2);
     huge.channels[0][200] = 1e30;
     assert!(run(huge).contains("channel 0 has a sample of 1e30 at 200, far beyond full scale"));
-    let sr = restore_clip(&prior, &music(44_100, 1.0, 1), &quick(Degradation::SuperResolution { cutoff_hz: 10_000.0 }), &mut |_| ControlFlow::Continue(()));
+    // A cutoff the model cannot reach: refused without the band extension, which by
+    // default continues the band above it instead.
+    let beyond = RestoreRequest { full_band: false, ..quick(Degradation::SuperResolution { cutoff_hz: 10_000.0 }) };
+    let sr = restore_clip(&prior, &music(44_100, 1.0, 1), &beyond, &mut |_| ControlFlow::Continue(()));
     assert!(sr.unwrap_err().to_string().contains("model's band limit"));
+    let extended = restore_clip(&prior, &music(44_100, 1.0, 1), &RestoreRequest { full_band: true, ..beyond }, &mut |_| ControlFlow::Continue(()));
+    assert_eq!(extended.unwrap().num_frames(), 44_100);
 }
