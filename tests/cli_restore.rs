@@ -2,22 +2,16 @@
 //! the same shape out with only the gap replaced; a clear error without a model; Ctrl-C
 //! leaves nothing behind.
 
+mod cli_tool;
 mod golden;
 mod wav;
 
+use cli_tool::dgg;
 use golden::Golden;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use wav::{read_wav, write_wav};
-
-/// The tool with no model configured and the hub switched off (`tests/cli_hub.rs` tests
-/// the download against a local stand-in).
-fn dgg() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
-    c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
-    c
-}
 
 /// 1.5 s of stereo tones at 44.1 kHz with 0.5–0.8 s silenced.
 fn gapped(path: &Path) -> Vec<Vec<f32>> {

@@ -5,25 +5,13 @@
 //! every clipped one is restored at or beyond the level, on its own side, where the
 //! original went beyond it.
 
+mod cli_tool;
 mod golden;
 
+use cli_tool::{dgg, run};
 use dgg_restore::audio::read_wav;
 use golden::Golden;
 use std::path::Path;
-use std::process::Command;
-
-fn dgg() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
-    c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
-    c
-}
-
-fn run(c: &mut Command) -> String {
-    let o = c.output().unwrap();
-    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
-    assert!(o.status.success(), "{stderr}");
-    stderr
-}
 
 #[test]
 fn clipped_peaks_are_restored_and_nothing_else_changes() {

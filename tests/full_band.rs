@@ -5,30 +5,20 @@
 //! `--full-band off` that band is near silence. Outside the gap the file is bit-identical
 //! to the input either way.
 
+mod cli_tool;
 mod golden;
 mod wav;
 
+use cli_tool::{dgg, run};
 use dgg_restore::audio::resample;
 use dgg_restore::dsp::griffin_lim::magnitude;
 use dgg_restore::dsp::stft::StftConfig;
 use golden::Golden;
 use std::path::Path;
-use std::process::Command;
 use wav::{read_wav, write_wav};
 
 const RATE: u32 = 48_000;
 const GAP: (f64, f64) = (1.8, 2.2);
-
-fn dgg() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
-    c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
-    c
-}
-
-fn run(c: &mut Command) {
-    let o = c.output().unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-}
 
 /// Mean energy per STFT frame above `hz`, over both channels.
 fn band_energy(channels: &[Vec<f32>], range: std::ops::Range<usize>, hz: f64) -> f64 {

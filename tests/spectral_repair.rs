@@ -4,24 +4,19 @@
 //! outside the region keeps the original's STFT, and the region's own cells are the
 //! restoration's.
 
+mod cli_tool;
 mod golden;
 mod wav;
 
+use cli_tool::dgg;
 use dgg_restore::audio::resample;
 use dgg_restore::dsp::griffin_lim::magnitude;
 use dgg_restore::dsp::stft::StftConfig;
 use golden::Golden;
 use std::path::Path;
-use std::process::Command;
 use wav::{read_wav, write_wav};
 
 const RATE: u32 = 48_000;
-
-fn dgg() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_dgg-restore"));
-    c.env_remove("DGG_MODEL_DIR").env("HF_HUB_OFFLINE", "1");
-    c
-}
 
 /// How far the magnitudes of `a` and `b` differ, relative to `a`'s, in the frames centred
 /// in `time` (samples) and the bins in `band` (Hz).
