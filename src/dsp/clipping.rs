@@ -17,6 +17,89 @@ pub fn is_clipped(sample: f32, level: f32) -> bool {
     sample.abs() >= level * (1.0 - TOLERANCE)
 }
 
+/// The samples either side of a clipped run that shape its arc.
+pub const RUN_CONTEXT: usize = 2;
+/// The arc over a run goes at most this many times the level out.
+const MAX_ARC: f32 = 2.0;
+
+/// Where `x` can be cut so that no clipped run is split and every run before the cut has
+/// [`RUN_CONTEXT`] samples after it: at most `at`, moved back to the start of a run it
+/// would cut.
+pub fn safe_cut(x: &[f32], at: usize, level: f32) -> usize {
+    let mut cut = at.min(x.len().saturating_sub(RUN_CONTEXT));
+    while cut > 0 && is_clipped(x[cut - 1], level) {
+        cut -= 1;
+    }
+    cut
+}
+
+/// `x[..cut]` with its clipped samples (in runs of one sign) repaired from `r`: the restoration where it goes
+/// beyond the level on the sample's side, else the arc of a parabola fitted to the
+/// [`RUN_CONTEXT`] samples either side of the run (`before` holds those preceding `x`), at
+/// least the level and at most [`MAX_ARC`] times it. A run at an end of the audio, with
+/// no context there, gets the level. Unclipped samples are returned as they are.
+pub fn repair_runs(before: &[f32], x: &[f32], r: &[f32], cut: usize, level: f32) -> Vec<f32> {
+    let mut out = x[..cut].to_vec();
+    let mut i = 0;
+    while i < cut {
+        if !is_clipped(x[i], level) {
+            i += 1;
+            continue;
+        }
+        // A run is clipped on one side: loud high frequencies can clip both in turn.
+        let (start, side) = (i, x[i].signum());
+        while i < cut && is_clipped(x[i], level) && x[i].signum() == side {
+            i += 1;
+        }
+        // The context, as (position, value on the run's side).
+        let at = |k: isize| -> Option<f32> {
+            if k < 0 {
+                before.len().checked_sub(k.unsigned_abs()).map(|j| before[j])
+            } else {
+                x.get(k as usize).copied()
+            }
+        };
+        let points: Vec<(f32, f32)> = (1..=RUN_CONTEXT as isize)
+            .map(|d| start as isize - d)
+            .chain((0..RUN_CONTEXT as isize).map(|d| i as isize + d))
+            .filter_map(|k| at(k).map(|v| (k as f32 - start as f32, side * v)))
+            .collect();
+        let arc = (points.len() == 2 * RUN_CONTEXT).then(|| parabola(&points)).flatten();
+        for k in start..i {
+            let restored = side * r[k];
+            let floor = arc.map_or(level, |(a, b, c)| {
+                let t = (k - start) as f32;
+                (a + b * t + c * t * t).clamp(level, MAX_ARC * level)
+            });
+            out[k] = side * if restored > level { restored } else { floor };
+        }
+    }
+    out
+}
+
+/// The least-squares parabola `a + b·t + c·t²` through `points` (Cramer's rule on the
+/// normal equations); `None` if they do not fix one.
+fn parabola(points: &[(f32, f32)]) -> Option<(f32, f32, f32)> {
+    let sum = |f: &dyn Fn(f64, f64) -> f64| points.iter().map(|&(t, y)| f(t as f64, y as f64)).sum::<f64>();
+    let s: Vec<f64> = (0..5).map(|p| sum(&|t, _| t.powi(p))).collect();
+    let v: Vec<f64> = (0..3).map(|p| sum(&|t, y| t.powi(p) * y)).collect();
+    let det = |m: [[f64; 3]; 3]| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let normal = [[s[0], s[1], s[2]], [s[1], s[2], s[3]], [s[2], s[3], s[4]]];
+    let d = det(normal);
+    if d.abs() < 1e-9 {
+        return None;
+    }
+    let solve = |col: usize| {
+        let mut m = normal;
+        (0..3).for_each(|row| m[row][col] = v[row]);
+        (det(m) / d) as f32
+    };
+    Some((solve(0), solve(1), solve(2)))
+}
+
 /// [`ClipDetector::level`] over a clip held whole.
 pub fn detect_clip_level(channels: &[Vec<f32>]) -> Option<f64> {
     let mut detector = ClipDetector::default();

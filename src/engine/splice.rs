@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use crate::dsp::band_extension::{BandExtension, ExtensionStream};
-use crate::dsp::clipping::is_clipped;
+use crate::dsp::clipping::{repair_runs, safe_cut, RUN_CONTEXT};
 use crate::dsp::fir::{lowpass, FirStream};
 use crate::dsp::stft::{ComplexStft, StftConfig};
 use crate::restore::operators::RegionAt;
@@ -27,7 +27,8 @@ pub enum Splice {
     /// ([`repair_region`]).
     Regions { regions: Vec<RegionAt>, sample_rate: u32 },
     /// Declipping: the original but in its clipped samples, which take the restoration
-    /// pushed out to at least `level` on their own side ([`declipped`]).
+    /// where it goes beyond `level` on their side, else an arc over their run
+    /// ([`repair_runs`]).
     Clipped { level: f32 },
 }
 
@@ -104,19 +105,18 @@ impl Splicer {
     pub fn push(&mut self, original: &[Vec<f32>], restored: &[Vec<f32>]) -> Vec<Vec<f32>> {
         let at = self.position;
         self.received += original.first().map_or(0, Vec::len);
-        if let Splice::Regions { .. } = self.splice {
-            let out = self.repair_regions(original, restored);
+        if let Splice::Regions { .. } | Splice::Clipped { .. } = self.splice {
+            let out = match self.splice {
+                Splice::Clipped { level } => self.repair_clipped(original, restored, level),
+                _ => self.repair_regions(original, restored),
+            };
             self.position += out.first().map_or(0, Vec::len);
             return out;
         }
         let out: Vec<Vec<f32>> = match &self.splice {
             Splice::Replace => restored.to_vec(),
             Splice::Regions { .. } => unreachable!("repaired above"),
-            Splice::Clipped { level } => original
-                .iter()
-                .zip(restored)
-                .map(|(x, r)| x.iter().zip(r).map(|(&x, &r)| if is_clipped(x, *level) { declipped(x, r, *level) } else { x }).collect())
-                .collect(),
+            Splice::Clipped { .. } => unreachable!("repaired above"),
             Splice::Gaps { gaps, fade, .. } => original
                 .iter()
                 .zip(restored)
@@ -152,6 +152,35 @@ impl Splicer {
             }
             _ => out,
         }
+    }
+
+    /// Holds the original and the restoration from the start of a clipped run that may go on
+    /// (or whose context after it has not arrived), and repairs the runs before that. The
+    /// last samples given out stay as the next run's context before it.
+    fn repair_clipped(&mut self, original: &[Vec<f32>], restored: &[Vec<f32>], level: f32) -> Vec<Vec<f32>> {
+        for ((xs, rs), (x, r)) in self.waiting.iter_mut().zip(original.iter().zip(restored)) {
+            xs.extend_from_slice(x);
+            rs.extend_from_slice(r);
+        }
+        let mut cut = self.waiting.first().map_or(0, |(xs, _)| xs.len());
+        if self.received < self.len {
+            // One cut for all channels, clear of every channel's runs.
+            loop {
+                let next = self.waiting.iter().map(|(xs, _)| safe_cut(xs, cut, level)).min().unwrap_or(0);
+                if next == cut {
+                    break;
+                }
+                cut = next;
+            }
+        }
+        let out = self.waiting.iter().zip(&self.held).map(|((xs, rs), before)| repair_runs(before, xs, rs, cut, level)).collect();
+        for ((xs, rs), before) in self.waiting.iter_mut().zip(&mut self.held) {
+            before.extend_from_slice(&xs[..cut]);
+            before.drain(..before.len().saturating_sub(RUN_CONTEXT));
+            xs.drain(..cut);
+            rs.drain(..cut);
+        }
+        out
     }
 
     /// Holds the original and the restoration, repairs every region whose context after it
@@ -285,13 +314,6 @@ fn repair_region(original: &[f32], restored: &[f32], region: &RegionAt, at: usiz
     (0..original.len()).map(|i| if reach.contains(&((at + i) as isize)) { y[i] } else { original[i] }).collect()
 }
 
-/// A clipped sample `x` restored as `r`: the restoration, but at least `level` on `x`'s side
-/// of zero, where the recording went before it was clipped.
-fn declipped(x: f32, r: f32, level: f32) -> f32 {
-    let side = x.signum();
-    side * (side * r).max(level)
-}
-
 /// How much of sample `i` of a gap of `n` samples the restoration replaces: 1 but within
 /// `fade` of its edges.
 fn gap_weight(i: usize, n: usize, fade: usize) -> f32 {
@@ -344,6 +366,34 @@ mod tests {
             x.iter().zip(&y).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>()
         };
         assert!(high(&full[32_000..48_000]) > 100.0 * high(&plain[32_000..48_000]), "the gap gained highs");
+    }
+
+    /// Declipping: unclipped samples stay, bit for bit; a clipped run whose restoration
+    /// stays under the level gets an arc beyond it (a sine's flat tops become peaks again,
+    /// near the sine's own); in blocks as whole.
+    #[test]
+    fn clipped_runs_are_repaired_and_nothing_else_changes() {
+        let sine: Vec<f32> = (0..20_000).map(|n| 0.8 * (n as f32 * 0.01).sin()).collect();
+        let original: Vec<f32> = sine.iter().map(|v| v.clamp(-0.5, 0.5)).collect();
+        let restored = vec![0.1f32; original.len()];
+        let splice = Splice::Clipped { level: 0.5 };
+        let whole = splice.apply(&original, &restored);
+        for n in 0..original.len() {
+            if original[n].abs() < 0.5 {
+                assert_eq!(whole[n].to_bits(), original[n].to_bits(), "sample {n}");
+            } else {
+                assert!(whole[n] * original[n].signum() >= 0.5, "sample {n}: {}", whole[n]);
+            }
+        }
+        // The first peak's top: an arc beyond the level, near the sine's 0.8.
+        let peak = (0..629).map(|n| whole[n]).fold(0f32, f32::max);
+        assert!(peak > 0.6 && peak <= 1.0, "{peak}");
+        for block in [1, 7, 1_000, 7_001] {
+            let mut splicer = Splicer::new(splice.clone(), 1, original.len());
+            let got: Vec<f32> =
+                original.chunks(block).zip(restored.chunks(block)).flat_map(|(x, r)| splicer.push(&[x.to_vec()], &[r.to_vec()]).remove(0)).collect();
+            assert_eq!(got, whole, "blocks of {block}");
+        }
     }
 
     #[test]
