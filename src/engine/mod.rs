@@ -52,8 +52,9 @@ pub struct RestoreRequest {
     /// Most windows (mid and side count apart) sampled as one batch; inpainting batches
     /// only a window's mid and side. `None`: the device's default ([`default_batch`]).
     pub batch: Option<usize>,
-    /// Inpainting at a rate above the prior's: the band above the prior's made for the
-    /// filled gaps from the audio around them ([`crate::dsp::band_extension`]).
+    /// At a rate above the prior's, the band above the prior's ([`crate::dsp::band_extension`]):
+    /// made for filled gaps from the audio around them; for super-resolution, continued from
+    /// the spectrum below (above a cutoff the prior cannot reach, instead of refusing it).
     pub full_band: bool,
 }
 
