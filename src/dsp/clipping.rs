@@ -34,10 +34,12 @@ pub fn safe_cut(x: &[f32], at: usize, level: f32) -> usize {
 }
 
 /// `x[..cut]` with its clipped samples (in runs of one sign) repaired from `r`: the restoration where it goes
-/// beyond the level on the sample's side, else the arc of a parabola fitted to the
-/// [`RUN_CONTEXT`] samples either side of the run (`before` holds those preceding `x`), at
-/// least the level and at most [`MAX_ARC`] times it. A run at an end of the audio, with
-/// no context there, gets the level. Unclipped samples are returned as they are.
+/// beyond the level on the sample's side, else the higher of two arcs, at most [`MAX_ARC`]
+/// times the level. One is a parabola fitted to the [`RUN_CONTEXT`] samples either side of
+/// the run (`before` holds those preceding `x`); it follows the music's curvature but can
+/// stay under the level when the neighbours do not rise. The other, [`edge_arc`], always
+/// rises: every clipped sample was beyond the level before it was clipped. Unclipped
+/// samples are returned as they are.
 pub fn repair_runs(before: &[f32], x: &[f32], r: &[f32], cut: usize, level: f32) -> Vec<f32> {
     let mut out = x[..cut].to_vec();
     let mut i = 0;
@@ -64,17 +66,36 @@ pub fn repair_runs(before: &[f32], x: &[f32], r: &[f32], cut: usize, level: f32)
             .chain((0..RUN_CONTEXT as isize).map(|d| i as isize + d))
             .filter_map(|k| at(k).map(|v| (k as f32 - start as f32, side * v)))
             .collect();
-        let arc = (points.len() == 2 * RUN_CONTEXT).then(|| parabola(&points)).flatten();
+        let fitted = (points.len() == 2 * RUN_CONTEXT).then(|| parabola(&points)).flatten();
+        let entry = at(start as isize - 1).map(|v| level - side * v);
+        let exit = at(i as isize).map(|v| level - side * v);
         for k in start..i {
             let restored = side * r[k];
-            let floor = arc.map_or(level, |(a, b, c)| {
-                let t = (k - start) as f32;
-                (a + b * t + c * t * t).clamp(level, MAX_ARC * level)
-            });
+            let t = (k - start) as f32;
+            let parabola = fitted.map_or(level, |(a, b, c)| a + b * t + c * t * t);
+            let floor = parabola.max(edge_arc(level, entry, exit, i - start, k - start)).min(MAX_ARC * level);
             out[k] = side * if restored > level { restored } else { floor };
         }
     }
     out
+}
+
+/// The arc over sample `k` of a run of `n` clipped samples that leaves the level with the
+/// slopes the music entered and left it with: `entry` and `exit` are how far the samples
+/// either side of the run sit under the level (`None` at an end of the audio, where the
+/// other side's stands in). The parabola that meets the level at those two samples with
+/// that mean slope peaks `slope·(n+1)/4` beyond it, and every sample in the run lies
+/// strictly beyond the level.
+fn edge_arc(level: f32, entry: Option<f32>, exit: Option<f32>, n: usize, k: usize) -> f32 {
+    let slope = match (entry, exit) {
+        (Some(a), Some(b)) => (a + b) / 2.0,
+        (Some(a), None) | (None, Some(a)) => a,
+        // A file that is one clipped run: nothing shows how far it went.
+        (None, None) => level,
+    };
+    let span = (n + 1) as f32;
+    let u = (k + 1) as f32 / span;
+    level + slope.max(0.0) * span * u * (1.0 - u)
 }
 
 /// The least-squares parabola `a + b·t + c·t²` through `points` (Cramer's rule on the
@@ -156,5 +177,23 @@ mod tests {
         }
         let level = detector.level().unwrap();
         assert!((level / 0.7 - 1.0).abs() < 1e-4, "{level}");
+    }
+
+    #[test]
+    fn every_repaired_sample_lies_beyond_the_level_even_where_the_neighbours_do_not_rise() {
+        // Runs at both ends of the audio, one between neighbours that fall away from it
+        // (so the fitted parabola opens the wrong way), one on the negative side, and a
+        // restoration that stays at zero throughout.
+        let x = [0.5, 0.5, 0.2, 0.45, 0.5, 0.5, 0.5, 0.45, 0.2, -0.1, -0.5, -0.5, 0.0, 0.3, 0.5];
+        let out = repair_runs(&[], &x, &[0.0; 15], x.len(), 0.5);
+        for (k, (&v, &r)) in x.iter().zip(&out).enumerate() {
+            if is_clipped(v, 0.5) {
+                assert!(r * v.signum() > 0.5 && r.abs() <= 1.0, "sample {k}: {r} for {v}");
+            } else {
+                assert_eq!(r, v, "sample {k} was not clipped");
+            }
+        }
+        // The arc is highest mid-run: the music went furthest there.
+        assert!(out[5] > out[4] && out[5] > out[6], "{:?}", &out[4..7]);
     }
 }
