@@ -79,6 +79,9 @@ pub struct Marks {
     pub rt60: f64,
     /// Declipping: the level the take was clipped at (proposed from its samples).
     pub clip_level: Option<f64>,
+    /// Gap fills and super-resolution: synthesise the band above the prior's reach from
+    /// the audio around it ([`RestoreRequest::full_band`]).
+    pub full_band: bool,
     pub seed: u64,
     /// Text prompt for the prior (empty: none, as the paper).
     pub prompt: String,
@@ -86,7 +89,7 @@ pub struct Marks {
 
 impl Default for Marks {
     fn default() -> Self {
-        Self { gaps: Vec::new(), regions: Vec::new(), cutoff_hz: None, rt60: 0.8, clip_level: None, seed: 0, prompt: String::new() }
+        Self { gaps: Vec::new(), regions: Vec::new(), cutoff_hz: None, rt60: 0.8, clip_level: None, full_band: true, seed: 0, prompt: String::new() }
     }
 }
 
@@ -165,7 +168,9 @@ impl Marks {
             Method::Ditto(d) => Method::Ditto(DittoSettings { chain_steps: choices.steps.min(d.chain_steps), ..d }),
             other => other,
         };
-        Ok(RestoreRequest::new(degradation, SamplerSettings::new(method, choices.steps.max(1), self.seed)))
+        let mut request = RestoreRequest::new(degradation, SamplerSettings::new(method, choices.steps.max(1), self.seed));
+        request.full_band = self.full_band;
+        Ok(request)
     }
 }
 
@@ -206,6 +211,9 @@ mod tests {
         let r = marks.request(choices(TaskKind::Dereverb, MethodKind::Ditto, 1.0)).unwrap();
         assert_eq!(r.degradation, Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.8, seed: 9 } });
         assert!(matches!(r.sampler.method, Method::Ditto(d) if d.chain_steps == 20));
+        assert!(r.full_band, "the band above the prior is extended unless switched off");
+        let dull = Marks { full_band: false, ..marks };
+        assert!(!dull.request(choices(TaskKind::Inpaint, MethodKind::Dgg, 1.0)).unwrap().full_band);
     }
 
     #[test]
@@ -244,8 +252,9 @@ mod tests {
     fn older_saved_marks_load_with_defaults() {
         let marks: Marks = serde_json::from_str(r#"{"gaps":[[0.5,0.75]]}"#).unwrap();
         assert_eq!(marks, Marks { gaps: vec![(0.5, 0.75)], ..Marks::default() });
-        // Regions and a clip level are saved and loaded like the rest.
-        let marked = Marks { regions: vec![[1.0, 1.5, 500.0, 2_000.0]], clip_level: Some(0.7), ..Marks::default() };
+        assert!(marks.full_band, "projects saved before the switch keep the extension on");
+        // Regions, a clip level and the band switch are saved and loaded like the rest.
+        let marked = Marks { regions: vec![[1.0, 1.5, 500.0, 2_000.0]], clip_level: Some(0.7), full_band: false, ..Marks::default() };
         assert_eq!(serde_json::from_str::<Marks>(&serde_json::to_string(&marked).unwrap()).unwrap(), marked);
     }
 }

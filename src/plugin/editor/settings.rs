@@ -64,6 +64,7 @@ impl DggEditor {
                 if ui.add_enabled(!marks.gaps.is_empty(), egui::Button::new("Clear")).clicked() {
                     marks.gaps.clear();
                 }
+                full_band(ui, &mut marks.full_band);
             }
             TaskKind::SuperResolution => {
                 match marks.cutoff_hz {
@@ -76,6 +77,7 @@ impl DggEditor {
                         marks.cutoff_hz = detect_cutoff(&o.clip.channels, o.clip.sample_rate).or(marks.cutoff_hz);
                     }
                 }
+                full_band(ui, &mut marks.full_band);
             }
             TaskKind::Dereverb => {
                 ui.add(egui::DragValue::new(&mut marks.rt60).range(0.1..=5.0).speed(0.01).suffix(" s RT60"))
@@ -98,6 +100,13 @@ impl DggEditor {
             }
         });
     }
+}
+
+/// The switch for the band above the prior's 8 kHz.
+fn full_band(ui: &mut Ui, on: &mut bool) {
+    ui.checkbox(on, "Full band").on_hover_text(
+        "The prior hears up to 8 kHz. On: the band above is rebuilt from the audio around the gap, or continued from the spectrum below the cutoff. Off: it stays as the prior leaves it.",
+    );
 }
 
 fn task_marks_label(task: TaskKind) -> &'static str {
