@@ -261,17 +261,18 @@ fn go_on<T>(r: candle_core::Result<ControlFlow<(), T>>) -> T {
 fn dittos_chain_gradient_matches_finite_differences() {
     use dgg_restore::restore::guidance::ditto::Chain;
     let prior = GaussianPrior::new();
-    let chain = Chain::new(&prior, 10);
+    let chain = Chain::new(&prior, 10, 0.0);
+    let no_noise = || -> Result<Tensor> { unreachable!("a chain without eta draws none") };
     let mut draws = NoiseSource::new(3, 0);
     let z = draws.draw((1, 1, H, W), &Device::Cpu).unwrap();
     let weights = draws.draw((1, 1, H, W), &Device::Cpu).unwrap();
     // loss = Σ w·z_0² (not linear, so the adjoint's dependence on z is exercised too)
     let f = |z: &Tensor| -> f64 {
-        let end = go_on(chain.run(&prior, z, &mut |_| ControlFlow::Continue(()))).pop().unwrap();
+        let end = go_on(chain.run(&prior, z, &mut no_noise.clone(), &mut |_| ControlFlow::Continue(()))).pop().unwrap();
         let end = end.to_dtype(candle_core::DType::F64).unwrap();
         (end.sqr().unwrap() * weights.to_dtype(candle_core::DType::F64).unwrap()).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
     };
-    let trajectory = go_on(chain.run(&prior, &z, &mut |_| ControlFlow::Continue(())));
+    let trajectory = go_on(chain.run(&prior, &z, &mut no_noise.clone(), &mut |_| ControlFlow::Continue(())));
     let end = trajectory.last().unwrap();
     let grad_end = ((end * 2.0).unwrap() * &weights).unwrap();
     let grad: Vec<f32> = go_on(chain.pull_back(&prior, &trajectory, &grad_end, &mut |_| ControlFlow::Continue(()))).flatten_all().unwrap().to_vec1().unwrap();
@@ -295,9 +296,9 @@ fn ditto_lowers_the_measurement_loss() {
     use dgg_restore::restore::guidance::ditto::DittoSettings;
     let prior = GaussianPrior::new();
     let (_, m) = measurement(&prior);
-    let unguided = loss(&m, &run(&prior, &m, Method::Ditto(DittoSettings { chain_steps: 10, iterations: 0, learning_rate: 0.0 }), 0));
+    let unguided = loss(&m, &run(&prior, &m, Method::Ditto(DittoSettings { chain_steps: 10, iterations: 0, learning_rate: 0.0, ..Default::default() }), 0));
     let mut losses = Vec::new();
-    let settings = SamplerSettings::new(Method::Ditto(DittoSettings { chain_steps: 10, iterations: 20, learning_rate: 0.5 }), 0, 0);
+    let settings = SamplerSettings::new(Method::Ditto(DittoSettings { chain_steps: 10, iterations: 20, learning_rate: 0.5, ..Default::default() }), 0, 0);
     let out = sample(&prior, &m, SAMPLES, &settings, &mut |r| {
         if r.stage == Stage::Step {
             losses.push(r.loss.unwrap());
@@ -308,4 +309,30 @@ fn ditto_lowers_the_measurement_loss() {
     let optimised = loss(&m, &out);
     eprintln!("DITTO: chain without optimisation {unguided}, per iteration {losses:?}, final {optimised}");
     assert!(optimised < 0.5 * unguided, "{optimised} vs {unguided}");
+}
+
+/// The paper's DITTO chain runs with eta 1: each iteration draws its own noise, so with the
+/// initial noise left where it is (learning rate 0) two iterations end in different places;
+/// our deterministic chain ends in the same one.
+#[test]
+fn dittos_chain_with_eta_draws_fresh_noise_every_iteration() {
+    use dgg_restore::restore::guidance::ditto::DittoSettings;
+    let prior = GaussianPrior::new();
+    let (_, m) = measurement(&prior);
+    let losses = |eta: f64| -> Vec<f64> {
+        let mut losses = Vec::new();
+        let settings = SamplerSettings::new(Method::Ditto(DittoSettings { chain_steps: 10, iterations: 2, learning_rate: 0.0, eta }), 0, 0);
+        sample(&prior, &m, SAMPLES, &settings, &mut |r| {
+            if r.stage == Stage::Step {
+                losses.push(r.loss.unwrap());
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        losses
+    };
+    let (fresh, fixed) = (losses(1.0), losses(0.0));
+    assert_eq!(fixed.len(), 2);
+    assert_eq!(fixed[0], fixed[1], "eta 0: the same chain twice");
+    assert!((fresh[0] - fresh[1]).abs() > 1e-6 * fresh[0], "eta 1: two iterations, two draws: {fresh:?}");
 }

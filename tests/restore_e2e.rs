@@ -57,14 +57,14 @@ fn tasks() -> Vec<(&'static str, Degradation)> {
         ("inpaint", Degradation::Inpaint { gaps: vec![Gap { start: 0.3, end: 0.45 }] }),
         ("superres", Degradation::SuperResolution { cutoff_hz: 3000.0 }),
         ("dereverb", Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: 0.3, seed: 1 } }),
-        ("phase", Degradation::PhaseRetrieval),
+        ("phase", Degradation::PHASE_RETRIEVAL),
     ]
 }
 
 /// `kind` at the paper's strength, or at `strength` (0 = the same sampler unguided).
 fn method(kind: MethodKind, strength: Option<f64>) -> Method {
     match kind {
-        MethodKind::Ditto => Method::Ditto(DittoSettings { chain_steps: 3, iterations: 3, learning_rate: strength.unwrap_or(0.5) }),
+        MethodKind::Ditto => Method::Ditto(DittoSettings { chain_steps: 3, iterations: 3, learning_rate: strength.unwrap_or(0.5), ..Default::default() }),
         k => k.with_strength(strength),
     }
 }
@@ -193,7 +193,7 @@ fn cancelling_stops_the_job() {
     let observed = music(16_000, 1.0, 1);
     // Reports come while the input is read (step 0) and at every stage of a step.
     let mut seen = 0;
-    let err = restore_clip(&prior, &observed, &quick(Degradation::PhaseRetrieval), &mut |p| {
+    let err = restore_clip(&prior, &observed, &quick(Degradation::PHASE_RETRIEVAL), &mut |p| {
         seen = p.step.step;
         if seen == 0 {
             ControlFlow::Continue(())
@@ -204,7 +204,7 @@ fn cancelling_stops_the_job() {
     .unwrap_err();
     assert_eq!(seen, 1);
     assert!(err.to_string().contains("cancelled"), "{err}");
-    let err = restore_clip(&prior, &observed, &quick(Degradation::PhaseRetrieval), &mut |_| ControlFlow::Break(())).unwrap_err();
+    let err = restore_clip(&prior, &observed, &quick(Degradation::PHASE_RETRIEVAL), &mut |_| ControlFlow::Break(())).unwrap_err();
     assert!(err.to_string().contains("cancelled"), "{err}");
 }
 
@@ -212,7 +212,7 @@ fn cancelling_stops_the_job() {
 fn unusable_clips_are_clear_errors() {
     let g = Golden::load();
     let (prior, _dir) = prior(&g);
-    let request = quick(Degradation::PhaseRetrieval);
+    let request = quick(Degradation::PHASE_RETRIEVAL);
     let run = |clip: AudioClip| restore_clip(&prior, &clip, &request, &mut |_| ControlFlow::Continue(())).unwrap_err().to_string();
     assert!(run(music(16_000, 1.0, 3)).contains("only mono and stereo"));
     assert!(run(music(16_000, 0.1, 1)).contains("at least"));

@@ -2,11 +2,12 @@
 //!
 //! `X = |STFT(x)|` (n_fft 1024, hop 160, periodic Hann, centred reflect) at 16 kHz,
 //! `L = log10(X + 1e-10)`; per frame the RMS of `L_ref − L_est` over frequency; the mean
-//! over frames. Lower is better; 0 means identical spectra.
+//! over frames. Lower is better; 0 means identical spectra. The paper's own `eval.py` frames
+//! coarser ([`lsd_eval_py`]).
 
 use candle_core::{Device, Result};
 
-use super::stft::{wave_tensor, Stft, StftConfig};
+use super::stft::{hann_periodic, wave_tensor, Stft, StftConfig};
 
 /// LSD between two mono 16 kHz signals of equal length.
 pub fn lsd(reference: &[f32], estimate: &[f32]) -> Result<f64> {
@@ -89,18 +90,7 @@ impl LsdAccumulator {
                 continue;
             }
             let (r, e) = (log_mag(&r[a..b])?, log_mag(&e[a..b])?);
-            for (fr, fe) in r.iter().zip(&e) {
-                let mean_sq = fr
-                    .iter()
-                    .zip(fe)
-                    .map(|(&a, &b)| {
-                        let d = (a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10();
-                        d * d
-                    })
-                    .sum::<f64>()
-                    / fr.len() as f64;
-                *sum += mean_sq.sqrt();
-            }
+            *sum += r.iter().zip(&e).map(|(fr, fe)| frame_distance(fr, fe)).sum::<f64>();
         }
         self.next = end;
         let keep = self.next.saturating_sub(margin) * hop;
@@ -119,6 +109,37 @@ impl LsdAccumulator {
         }
         Ok(self.sums.iter().map(|s| s / frames as f64).collect())
     }
+}
+
+/// One frame's distance: the RMS over frequency of the difference of `log10(|X| + 1e-10)`.
+fn frame_distance(reference: &[f32], estimate: &[f32]) -> f64 {
+    let squares = reference.iter().zip(estimate).map(|(&a, &b)| ((a as f64 + 1e-10).log10() - (b as f64 + 1e-10).log10()).powi(2));
+    (squares.sum::<f64>() / reference.len() as f64).sqrt()
+}
+
+/// The hop of the paper's official `eval.py`.
+pub const EVAL_PY_HOP: usize = 512;
+
+/// [`lsd`] as the paper's official `eval.py` scores it: librosa's STFT (n_fft 1024, hop
+/// [`EVAL_PY_HOP`], periodic Hann, centred with zero padding). Coarser in time than ours,
+/// and its edge frames see silence beyond the signal.
+pub fn lsd_eval_py(reference: &[f32], estimate: &[f32]) -> Result<f64> {
+    if reference.len() != estimate.len() {
+        candle_core::bail!("LSD needs signals of equal length, got {} and {} samples", reference.len(), estimate.len());
+    }
+    let (n_fft, hop) = (StftConfig::AUDIOLDM.n_fft, EVAL_PY_HOP);
+    let window = hann_periodic(n_fft);
+    let fft = realfft::RealFftPlanner::<f64>::new().plan_fft_forward(n_fft);
+    let magnitudes = |x: &[f32], frame: usize| -> Vec<f32> {
+        let mut buffer: Vec<f64> =
+            (0..n_fft).map(|t| (frame * hop + t).checked_sub(n_fft / 2).and_then(|i| x.get(i)).map_or(0.0, |&v| f64::from(v) * window[t])).collect();
+        let mut spectrum = fft.make_output_vec();
+        fft.process(&mut buffer, &mut spectrum).expect("sizes come from the plan");
+        spectrum.iter().map(|c| c.norm() as f32).collect()
+    };
+    let frames = 1 + reference.len() / hop;
+    let total: f64 = (0..frames).map(|f| frame_distance(&magnitudes(reference, f), &magnitudes(estimate, f))).sum();
+    Ok(total / frames as f64)
 }
 
 #[cfg(test)]

@@ -13,7 +13,27 @@ use realfft::num_complex::Complex32;
 use realfft::RealFftPlanner;
 use std::sync::Arc;
 
-/// STFT settings. The window is a periodic Hann window of length `n_fft`.
+/// The analysis window of an [`Stft`], `n_fft` long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    /// Periodic Hann: ours everywhere.
+    #[default]
+    Hann,
+    /// No window (`torch.stft(window=None)`): the paper's phase-retrieval operator.
+    Rectangular,
+}
+
+impl Window {
+    pub fn values(self, n: usize) -> Vec<f64> {
+        match self {
+            Self::Hann => hann_periodic(n),
+            Self::Rectangular => vec![1.0; n],
+        }
+    }
+}
+
+/// STFT settings. The window is a periodic Hann window of length `n_fft` unless
+/// [`Stft::with_window`] says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StftConfig {
     pub n_fft: usize,
@@ -148,11 +168,15 @@ pub struct Stft {
 
 impl Stft {
     pub fn new(config: StftConfig, device: &Device) -> Result<Self> {
+        Self::with_window(config, Window::Hann, device)
+    }
+
+    pub fn with_window(config: StftConfig, window: Window, device: &Device) -> Result<Self> {
         if config.n_fft < 2 || config.hop == 0 {
             candle_core::bail!("STFT needs n_fft ≥ 2 and hop ≥ 1, got {config:?}");
         }
         let (n, bins) = (config.n_fft, config.bins());
-        let window = hann_periodic(n);
+        let window = window.values(n);
         let mut basis = vec![0f32; n * 2 * bins];
         for t in 0..n {
             for k in 0..bins {

@@ -510,7 +510,12 @@ fn splice_for(request: &RestoreRequest, rate: u32, len: usize, model_rate: u32) 
             let extend_from = request.full_band.then_some(cutoff_hz.max(limit_hz));
             Splice::AboveCutoff { cutoff_hz: *cutoff_hz, sample_rate: rate, extend_from }
         }
-        Degradation::Dereverb { .. } | Degradation::PhaseRetrieval => Splice::Replace,
+        // The paper's: the band below the resampled rate's Nyquist was kept.
+        Degradation::Downsample { factor } => {
+            Operator::new(degradation, model_rate, len, &candle_core::Device::Cpu)?;
+            Splice::AboveCutoff { cutoff_hz: model_rate as f64 / (2.0 * *factor as f64), sample_rate: rate, extend_from: None }
+        }
+        Degradation::Dereverb { .. } | Degradation::PhaseRetrieval { .. } => Splice::Replace,
         Degradation::Declip { level } => {
             Operator::new(degradation, rate, len, &candle_core::Device::Cpu)?;
             Splice::Clipped { level: *level as f32 }

@@ -6,10 +6,12 @@ use candle_core::{Device, Tensor};
 use crate::audio::{beyond_full_scale, AudioClip, AudioError, BlockSink, ClipReader, ClipWriter, FrameSource, MAX_SAMPLE};
 use crate::dsp::fir::FirStream;
 use crate::dsp::griffin_lim;
+use crate::dsp::sinc_resample::SincResampler;
 use crate::dsp::stft::StftConfig;
 use crate::dsp::MODEL_SAMPLE_RATE;
 use crate::restore::noise::NoiseSource;
 use crate::restore::operators::{add_measurement_noise, gap_ranges, Degradation, Operator, OperatorError};
+use crate::restore::random_walk::cross_correlation;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DegradeOptions {
@@ -79,8 +81,10 @@ const BLOCK: usize = 1 << 17;
 /// holds the clip, up to [`MAX_PHASE_SAMPLES`] per channel.
 pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {
     let (rate, n_ch, len) = (input.sample_rate(), input.channels(), input.frames());
-    if let Degradation::PhaseRetrieval = degradation {
-        return degrade_phase(input, options, sink);
+    match degradation {
+        Degradation::PhaseRetrieval { .. } => return degrade_phase(input, options, sink),
+        Degradation::Downsample { factor } => return degrade_downsampled(input, *factor, options, sink),
+        _ => {}
     }
     let gaps = match degradation {
         Degradation::Inpaint { gaps } => gap_ranges(gaps, rate, len)?,
@@ -92,7 +96,9 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
         match Operator::new(degradation, rate, len, &Device::Cpu)? {
             Operator::Filter(fir) => filters = (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
             Operator::Clip { level } => clip = Some((10f64.powf(options.gain_db / 20.0), level)),
-            Operator::Mask { .. } | Operator::Magnitude(_) => unreachable!("phase retrieval returned above"),
+            // The measurement is made through the stream's first response.
+            Operator::RandomWalk(reverb) => filters = (0..n_ch).map(|_| FirStream::new(cross_correlation(&reverb.response(0)), len)).collect(),
+            Operator::Mask { .. } | Operator::Magnitude(_) | Operator::Decimate(_) => unreachable!("handled above"),
         }
     }
     let mut noise: Vec<NoiseSource> = (0..n_ch as u64).map(|c| NoiseSource::new(options.seed, c)).collect();
@@ -134,6 +140,25 @@ fn check_range(block: &[Vec<f32>], at: usize, rate: u32) -> Result<(), DegradeEr
         Some((channel, i, value)) => Err(DegradeError::OutOfRange { channel, seconds: (at + i) as f64 / rate as f64, value }),
         None => Ok(()),
     }
+}
+
+/// The paper's super-resolution as audio at the clip's rate: down by `factor` and back up,
+/// both with torchaudio's resampler. Only the experiment's short segments come here: it
+/// holds the clip.
+fn degrade_downsampled(input: &mut dyn FrameSource, factor: u32, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {
+    let (rate, len) = (input.sample_rate(), input.frames());
+    if factor < 2 || !rate.is_multiple_of(factor) {
+        return Err(OperatorError::DownsampleFactor { factor, sample_rate: rate }.into());
+    }
+    let clip = input.read_exact(len)?;
+    check_range(&clip, 0, rate)?;
+    let (down, up) = (SincResampler::torchaudio(rate, rate / factor), SincResampler::torchaudio(rate / factor, rate));
+    let mut channels: Vec<Vec<f32>> = clip.iter().map(|x| up.resample(&down.resample(x))[..len].to_vec()).collect();
+    for (c, ch) in channels.iter_mut().enumerate() {
+        let draws = NoiseSource::new(options.seed, c as u64).values(if options.noise_std > 0.0 { ch.len() } else { 0 });
+        ch.iter_mut().zip(draws).for_each(|(v, z)| *v += (f64::from(z) * options.noise_std) as f32);
+    }
+    Ok(sink(&channels)?)
 }
 
 fn degrade_phase(input: &mut dyn FrameSource, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {
@@ -184,7 +209,7 @@ mod tests {
     #[test]
     fn phase_retrieval_refuses_a_clip_shorter_than_its_window() {
         let clip = AudioClip::new(16_000, vec![vec![0.1; 400]]);
-        let err = degrade(&clip, &Degradation::PhaseRetrieval, &DegradeOptions::default()).unwrap_err();
+        let err = degrade(&clip, &Degradation::PHASE_RETRIEVAL, &DegradeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("too short for phase retrieval"), "{err}");
     }
 
@@ -214,7 +239,7 @@ mod tests {
     #[test]
     fn phase_retrieval_refuses_what_it_cannot_hold() {
         let clip = AudioClip::new(8_000, vec![vec![0.1; MAX_PHASE_SAMPLES + 1]]);
-        let err = degrade(&clip, &Degradation::PhaseRetrieval, &DegradeOptions::default()).unwrap_err();
+        let err = degrade(&clip, &Degradation::PHASE_RETRIEVAL, &DegradeOptions::default()).unwrap_err();
         assert!(err.to_string().contains("too long for phase retrieval here"), "{err}");
     }
 
@@ -223,7 +248,7 @@ mod tests {
         let mut x = vec![0.5f32; 20_000];
         x[12_000] = 3e38;
         let clip = AudioClip::new(8_000, vec![vec![0.1; 20_000], x]);
-        for d in [Degradation::SuperResolution { cutoff_hz: 1000.0 }, Degradation::PhaseRetrieval] {
+        for d in [Degradation::SuperResolution { cutoff_hz: 1000.0 }, Degradation::PHASE_RETRIEVAL] {
             let err = degrade(&clip, &d, &DegradeOptions::default()).unwrap_err().to_string();
             assert!(err.contains("channel 2 has a sample of 3e38 at 1.500 s"), "{err}");
         }

@@ -33,7 +33,7 @@ pub fn degradation(task: TaskKind, seconds: f64, rt60: f64, room_seed: u64) -> D
         TaskKind::Inpaint => Degradation::Inpaint { gaps: vec![Gap { start: 0.4 * seconds, end: 0.6 * seconds }] },
         TaskKind::SuperResolution => Degradation::SuperResolution { cutoff_hz: cutoff_for_factor(MODEL_SAMPLE_RATE, 2) },
         TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60, seed: room_seed } },
-        TaskKind::Phase => Degradation::PhaseRetrieval,
+        TaskKind::Phase => Degradation::PHASE_RETRIEVAL,
         // Not one of the paper's: clipped at −12 dBFS, as `degrade --gain 12` does to a
         // segment at full scale.
         TaskKind::Declip => Degradation::Declip { level: 0.25 },

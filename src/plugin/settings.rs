@@ -160,7 +160,7 @@ impl Marks {
                 None => return Err(Unmarked::Cutoff),
             },
             TaskKind::Dereverb => Degradation::Dereverb { response: ImpulseResponse::Synthetic { rt60: self.rt60, seed: self.seed } },
-            TaskKind::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Phase => Degradation::PHASE_RETRIEVAL,
             TaskKind::Declip => Degradation::Declip { level: self.clip_level.ok_or(Unmarked::ClipLevel)? },
         };
         let kind = choices.method;

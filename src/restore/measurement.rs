@@ -29,12 +29,13 @@ pub struct Measurement {
 }
 
 impl Measurement {
-    /// `observed` (1, samples) is the degraded audio the user has: for phase retrieval only
-    /// its STFT magnitude is used; for the other operators it is `y = A(x)` itself.
+    /// `observed` (1, samples) is the degraded audio the user has, `y = A(x)` itself; or,
+    /// where [`Operator::applies_to_observed`], the audio the measurement `A(observed)` is
+    /// taken from (for phase retrieval, its STFT magnitude).
     pub fn new(operator: Operator, mel: LossMel, observed: &Tensor) -> Result<Self> {
-        let target = match &operator {
-            Operator::Magnitude(stft) => mel.magnitude_features(&stft.magnitude(observed)?)?,
-            _ => mel.forward(observed)?,
+        let target = match operator.applies_to_observed() {
+            true => Self::features_of(&operator, &mel, observed)?,
+            false => mel.forward(observed)?,
         };
         Ok(Self { operator, mel, target: target.detach(), floor: None, cells: None })
     }
@@ -90,10 +91,14 @@ impl Measurement {
 
     /// `M(A(wave))` for a (batch, samples) waveform.
     pub fn features(&self, wave: &Tensor) -> Result<Tensor> {
-        let measured = self.operator.apply(wave)?;
-        match self.operator {
-            Operator::Magnitude(_) => self.mel.magnitude_features(&measured),
-            _ => self.mel.forward(&measured),
+        Self::features_of(&self.operator, &self.mel, wave)
+    }
+
+    fn features_of(operator: &Operator, mel: &LossMel, wave: &Tensor) -> Result<Tensor> {
+        let measured = operator.apply(wave)?;
+        match operator {
+            Operator::Magnitude(_) => mel.magnitude_features(&measured),
+            _ => mel.forward(&measured),
         }
     }
 

@@ -9,5 +9,6 @@ pub mod measurement;
 pub mod noise;
 pub mod operators;
 pub mod prior;
+pub mod random_walk;
 pub mod sampler;
 pub mod schedule;

@@ -12,9 +12,11 @@ use rand_distr::{Distribution, StandardNormal};
 use std::ops::Range;
 
 use super::noise::NoiseSource;
+use super::random_walk::RandomWalkReverb;
 use crate::audio::{resample, ResampleError};
 use crate::dsp::fir::{lowpass, FirFilter};
-use crate::dsp::stft::{Stft, StftConfig};
+use crate::dsp::sinc_resample::SincResampler;
+use crate::dsp::stft::{Stft, StftConfig, Window};
 
 /// A gap to fill, in seconds from the start of the clip: `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +77,9 @@ pub enum ImpulseResponse {
     Recorded { samples: Vec<f32>, sample_rate: u32 },
     /// Seeded decaying Gaussian noise after a direct path; drawn once, never redrawn.
     Synthetic { rt60: f64, seed: u64 },
+    /// The paper's: a seeded random walk, redrawn every time it is applied
+    /// ([`RandomWalkReverb`]).
+    RandomWalk { seed: u64 },
 }
 
 /// Which restoration task, independent of its settings (the CLI's `--task`, the plugin's
@@ -129,14 +134,28 @@ pub enum Degradation {
     Inpaint { gaps: Vec<Gap> },
     /// Everything above `cutoff_hz` removed (a sharp zero-phase low-pass).
     SuperResolution { cutoff_hz: f64 },
+    /// The paper's super-resolution: the audio resampled to 1/`factor` of its rate
+    /// (torchaudio's resampler) and measured there.
+    Downsample { factor: u32 },
     /// Convolution with a room impulse response.
     Dereverb { response: ImpulseResponse },
-    /// Only the STFT magnitude is known.
-    PhaseRetrieval,
+    /// Only the STFT magnitude is known (`window`: ours is Hann, the paper's rectangular).
+    PhaseRetrieval { window: Window },
     /// Every sample beyond ±`level` was clipped to it.
     Declip { level: f64 },
     /// Time-frequency regions damaged (a cough, a squeak), the rest intact.
     SpectralRepair { regions: Vec<Region> },
+}
+
+impl Degradation {
+    /// Phase retrieval with our Hann window.
+    pub const PHASE_RETRIEVAL: Self = Self::PhaseRetrieval { window: Window::Hann };
+
+    /// Whether a restoration is given the clean audio and measures it through the operator
+    /// ([`Operator::applies_to_observed`]) rather than given the degraded audio.
+    pub fn measured_from_clean(&self) -> bool {
+        matches!(self, Self::PhaseRetrieval { .. } | Self::Downsample { .. } | Self::Dereverb { response: ImpulseResponse::RandomWalk { .. } })
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -163,6 +182,8 @@ pub enum OperatorError {
     BandOutOfRange { low_hz: f64, high_hz: f64, nyquist: f64 },
     #[error("clip level {0} is not a level a sample can be clipped at: use a positive value (full scale is 1)")]
     ClipLevelOutOfRange(f64),
+    #[error("downsampling by {factor} needs a factor of 2 or more that divides the rate, {sample_rate} Hz")]
+    DownsampleFactor { factor: u32, sample_rate: u32 },
     #[error("resampling the impulse response failed: {0}")]
     Resample(#[from] ResampleError),
 }
@@ -201,6 +222,8 @@ pub enum Operator {
     Filter(FirFilter),
     Magnitude(Stft),
     Clip { level: f64 },
+    Decimate(SincResampler),
+    RandomWalk(RandomWalkReverb),
 }
 
 impl Operator {
@@ -219,6 +242,13 @@ impl Operator {
                 }
                 Ok(Operator::Filter(lowpass(*cutoff_hz, sample_rate)))
             }
+            Degradation::Downsample { factor } => {
+                if *factor < 2 || !sample_rate.is_multiple_of(*factor) {
+                    return Err(OperatorError::DownsampleFactor { factor: *factor, sample_rate });
+                }
+                Ok(Operator::Decimate(SincResampler::torchaudio(sample_rate, sample_rate / factor)))
+            }
+            Degradation::Dereverb { response: ImpulseResponse::RandomWalk { seed } } => Ok(Operator::RandomWalk(RandomWalkReverb::new(*seed))),
             Degradation::Dereverb { response } => {
                 let taps = match response {
                     ImpulseResponse::Synthetic { rt60, seed } => synthetic_impulse_response(*rt60, *seed, sample_rate)?,
@@ -233,15 +263,16 @@ impl Operator {
                         }
                         taps.iter().map(|&v| (v as f64 / energy.sqrt()) as f32).collect()
                     }
+                    ImpulseResponse::RandomWalk { .. } => unreachable!("matched above"),
                 };
                 Ok(Operator::Filter(FirFilter::new(taps, 0)))
             }
-            Degradation::PhaseRetrieval => {
+            Degradation::PhaseRetrieval { window } => {
                 let config = StftConfig::AUDIOLDM;
                 if len <= config.n_fft / 2 {
                     return Err(OperatorError::ClipTooShort { samples: len, needed: config.n_fft / 2 });
                 }
-                Ok(Operator::Magnitude(Stft::new(config, device).expect("valid STFT settings")))
+                Ok(Operator::Magnitude(Stft::with_window(config, *window, device).expect("valid STFT settings")))
             }
             Degradation::SpectralRepair { regions } => {
                 region_ranges(regions, sample_rate, len)?;
@@ -257,14 +288,24 @@ impl Operator {
     }
 
     /// `A(wave)` for a (batch, samples) tensor: a waveform of the same shape, or for phase
-    /// retrieval the (batch, frames, bins) magnitude.
+    /// retrieval the (batch, frames, bins) magnitude; the paper's downsampled and
+    /// random-walk reverberated waveforms are shorter and one sample longer.
     pub fn apply(&self, wave: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Operator::Mask { mask } => wave.broadcast_mul(mask),
             Operator::Filter(fir) => fir.forward(wave),
             Operator::Magnitude(stft) => stft.magnitude(wave),
             Operator::Clip { level } => wave.clamp(-level, *level),
+            Operator::Decimate(resampler) => resampler.decimate(wave),
+            Operator::RandomWalk(reverb) => reverb.apply(wave),
         }
+    }
+
+    /// Whether the measurement is this operator applied to the audio given rather than that
+    /// audio itself: a magnitude, audio at another rate or length, are not audio a user
+    /// holds, so the clean audio is given ([`Degradation::measured_from_clean`]).
+    pub fn applies_to_observed(&self) -> bool {
+        matches!(self, Operator::Magnitude(_) | Operator::Decimate(_) | Operator::RandomWalk(_))
     }
 }
 

@@ -304,7 +304,8 @@ impl<P: LatentPrior + ?Sized> Window<'_, P> {
 
     fn ditto(&self, ditto: &DittoSettings, noise: &mut BatchNoise, observer: &mut dyn FnMut(&StepReport) -> ControlFlow<()>) -> Result<Tensor, Attempt> {
         let z_start = self.initial_latent(noise)?;
-        let end = ditto.optimise(self.prior, z_start, &mut DittoRun { window: self, observer })?;
+        let (shape, device) = (self.prior.latent_shape(self.samples), self.prior.device());
+        let end = ditto.optimise(self.prior, z_start, &mut || noise.draw(shape, device), &mut DittoRun { window: self, observer })?;
         self.decode(&end, ditto.iterations)
     }
 }

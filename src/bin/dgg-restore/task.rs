@@ -104,7 +104,7 @@ impl TaskArgs {
                 };
                 Degradation::Dereverb { response }
             }
-            TaskKind::Phase => Degradation::PhaseRetrieval,
+            TaskKind::Phase => Degradation::PHASE_RETRIEVAL,
             TaskKind::Declip => {
                 let level = match (self.clip_level, detect_in) {
                     (Some(level), _) => level,

@@ -1,6 +1,8 @@
-//! DITTO: a short deterministic sampling chain from an initial noise, the gradient of a
-//! loss on its end with respect to that noise, and the outer loop that descends it
-//! ([`DittoSettings::optimise`]).
+//! DITTO: a short sampling chain from an initial noise, the gradient of a loss on its end
+//! with respect to that noise, and the outer loop that descends it
+//! ([`DittoSettings::optimise`]). Our chain is deterministic (eta 0), so each iteration
+//! descends one function; the paper's runs used eta 1, fresh noise at every step of every
+//! iteration (`experiment --protocol paper`).
 //!
 //! The gradient runs back through every UNet call of the chain. Keeping the whole graph
 //! of 20 UNet calls would need tens of GB at full size, so the chain is checkpointed:
@@ -15,17 +17,20 @@ use super::{gradient, Interruptible, Stage};
 use crate::restore::ddim::DdimStep;
 use crate::restore::prior::LatentPrior;
 
-/// DITTO's settings; the defaults are the paper's (20 steps × 100 iterations, SGD lr 0.5).
+/// DITTO's settings; the defaults are the paper's (20 steps × 100 iterations, SGD lr 0.5)
+/// but for the chain's eta, 0 (the paper's runs: 1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DittoSettings {
     pub chain_steps: usize,
     pub iterations: usize,
     pub learning_rate: f64,
+    /// The chain's noise scale: 0 deterministic, 1 fresh noise at every step.
+    pub eta: f64,
 }
 
 impl Default for DittoSettings {
     fn default() -> Self {
-        Self { chain_steps: 20, iterations: 100, learning_rate: 0.5 }
+        Self { chain_steps: 20, iterations: 100, learning_rate: 0.5, eta: 0.0 }
     }
 }
 
@@ -45,12 +50,18 @@ pub trait Iterations {
 impl DittoSettings {
     /// DITTO's outer loop: `iterations` steps of SGD on the initial noise `z_start`, each
     /// through the whole chain and back; returns the end (z_0) of the chain from the
-    /// optimised noise.
-    pub fn optimise<P: LatentPrior + ?Sized, I: Iterations>(&self, prior: &P, mut z_start: Tensor, it: &mut I) -> std::result::Result<Tensor, I::Error> {
-        let chain = Chain::new(prior, self.chain_steps);
+    /// optimised noise. `noise` draws a latent's worth of fresh noise for a chain with eta.
+    pub fn optimise<P: LatentPrior + ?Sized, I: Iterations>(
+        &self,
+        prior: &P,
+        mut z_start: Tensor,
+        noise: &mut dyn FnMut() -> Result<Tensor>,
+        it: &mut I,
+    ) -> std::result::Result<Tensor, I::Error> {
+        let chain = Chain::new(prior, self.chain_steps, self.eta);
         let total = self.iterations;
         for i in 1..=total {
-            let run = chain.run(prior, &z_start, &mut |stage| it.stage_done(i, total, stage, None))?;
+            let run = chain.run(prior, &z_start, noise, &mut |stage| it.stage_done(i, total, stage, None))?;
             let ControlFlow::Continue(trajectory) = run else { return Err(it.stopped()) };
             let (loss, grad_end) = it.loss_and_gradient(trajectory.last().expect("a chain has an end"), i, total)?;
             let pulled = chain.pull_back(prior, &trajectory, &grad_end, &mut |stage| it.stage_done(i, total, stage, Some(loss)))?;
@@ -59,21 +70,21 @@ impl DittoSettings {
             it.iteration_done(i, total, loss, &z_start)?;
         }
         // The final chain runs after the last report: it can no longer be stopped halfway.
-        let end = chain.run(prior, &z_start, &mut |_| ControlFlow::Continue(()))?;
+        let end = chain.run(prior, &z_start, noise, &mut |_| ControlFlow::Continue(()))?;
         let ControlFlow::Continue(mut trajectory) = end else { unreachable!("never stopped") };
         Ok(trajectory.pop().expect("a chain has an end"))
     }
 }
 
-/// The deterministic (eta 0) DDIM chain of `steps` steps.
+/// The DDIM chain of `steps` steps with noise scale `eta`.
 pub struct Chain {
     steps: Vec<DdimStep>,
 }
 
 impl Chain {
-    pub fn new<P: LatentPrior + ?Sized>(prior: &P, steps: usize) -> Self {
+    pub fn new<P: LatentPrior + ?Sized>(prior: &P, steps: usize, eta: f64) -> Self {
         let schedule = prior.schedule();
-        let steps = schedule.timesteps(steps).into_iter().map(|t| DdimStep::new(schedule, t, steps, 0.0)).collect();
+        let steps = schedule.timesteps(steps).into_iter().map(|t| DdimStep::new(schedule, t, steps, eta)).collect();
         Self { steps }
     }
 
@@ -82,17 +93,22 @@ impl Chain {
         step.mean(&step.pred_x0(z, &eps)?, &eps)
     }
 
-    /// Every latent of the chain from `z_start`, the start first and z_0 last;
-    /// `stage_done(Stage::Denoise)` is asked after every step whether to go on.
+    /// Every latent of the chain from `z_start`, the start first and z_0 last, each step
+    /// with fresh `noise` where it has any; `stage_done(Stage::Denoise)` is asked after
+    /// every step whether to go on.
     pub fn run<P: LatentPrior + ?Sized>(
         &self,
         prior: &P,
         z_start: &Tensor,
+        noise: &mut dyn FnMut() -> Result<Tensor>,
         stage_done: &mut dyn FnMut(Stage) -> ControlFlow<()>,
     ) -> Interruptible<Vec<Tensor>> {
         let mut trajectory = vec![z_start.detach()];
         for step in &self.steps {
-            let z = Self::step(step, prior, trajectory.last().expect("starts non-empty"), false)?;
+            let mut z = Self::step(step, prior, trajectory.last().expect("starts non-empty"), false)?;
+            if step.std > 0.0 {
+                z = step.add_noise(&z, &noise()?)?;
+            }
             trajectory.push(z);
             if stage_done(Stage::Denoise).is_break() {
                 return Ok(ControlFlow::Break(()));
@@ -101,7 +117,8 @@ impl Chain {
         Ok(ControlFlow::Continue(trajectory))
     }
 
-    /// ∂(loss)/∂z_start, given the `trajectory` from [`Chain::run`] and ∂(loss)/∂z_0;
+    /// ∂(loss)/∂z_start, given the `trajectory` from [`Chain::run`] and ∂(loss)/∂z_0 (a
+    /// step's noise is added, so it leaves the adjoint alone);
     /// `stage_done(Stage::DenoiseGradient)` is asked after every step whether to go on.
     pub fn pull_back<P: LatentPrior + ?Sized>(
         &self,
