@@ -215,7 +215,9 @@ fn numeric_arguments_out_of_range_are_refused() {
         assert!(!output.exists());
     }
     for (args, name) in [
-        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--segments-per-clip", "0"], "--segments-per-clip"),
+        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--segments", "0"], "--segments"),
+        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--protocol", "theirs"], "--protocol"),
+        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--excerpt-at", "2", "--segments", "all"], "--excerpt-at"),
         (vec!["restore", "--task", "inpaint", "--gap", "0.2-0.3", "--batch", "0", arg(&input), arg(&output)], "--batch"),
     ] {
         let o = dgg(&args);

@@ -113,11 +113,12 @@ impl Method {
     }
 
     /// DDIM's eta in the paper's runs: stochastic for DGG, DSG and plain sampling,
-    /// deterministic for DPS, MPGD and DITTO's chain.
+    /// deterministic for DPS and MPGD; DITTO's chain has its own setting.
     pub fn eta(&self) -> f64 {
         match self {
             Self::Dgg { .. } | Self::Dsg { .. } | Self::Ddim => 1.0,
-            Self::Dps { .. } | Self::Mpgd { .. } | Self::Ditto(_) => 0.0,
+            Self::Dps { .. } | Self::Mpgd { .. } => 0.0,
+            Self::Ditto(d) => d.eta,
         }
     }
 
