@@ -19,6 +19,7 @@
 use realfft::num_complex::Complex32;
 use std::ops::Range;
 
+use super::raised_cosine;
 use super::stft::{ComplexStft, StftConfig};
 
 /// How much of the audio on each side of a gap sets the envelope, in seconds.
@@ -61,6 +62,11 @@ impl BandExtension {
         StftConfig { n_fft, hop: n_fft / 4 }
     }
 
+    /// The first bin of [`Self::config`]'s STFT at or above `hz`.
+    fn bin_of(&self, hz: f64) -> usize {
+        (hz * self.config().n_fft as f64 / self.sample_rate as f64).ceil() as usize
+    }
+
     /// Adds the high band to `audio`'s `gap` (sample indexes into `audio`, which holds the
     /// audio around the gap too). `weight(i)` is how much of sample `gap.start + i` the
     /// fill replaced (the splice's fades; 1 in the gap's body).
@@ -74,10 +80,12 @@ impl BandExtension {
         let spectrum = stft.analyse(audio);
         let frames = spectrum.len() / bins;
         let frame = |f: usize| &spectrum[f * bins..(f + 1) * bins];
-        let bin_of = |f: f64| (f * n_fft as f64 / self.sample_rate as f64).ceil() as usize;
-        let Some(moved) =
-            Replication::new(config, bin_of(CROSSOVER.0 * self.limit_hz), bin_of(CROSSOVER.1 * self.limit_hz), bin_of(SOURCE_FROM * self.limit_hz))
-        else {
+        let Some(moved) = Replication::new(
+            config,
+            self.bin_of(CROSSOVER.0 * self.limit_hz),
+            self.bin_of(CROSSOVER.1 * self.limit_hz),
+            self.bin_of(SOURCE_FROM * self.limit_hz),
+        ) else {
             return;
         };
         let (fade_in, source) = (moved.fade_in, moved.source.clone());
@@ -131,12 +139,11 @@ impl BandExtension {
         let config = self.config();
         let (n_fft, bins) = (config.n_fft, config.bins());
         let hz = |b: usize| b as f64 * self.sample_rate as f64 / n_fft as f64;
-        let bin_of = |f: f64| (f * n_fft as f64 / self.sample_rate as f64).ceil() as usize;
         let silence = vec![0.0; audio.len()];
         if audio.len() <= n_fft {
             return silence;
         }
-        let Some(moved) = Replication::new(config, bin_of(from_hz), bin_of(ABOVE_CROSSOVER * from_hz), bin_of(SOURCE_FROM * from_hz)) else {
+        let Some(moved) = Replication::new(config, self.bin_of(from_hz), self.bin_of(ABOVE_CROSSOVER * from_hz), self.bin_of(SOURCE_FROM * from_hz)) else {
             return silence;
         };
         let stft = ComplexStft::new(config);
@@ -144,7 +151,7 @@ impl BandExtension {
         let frames = spectrum.len() / bins;
         let frame = |f: usize| &spectrum[f * bins..(f + 1) * bins];
         // The slope: log magnitude against log frequency over the two octaves below.
-        let fit: Vec<(f64, f64)> = (bin_of(from_hz / 4.0).max(1)..moved.fade_in)
+        let fit: Vec<(f64, f64)> = (self.bin_of(from_hz / 4.0).max(1)..moved.fade_in)
             .filter_map(|b| {
                 let mean = (0..frames).map(|f| frame(f)[b].norm() as f64).sum::<f64>() / frames as f64;
                 (mean > 0.0).then(|| (hz(b).ln(), mean.ln()))
@@ -156,7 +163,7 @@ impl BandExtension {
         let (mx, my) = (fit.iter().map(|p| p.0).sum::<f64>() / fit.len() as f64, fit.iter().map(|p| p.1).sum::<f64>() / fit.len() as f64);
         let slope = fit.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / fit.iter().map(|p| (p.0 - mx).powi(2)).sum::<f64>();
         let slope = slope.clamp(-4.0, -0.5);
-        let top = bin_of(TOP_BAND * from_hz)..moved.fade_in;
+        let top = self.bin_of(TOP_BAND * from_hz)..moved.fade_in;
         let reference = hz((top.start + top.end) / 2);
         let mut high = vec![Complex32::new(0.0, 0.0); spectrum.len()];
         for f in 0..frames {
@@ -244,12 +251,7 @@ impl Replication {
         if from.norm_sqr() == 0.0 {
             return Complex32::new(0.0, 0.0);
         }
-        let ramp = if b >= self.full {
-            1.0
-        } else {
-            let x = (b - self.fade_in) as f64 / (self.full - self.fade_in).max(1) as f64;
-            (0.5 - 0.5 * (std::f64::consts::PI * x).cos()) as f32
-        };
+        let ramp = if b >= self.full { 1.0 } else { raised_cosine((b - self.fade_in) as f64 / (self.full - self.fade_in).max(1) as f64) as f32 };
         from / from.norm() * (ramp * level)
     }
 

@@ -17,6 +17,12 @@ pub mod stft;
 /// The prior's sample rate (AudioLDM2 works on 16 kHz audio).
 pub const MODEL_SAMPLE_RATE: u32 = 16_000;
 
+/// The raised-cosine ramp `0.5 − 0.5·cos(π·x)` (= sin²(π·x/2)): 0 at `x` ≤ 0, 1 at `x` ≥ 1,
+/// and a rise and the matching fall sum to 1. Every fade here has this shape.
+pub fn raised_cosine(x: f64) -> f64 {
+    0.5 - 0.5 * (std::f64::consts::PI * x.clamp(0.0, 1.0)).cos()
+}
+
 /// Deterministic white noise in [−0.5, 0.5) (xorshift64), for the unit tests.
 #[cfg(test)]
 pub(crate) fn test_noise(len: usize, seed: u64) -> Vec<f32> {

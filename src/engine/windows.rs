@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use crate::dsp::raised_cosine;
+
 /// Windows of at most `window` samples covering `0..len`, consecutive ones overlapping by
 /// `overlap`; the last is aligned to the end (so it may overlap its neighbour by more).
 pub fn plan(len: usize, window: usize, overlap: usize) -> Vec<Range<usize>> {
@@ -39,11 +41,10 @@ pub fn crossfade_weights(windows: &[Range<usize>], k: usize) -> Vec<f32> {
     weights
 }
 
-/// sin² rise from 0 to 1 over `n` samples, sampled at half-sample offsets so that a rise
-/// and the matching fall sum to exactly 1.
+/// Raised-cosine rise from 0 to 1 over `n` samples, sampled at half-sample offsets so that
+/// a rise and the matching fall (`1 − ramp`) sum to exactly 1.
 fn ramp(i: usize, n: usize) -> f32 {
-    let x = (i as f64 + 0.5) / n as f64 * std::f64::consts::FRAC_PI_2;
-    (x.sin() * x.sin()) as f32
+    raised_cosine((i as f64 + 0.5) / n as f64) as f32
 }
 
 /// Overlap-add the restored `pieces` (one per window of `windows`) into a signal of `len`.

@@ -316,20 +316,9 @@ pub fn gap_ranges(gaps: &[Gap], sample_rate: u32, len: usize) -> Result<Vec<Rang
     if gaps.is_empty() {
         return Err(OperatorError::NoGaps);
     }
-    let clip = len as f64 / sample_rate as f64;
     let mut ranges = Vec::with_capacity(gaps.len());
     for &Gap { start, end } in gaps {
-        if start.is_nan() || end.is_nan() || end <= start {
-            return Err(OperatorError::EmptyGap { start, end });
-        }
-        if start < 0.0 || end > clip + 1e-9 {
-            return Err(OperatorError::GapOutsideClip { start, end, clip });
-        }
-        let a = ((start * sample_rate as f64).round() as usize).min(len);
-        let b = ((end * sample_rate as f64).round() as usize).min(len);
-        if a < b {
-            ranges.push(a..b);
-        }
+        ranges.extend(span(start, end, sample_rate, len)?);
     }
     ranges.sort_by_key(|r| r.start);
     let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
@@ -353,24 +342,29 @@ pub fn region_ranges(regions: &[Region], sample_rate: u32, len: usize) -> Result
     }
     let nyquist = sample_rate as f64 / 2.0;
     let mut out = Vec::with_capacity(regions.len());
-    let clip = len as f64 / sample_rate as f64;
     for &Region { start, end, low_hz, high_hz } in regions {
-        if start.is_nan() || end.is_nan() || end <= start {
-            return Err(OperatorError::EmptyGap { start, end });
-        }
-        if start < 0.0 || end > clip + 1e-9 {
-            return Err(OperatorError::GapOutsideClip { start, end, clip });
-        }
+        let samples = span(start, end, sample_rate, len)?;
         if !(low_hz >= 0.0 && low_hz < high_hz && high_hz <= nyquist) {
             return Err(OperatorError::BandOutOfRange { low_hz, high_hz, nyquist });
         }
-        let at = |t: f64| ((t * sample_rate as f64).round() as usize).min(len);
-        if at(start) < at(end) {
-            out.push(RegionAt { samples: at(start)..at(end), band: (low_hz, high_hz) });
-        }
+        out.extend(samples.map(|samples| RegionAt { samples, band: (low_hz, high_hz) }));
     }
     out.sort_by_key(|r| r.samples.start);
     Ok(out)
+}
+
+/// The samples from `start` to `end` seconds in `len` samples at `sample_rate` (none if
+/// they round to nothing). Refuses empty, reversed and outside spans.
+fn span(start: f64, end: f64, sample_rate: u32, len: usize) -> Result<Option<Range<usize>>, OperatorError> {
+    if start.is_nan() || end.is_nan() || end <= start {
+        return Err(OperatorError::EmptyGap { start, end });
+    }
+    let clip = len as f64 / sample_rate as f64;
+    if start < 0.0 || end > clip + 1e-9 {
+        return Err(OperatorError::GapOutsideClip { start, end, clip });
+    }
+    let at = |t: f64| ((t * sample_rate as f64).round() as usize).min(len);
+    Ok((at(start) < at(end)).then(|| at(start)..at(end)))
 }
 
 /// 1 where a sample is known, 0 inside [`gap_ranges`].

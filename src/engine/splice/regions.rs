@@ -5,6 +5,7 @@
 use std::ops::Range;
 
 use super::Blocks;
+use crate::dsp::raised_cosine;
 use crate::dsp::stft::{ComplexStft, StftConfig};
 use crate::restore::operators::RegionAt;
 
@@ -87,15 +88,7 @@ fn repair_region(original: &[f32], restored: &[f32], region: &RegionAt, at: usiz
     let (bins, hop, half) = (config.bins(), config.hop, config.n_fft / 2);
     let stft = ComplexStft::new(config);
     let (x, r) = (stft.analyse(original), stft.analyse(restored));
-    let fade = |distance: f64, width: f64| {
-        if distance <= 0.0 {
-            1.0
-        } else if distance >= width {
-            0.0
-        } else {
-            0.5 + 0.5 * (std::f64::consts::PI * distance / width).cos()
-        }
-    };
+    let fade = |distance: f64, width: f64| 1.0 - raised_cosine(distance / width);
     let fade_samples = REGION_FADE_SECONDS * sample_rate as f64;
     let (low, high) = region.band;
     let in_band: Vec<f32> = (0..bins)
