@@ -1,8 +1,9 @@
 //! The paper's operators (`experiment --protocol paper`) against torch and torchaudio, on
 //! the fixtures `tools/golden/golden_paper.py` wrote for two seeds: torchaudio's resampler
 //! 16 → 8 kHz with the 16 kHz loss mel on both sides, the rectangular-window STFT
-//! magnitude under the mel, the random-walk response and its `conv1d`, each with the
-//! gradient of the loss the guidance descends; and the LSD of the official `eval.py`.
+//! magnitude under the mel, the random-walk responses torch's generator draws and their
+//! `conv1d`, each with the gradient of the loss the guidance descends; and the LSD of the
+//! official `eval.py`.
 //! Values agree within 1e-4 (relative to the signal's scale), gradients within 1e-3.
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -10,8 +11,9 @@ use dgg_restore::dsp::lsd::lsd_eval_py;
 use dgg_restore::dsp::mel::{LossMel, LossMelConfig};
 use dgg_restore::dsp::stft::Window;
 use dgg_restore::restore::measurement::Measurement;
-use dgg_restore::restore::operators::{Degradation, Operator};
-use dgg_restore::restore::random_walk::{cross_correlate, cross_correlation, random_walk_response};
+use dgg_restore::restore::operators::{Degradation, ImpulseResponse, Operator};
+use dgg_restore::restore::random_walk::{cross_correlate, cross_correlation, random_walk_response, RandomWalkReverb, TAPS};
+use dgg_restore::restore::torch_random::TorchNormal;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -114,9 +116,14 @@ fn the_rectangular_stft_magnitude_under_the_mel() {
 fn the_random_walk_response_its_conv1d_and_a_redrawn_measurement() {
     for case in Case::all() {
         let seed = case.seed;
+        // torch's generator, seeded as the fixture's: the same normals, the same walks.
+        let torch = TorchNormal::new(seed as u64).randn(TAPS);
+        close("normals", seed, &torch, &case.values("reverb.normals0"), 1e-6);
+        let stream = RandomWalkReverb::new(seed as u64);
         let responses = ["0", "1"].map(|k| {
             let response = random_walk_response(&case.values(&format!("reverb.normals{k}")));
             close(&format!("response {k}"), seed, &response, &case.values(&format!("reverb.ir{k}")), 1e-4);
+            close(&format!("drawn response {k}"), seed, &stream.next_response(), &case.values(&format!("reverb.ir{k}")), 1e-4);
             cross_correlation(&response)
         });
         let weights = case.get("reverb.weights");
@@ -135,6 +142,12 @@ fn the_random_walk_response_its_conv1d_and_a_redrawn_measurement() {
         });
         close_scalar("loss", seed, loss, case.scalar("reverb.loss"));
         close("loss gradient", seed, &grad, &case.values("reverb.loss_grad"), 1e-3);
+        // The same through the paper's operator: its first response makes the measurement,
+        // the guidance sees the candidate through the next.
+        let room = Degradation::Dereverb { response: ImpulseResponse::RandomWalk { seed: seed as u64 } };
+        let (_, loss, grad) = measured(&case, &room);
+        close_scalar("operator's loss", seed, loss, case.scalar("reverb.loss"));
+        close("operator's loss gradient", seed, &grad, &case.values("reverb.loss_grad"), 1e-3);
     }
 }
 

@@ -97,7 +97,10 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
             Operator::Filter(fir) => filters = (0..n_ch).map(|_| FirStream::new(fir.clone(), len)).collect(),
             Operator::Clip { level } => clip = Some((10f64.powf(options.gain_db / 20.0), level)),
             // The measurement is made through the stream's first response.
-            Operator::RandomWalk(reverb) => filters = (0..n_ch).map(|_| FirStream::new(cross_correlation(&reverb.response(0)), len)).collect(),
+            Operator::RandomWalk(reverb) => {
+                let response = cross_correlation(&reverb.next_response());
+                filters = (0..n_ch).map(|_| FirStream::new(response.clone(), len)).collect();
+            }
             Operator::Mask { .. } | Operator::Magnitude(_) | Operator::Decimate(_) => unreachable!("handled above"),
         }
     }

@@ -12,3 +12,4 @@ pub mod prior;
 pub mod random_walk;
 pub mod sampler;
 pub mod schedule;
+pub mod torch_random;

@@ -3,14 +3,15 @@
 //! 2500 (a non-causal cross-correlation, one sample longer than its input), and redrawn
 //! every time the operator is applied. So the measurement is made through one response
 //! and every guidance step sees the candidate through another: the official code's bug,
-//! and the setup its table comes from (`experiment --protocol paper`). A user's room is
+//! and the setup its table comes from (`experiment --protocol paper`). The responses are
+//! the ones torch draws from the same seed ([`TorchNormal`]). A user's room is
 //! [`super::operators::ImpulseResponse::Synthetic`] or a recording, fixed per job.
 
 use candle_core::{Result, Tensor};
-use std::sync::atomic::{AtomicU64, Ordering};
+use parking_lot::Mutex;
 use std::sync::Arc;
 
-use super::noise::NoiseSource;
+use super::torch_random::TorchNormal;
 use crate::dsp::fir::FirFilter;
 
 /// The response's length.
@@ -50,28 +51,26 @@ pub fn cross_correlate(filter: &FirFilter, wave: &Tensor) -> Result<Tensor> {
     filter.forward(&wave.pad_with_zeros(1, 0, out.saturating_sub(len))?)?.narrow(1, 0, out)
 }
 
-/// A seeded stream of random-walk responses: draw `k` is the walk of stream `k` of the
-/// seed's Gaussian noise. Clones share the stream.
+/// A seeded stream of random-walk responses: the walks of successive `torch.randn(5000)`
+/// from a generator seeded with the seed. Clones share the stream.
 #[derive(Debug, Clone)]
 pub struct RandomWalkReverb {
-    seed: u64,
-    drawn: Arc<AtomicU64>,
+    stream: Arc<Mutex<TorchNormal>>,
 }
 
 impl RandomWalkReverb {
     pub fn new(seed: u64) -> Self {
-        Self { seed, drawn: Arc::default() }
+        Self { stream: Arc::new(Mutex::new(TorchNormal::new(seed))) }
     }
 
-    /// Response number `draw` of the stream.
-    pub fn response(&self, draw: u64) -> Vec<f32> {
-        random_walk_response(&NoiseSource::new(self.seed, draw).values(TAPS))
+    /// The stream's next response (its first makes the measurement).
+    pub fn next_response(&self) -> Vec<f32> {
+        random_walk_response(&self.stream.lock().randn(TAPS))
     }
 
-    /// The wave through the next response of the stream (the first makes the measurement).
+    /// The wave through the stream's next response.
     pub fn apply(&self, wave: &Tensor) -> Result<Tensor> {
-        let draw = self.drawn.fetch_add(1, Ordering::Relaxed);
-        cross_correlate(&cross_correlation(&self.response(draw)), wave)
+        cross_correlate(&cross_correlation(&self.next_response()), wave)
     }
 }
 
@@ -83,8 +82,11 @@ mod tests {
 
     #[test]
     fn each_application_draws_the_next_response() {
+        let (first, second) = {
+            let stream = RandomWalkReverb::new(7);
+            (stream.next_response(), stream.next_response())
+        };
         let reverb = RandomWalkReverb::new(7);
-        let (first, second) = (reverb.response(0), reverb.response(1));
         assert_eq!(first.len(), TAPS);
         assert_eq!(first.iter().fold(0f32, |m, v| m.max(v.abs())), 1.0);
         assert_ne!(first, second);
