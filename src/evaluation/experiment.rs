@@ -161,7 +161,8 @@ pub fn segments(name: &str, clip: &AudioClip, seconds: f64, excerpts: Excerpts) 
     let limit = match excerpts {
         Excerpts::At(at) => {
             let start = (at * MODEL_SAMPLE_RATE as f64).round() as usize;
-            let excerpt = mono.get(start..start + len).map(|s| Segment { name: format!("{name}_at{at}s"), samples: s.to_vec() });
+            let excerpt = start.checked_add(len).and_then(|end| mono.get(start..end));
+            let excerpt = excerpt.map(|s| Segment { name: format!("{name}_at{at}s"), samples: s.to_vec() });
             return Ok(excerpt.into_iter().collect());
         }
         Excerpts::All { limit } => limit,
@@ -369,6 +370,7 @@ mod tests {
         assert_eq!((at.len(), at[0].name.as_str()), (1, "song_at1s"));
         assert_eq!(at[0].samples, mono_16k(&clip).unwrap()[16_000..32_000]);
         assert!(segments("song", &clip, 1.0, Excerpts::At(3.0)).unwrap().is_empty());
+        assert!(segments("song", &clip, 1.0, Excerpts::At(1e300)).unwrap().is_empty());
     }
 
     #[test]
