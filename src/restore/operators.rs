@@ -28,12 +28,19 @@ pub struct Gap {
 impl std::str::FromStr for Gap {
     type Err = String;
 
-    /// Parses `START-END` in seconds, e.g. `2.0-3.0`.
+    /// Parses `START-END` in seconds, e.g. `2.0-3.0` (a negative start is read as one, and
+    /// refused as outside the clip).
     fn from_str(s: &str) -> Result<Self, String> {
-        let (a, b) = s.split_once('-').ok_or_else(|| format!("gap '{s}' must look like START-END in seconds, e.g. 2.0-3.0"))?;
+        let (a, b) = split_range(s).ok_or_else(|| format!("gap '{s}' must look like START-END in seconds, e.g. 2.0-3.0"))?;
         let parse = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("gap '{s}': '{v}' is not a number of seconds"));
         Ok(Gap { start: parse(a)?, end: parse(b)? })
     }
+}
+
+/// `A-B` split at its first '-' that is not a sign.
+fn split_range(s: &str) -> Option<(&str, &str)> {
+    let at = s.char_indices().skip(1).find(|&(i, c)| c == '-' && !s[..i].ends_with(['e', 'E']))?.0;
+    Some((&s[..at], &s[at + 1..]))
 }
 
 /// A time-frequency region to repair: `[start, end)` in seconds from the start of the clip,
@@ -54,7 +61,7 @@ impl std::str::FromStr for Region {
         let shape = || format!("region '{s}' must look like START-END@LOW-HIGH (seconds @ Hz), e.g. 2.10-2.45@1500-6000");
         let (time, band) = s.split_once('@').ok_or_else(shape)?;
         let pair = |part: &str| -> Result<(f64, f64), String> {
-            let (a, b) = part.split_once('-').ok_or_else(shape)?;
+            let (a, b) = split_range(part).ok_or_else(shape)?;
             let parse = |v: &str| v.trim().parse::<f64>().map_err(|_| format!("region '{s}': '{v}' is not a number"));
             Ok((parse(a)?, parse(b)?))
         };
@@ -408,6 +415,10 @@ mod tests {
         assert!(matches!(op(vec![Gap { start: -0.1, end: 0.2 }]), OperatorError::GapOutsideClip { .. }));
         assert_eq!(op(vec![Gap { start: 0.0, end: 1.0 }]), OperatorError::NothingKept);
         assert!("2.0-3.0".parse::<Gap>().is_ok() && "2.0".parse::<Gap>().is_err() && "a-3".parse::<Gap>().is_err());
+        // A negative start is a number, outside the clip; so is one in exponent notation.
+        assert_eq!("-1-2".parse::<Gap>(), Ok(Gap { start: -1.0, end: 2.0 }));
+        assert_eq!("1e-3-2".parse::<Gap>(), Ok(Gap { start: 1e-3, end: 2.0 }));
+        assert!(matches!(op(vec!["-1-0.5".parse().unwrap()]), OperatorError::GapOutsideClip { .. }));
     }
 
     #[test]

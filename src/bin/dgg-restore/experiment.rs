@@ -46,9 +46,9 @@ super-resolution restores above 4 kHz, dereverberation removes a room, phase ret
 starts from |STFT|. --protocol paper (the default) runs them as the paper's official code
 does: 16 kHz audio resampled to 8 kHz (torchaudio) with the 16 kHz mel on both sides, a
 5000-tap random-walk room redrawn at every guidance step, |STFT| without a window, DITTO's
-chain with eta 1, 500 steps, one excerpt per clip from 10 s in. --protocol ours runs
-restore's operators: a low-pass, one synthetic room (--rt60, seeded by --seed), a Hann
-window, every segment of every clip.
+chain with eta 1, 500 steps; the paper scored one excerpt per clip (--excerpt-at 10 for
+MoisesDB). --protocol ours runs restore's operators: a low-pass, one synthetic room
+(--rt60, seeded by --seed), a Hann window.
 DITTO is left out of the default methods: on a CPU it takes hours per segment.")]
 pub struct ExperimentArgs {
     /// Directory of clean music WAVs (any rate; stereo is downmixed).
@@ -68,13 +68,13 @@ pub struct ExperimentArgs {
     /// Segment length in seconds (the paper: 5).
     #[arg(long, default_value_t = 5.0)]
     segment: f64,
-    /// Score one segment per clip, starting this many seconds in (the official loader: 10
-    /// for MoisesDB, 0 for MusicCaps). The default under --protocol paper: 10.
+    /// Score one segment per clip, starting this many seconds in, as the paper's official
+    /// loader does (10 for MoisesDB, 0 for MusicCaps).
     #[arg(long, conflicts_with = "segments")]
     excerpt_at: Option<f64>,
-    /// Score consecutive segments of every clip: `all`, or at most N per clip (near-silent
-    /// ones are skipped). The default under --protocol ours: all.
-    #[arg(long, value_parser = parse_segments)]
+    /// Score consecutive segments of every clip: `all` (the default), or at most N per clip.
+    /// Near-silent ones are skipped.
+    #[arg(long, value_parser = parse_segments, alias = "segments-per-clip")]
     segments: Option<PerClip>,
     #[command(flatten)]
     sampling: SamplingArgs,
@@ -215,7 +215,6 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
         (Some(at), _) if !(at.is_finite() && at >= 0.0) => bail!("--excerpt-at {at}: use the seconds into each clip where the excerpt starts, 0 or more"),
         (Some(at), _) => Excerpts::At(at),
         (None, Some(PerClip(limit))) => Excerpts::All { limit },
-        (None, None) if protocol == Protocol::Paper => Excerpts::At(10.0),
         (None, None) => Excerpts::All { limit: None },
     };
     let segments = cut_segments(&args, excerpts)?;

@@ -26,12 +26,12 @@ pub struct TaskArgs {
     #[arg(long, value_parser = task_parser())]
     pub task: TaskKind,
     /// Inpainting: a gap START-END in seconds; repeat for several gaps.
-    #[arg(long = "gap", value_name = "START-END")]
+    #[arg(long = "gap", value_name = "START-END", allow_hyphen_values = true)]
     pub gaps: Vec<Gap>,
     /// Inpainting of a time-frequency region only (spectral repair): START-END@LOW-HIGH in
     /// seconds @ Hz, e.g. 2.10-2.45@1500-6000; repeat for several. Only the region's STFT
     /// cells are replaced.
-    #[arg(long = "region", value_name = "START-END@LOW-HIGH", conflicts_with = "gaps")]
+    #[arg(long = "region", value_name = "START-END@LOW-HIGH", conflicts_with = "gaps", allow_hyphen_values = true)]
     pub regions: Vec<Region>,
     /// Super-resolution: the band below this frequency (Hz) is intact. `restore` detects
     /// it from the spectrum when neither this nor --factor is given.
