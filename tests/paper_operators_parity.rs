@@ -57,10 +57,12 @@ fn close(what: &str, seed: u32, got: &[f32], want: &[f32], tolerance: f32) {
     assert_eq!(got.len(), want.len(), "seed {seed}, {what}: lengths");
     let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max) / scale;
+    println!("seed {seed}, {what}: off by {worst:.1e} of its scale");
     assert!(worst <= tolerance, "seed {seed}, {what}: off by {worst:e} of its scale (at most {tolerance:e})");
 }
 
 fn close_scalar(what: &str, seed: u32, got: f64, want: f64) {
+    println!("seed {seed}, {what}: {got} vs {want}, off by {:.1e}", ((got - want) / want).abs());
     assert!((got - want).abs() <= 1e-4 * want.abs(), "seed {seed}, {what}: {got} vs {want}");
 }
 
