@@ -217,6 +217,7 @@ fn numeric_arguments_out_of_range_are_refused() {
     for (args, name) in [
         (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--segments", "0"], "--segments"),
         (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--protocol", "theirs"], "--protocol"),
+        (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--rt60", "0"], "--rt60 0: RT60 0 s is outside"),
         (vec!["experiment", "--clips", arg(dir.path()), "--out", arg(&dir.path().join("x")), "--excerpt-at", "2", "--segments", "all"], "--excerpt-at"),
         (vec!["restore", "--task", "inpaint", "--gap", "0.2-0.3", "--batch", "0", arg(&input), arg(&output)], "--batch"),
     ] {

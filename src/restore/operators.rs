@@ -200,11 +200,14 @@ pub fn cutoff_for_factor(sample_rate: u32, factor: u32) -> f64 {
     sample_rate as f64 / (2.0 * factor.max(1) as f64)
 }
 
+/// The reverberation times a synthetic room can have, in seconds.
+pub const RT60_RANGE: std::ops::RangeInclusive<f64> = 0.05..=10.0;
+
 /// Seeded synthetic room response at `sample_rate`: a unit direct path, then Gaussian noise
 /// under an exponential envelope that falls 60 dB in `rt60` seconds, carrying as much
 /// energy as the direct path; normalised to unit energy so loudness is kept.
 pub fn synthetic_impulse_response(rt60: f64, seed: u64, sample_rate: u32) -> Result<Vec<f32>, OperatorError> {
-    if !(0.05..=10.0).contains(&rt60) {
+    if !RT60_RANGE.contains(&rt60) {
         return Err(OperatorError::Rt60OutOfRange(rt60));
     }
     let len = (rt60 * sample_rate as f64).ceil() as usize;

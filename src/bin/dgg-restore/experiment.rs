@@ -10,7 +10,7 @@ use dgg_restore::evaluation::experiment::{paper_table_markdown, segments, Excerp
 use dgg_restore::evaluation::score::lsd_score;
 use dgg_restore::files::{write_atomic, FileError};
 use dgg_restore::restore::guidance::{Method, MethodKind};
-use dgg_restore::restore::operators::TaskKind;
+use dgg_restore::restore::operators::{OperatorError, TaskKind, RT60_RANGE};
 use dgg_restore::restore::sampler::{SampleError, SamplerSettings};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -209,6 +209,11 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
     }
     if args.tasks.is_empty() || args.methods.is_empty() {
         bail!("name at least one task and one method");
+    }
+    // Checked whatever the protocol (the paper's room is a random walk), so that a run
+    // never records a room that could not be made.
+    if !RT60_RANGE.contains(&args.rt60) {
+        bail!("--rt60 {}: {}", args.rt60, OperatorError::Rt60OutOfRange(args.rt60));
     }
     let protocol = args.protocol;
     let excerpts = match (args.excerpt_at, args.segments) {
