@@ -123,11 +123,8 @@ pub fn degrade_stream(input: &mut dyn FrameSource, degradation: &Degradation, op
         if !filters.is_empty() {
             block = block.iter().zip(&mut filters).map(|(x, f)| f.push(x)).collect();
         }
-        if options.noise_std > 0.0 {
-            for (ch, source) in block.iter_mut().zip(&mut noise) {
-                let draws = source.values(ch.len());
-                ch.iter_mut().zip(draws).for_each(|(v, z)| *v += (f64::from(z) * options.noise_std) as f32);
-            }
+        for (ch, source) in block.iter_mut().zip(&mut noise) {
+            add_noise(ch, source, options.noise_std);
         }
         written += block[0].len();
         if !block[0].is_empty() {
@@ -158,10 +155,17 @@ fn degrade_downsampled(input: &mut dyn FrameSource, factor: u32, options: &Degra
     let (down, up) = (SincResampler::torchaudio(rate, rate / factor), SincResampler::torchaudio(rate / factor, rate));
     let mut channels: Vec<Vec<f32>> = clip.iter().map(|x| up.resample(&down.resample(x))[..len].to_vec()).collect();
     for (c, ch) in channels.iter_mut().enumerate() {
-        let draws = NoiseSource::new(options.seed, c as u64).values(if options.noise_std > 0.0 { ch.len() } else { 0 });
-        ch.iter_mut().zip(draws).for_each(|(v, z)| *v += (f64::from(z) * options.noise_std) as f32);
+        add_noise(ch, &mut NoiseSource::new(options.seed, c as u64), options.noise_std);
     }
     Ok(sink(&channels)?)
+}
+
+/// Measurement noise of `std` from `source` added to `channel` (nothing drawn at 0).
+fn add_noise(channel: &mut [f32], source: &mut NoiseSource, std: f64) {
+    if std > 0.0 {
+        let draws = source.values(channel.len());
+        channel.iter_mut().zip(draws).for_each(|(v, z)| *v += (f64::from(z) * std) as f32);
+    }
 }
 
 fn degrade_phase(input: &mut dyn FrameSource, options: &DegradeOptions, sink: &mut BlockSink<'_>) -> Result<(), DegradeError> {

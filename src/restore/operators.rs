@@ -157,12 +157,6 @@ pub enum Degradation {
 impl Degradation {
     /// Phase retrieval with our Hann window.
     pub const PHASE_RETRIEVAL: Self = Self::PhaseRetrieval { window: Window::Hann };
-
-    /// Whether a restoration is given the clean audio and measures it through the operator
-    /// ([`Operator::applies_to_observed`]) rather than given the degraded audio.
-    pub fn measured_from_clean(&self) -> bool {
-        matches!(self, Self::PhaseRetrieval { .. } | Self::Downsample { .. } | Self::Dereverb { response: ImpulseResponse::RandomWalk { .. } })
-    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -313,7 +307,7 @@ impl Operator {
 
     /// Whether the measurement is this operator applied to the audio given rather than that
     /// audio itself: a magnitude, audio at another rate or length, are not audio a user
-    /// holds, so the clean audio is given ([`Degradation::measured_from_clean`]).
+    /// holds, so a restoration is given the clean audio and measures it through `A`.
     pub fn applies_to_observed(&self) -> bool {
         matches!(self, Operator::Magnitude(_) | Operator::Decimate(_) | Operator::RandomWalk(_))
     }

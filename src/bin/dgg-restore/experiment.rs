@@ -1,16 +1,18 @@
 //! `dgg-restore experiment`: the paper's protocol over a directory of clips, resumable.
 
 use anyhow::{bail, Context, Result};
+use candle_core::Device;
 use clap::Args;
 use dgg_restore::audio::{read_wav, write_wav, AudioClip, WavFormat};
 use dgg_restore::dsp::lsd::lsd_eval_py;
+use dgg_restore::dsp::MODEL_SAMPLE_RATE;
 use dgg_restore::engine::{restore_clip, EngineError, OutputMode, Progress, RestoreRequest};
 use dgg_restore::evaluation::degrade::{degrade, DegradeOptions};
 use dgg_restore::evaluation::experiment::{paper_table_markdown, segments, Excerpts, Lsd, Protocol, Results, Score, Segment, DEGRADED_ROW};
 use dgg_restore::evaluation::score::lsd_score;
 use dgg_restore::files::{write_atomic, FileError};
 use dgg_restore::restore::guidance::{Method, MethodKind};
-use dgg_restore::restore::operators::{OperatorError, TaskKind, RT60_RANGE};
+use dgg_restore::restore::operators::{Operator, OperatorError, TaskKind, RT60_RANGE};
 use dgg_restore::restore::sampler::{SampleError, SamplerSettings};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -293,7 +295,9 @@ pub fn run(args: ExperimentArgs) -> Result<()> {
             // Phase retrieval observes |STFT| of the clean segment, the paper's operators
             // their resampled or reverberated version of it: what the paper measures, and
             // what the degraded audio only approximates.
-            let observed = if degradation.measured_from_clean() { &clean } else { &degraded };
+            let operator = Operator::new(&degradation, MODEL_SAMPLE_RATE, clean.num_frames(), &Device::Cpu)
+                .with_context(|| format!("{} on {}", task.name(), segment.name))?;
+            let observed = if operator.applies_to_observed() { &clean } else { &degraded };
             for &kind in &args.methods {
                 job += 1;
                 let path = task_dir.join(kind.name()).join(&file);
